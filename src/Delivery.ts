@@ -1,0 +1,181 @@
+/**
+ * The domain of effect-outbox, defined with Schema: what a gateway asks to deliver (`DeliveryRequest`),
+ * what the outbox stores (`OutboxEntry`) and the vocabularies of states, kinds and terminal reasons.
+ */
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { InvalidRequest } from "./DeliveryError.js"
+
+/** The kind of reply: `tool`/`block` are progress messages that recovery never replays; `final` is the answer. */
+export const DispatchKind = Schema.Literal("tool", "block", "final")
+export type DispatchKind = typeof DispatchKind.Type
+
+/** Where a row is in its life; see the state machine in `EntryStateMachine`. */
+export const EntryState = Schema.Literal("queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired")
+export type EntryState = typeof EntryState.Type
+
+/** All states, in lifecycle order (useful for stats and admin listings). */
+export const entryStates: ReadonlyArray<EntryState> = EntryState.literals
+
+/** Why a row ended in `failed_terminal`. */
+export const TerminalReason = Schema.Literal(
+  "permanent_error",
+  "max_attempts",
+  "non_final_recovery_skip",
+  "unknown_channel",
+  "decode_error",
+  "cancelled",
+  "manual"
+)
+export type TerminalReason = typeof TerminalReason.Type
+
+/** A time-sortable entry id (ULID). */
+export const EntryId = Schema.String.pipe(Schema.brand("effect-outbox/EntryId"))
+export type EntryId = typeof EntryId.Type
+
+/** The largest text a single payload may carry (UTF-8 bytes). */
+export const MAX_TEXT_BYTES = 1024 * 1024
+
+const utf8 = new TextEncoder()
+
+const NonEmptyString = Schema.String.pipe(
+  Schema.filter((s) => s.trim().length > 0 || "must be a non-empty string")
+)
+
+const Text = Schema.String.pipe(
+  Schema.filter((s) =>
+    // cheap length test first: a string of n UTF-16 units is at most 3n UTF-8 bytes
+    s.length * 3 <= MAX_TEXT_BYTES || utf8.encode(s).byteLength <= MAX_TEXT_BYTES ||
+    `text is larger than ${MAX_TEXT_BYTES} bytes`
+  )
+)
+
+const isMediaUrl = (s: string): boolean => {
+  if (!URL.canParse(s)) return false
+  const protocol = new URL(s).protocol
+  return protocol === "http:" || protocol === "https:" || protocol === "file:"
+}
+
+/** A media reference: an http(s) or file URL. */
+export const MediaUrl = Schema.String.pipe(
+  Schema.filter((s) => isMediaUrl(s) || `must be an http(s) or file URL, got ${JSON.stringify(s.slice(0, 80))}`)
+)
+
+/** Free-form JSON-like data passed through to adapters untouched. */
+export const JsonRecord = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
+const ReplyPayloadFields = Schema.Struct({
+  text: Schema.optionalWith(Text, { exact: true }),
+  mediaUrls: Schema.optionalWith(Schema.Array(MediaUrl), { exact: true }),
+  channelData: Schema.optionalWith(JsonRecord, { exact: true })
+})
+
+/** One reply: text, media, channel-specific rich data, or a mix. At least one of them must be present. */
+export const ReplyPayload = ReplyPayloadFields.pipe(
+  Schema.filter((p) =>
+    (p.text !== undefined && p.text.length > 0) ||
+    (p.mediaUrls !== undefined && p.mediaUrls.length > 0) ||
+    p.channelData !== undefined ||
+    "a payload needs text, mediaUrls or channelData"
+  )
+)
+export type ReplyPayload = typeof ReplyPayload.Type
+
+const Payloads = Schema.Array(ReplyPayload).pipe(
+  Schema.filter((ps) => ps.length > 0 || "must contain at least one payload")
+)
+
+const formatActual = (u: unknown): string => (typeof u === "string" ? JSON.stringify(u.slice(0, 80)) : String(u))
+
+const requestFields = {
+  channel: NonEmptyString,
+  to: NonEmptyString,
+  accountId: Schema.optionalWith(Schema.String, { exact: true }),
+  threadId: Schema.optionalWith(Schema.String, { exact: true }),
+  replyToId: Schema.optionalWith(Schema.String, { exact: true }),
+  payloads: Payloads,
+  kind: Schema.optionalWith(
+    DispatchKind.annotations({
+      message: (issue) => ({ message: `must be "tool", "block" or "final", got ${formatActual(issue.actual)}`, override: true })
+    }),
+    { default: () => "final" as const, exact: true }
+  ),
+  bestEffort: Schema.optionalWith(Schema.Boolean, { default: () => false, exact: true }),
+  idempotencyKey: Schema.optionalWith(NonEmptyString, { exact: true }),
+  silent: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  metadata: Schema.optionalWith(JsonRecord, { exact: true })
+}
+
+/** What a gateway asks the outbox to deliver. `threadId` is the effective reply thread, resolved before enqueue. */
+export class DeliveryRequest extends Schema.Class<DeliveryRequest>("effect-outbox/DeliveryRequest")(requestFields) {}
+
+/** The plain-object form a caller passes in (defaults not yet applied). */
+export type DeliveryRequestInput = typeof DeliveryRequest.Encoded
+
+const decodeRequestUnknown = Schema.decodeUnknown(DeliveryRequest, { errors: "all", onExcessProperty: "error" })
+
+/** Formats a parse error as `field.path: problem; …` so the caller sees which field is wrong. */
+export const formatParseError = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .map((issue) => `${issue.path.length === 0 ? "request" : formatPath(issue.path)}: ${issue.message}`)
+    .join("; ")
+
+const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join("")
+
+/** Decodes untrusted input into a `DeliveryRequest`, failing with an `InvalidRequest` that names the field. */
+export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> =>
+  decodeRequestUnknown(input).pipe(
+    Effect.mapError((error) => new InvalidRequest({ message: formatParseError(error) }))
+  )
+
+/** The conversation a request belongs to; rows with the same key are delivered in enqueue order. */
+export const orderingKey = (
+  req: { readonly channel: string; readonly accountId?: string; readonly to: string; readonly threadId?: string }
+): string => JSON.stringify([req.channel, req.accountId ?? null, req.to, req.threadId ?? null])
+
+/** A stored row: the request plus its delivery state. All times are epoch millis from Effect's `Clock`. */
+export const OutboxEntry = Schema.Struct({
+  id: EntryId,
+  channel: Schema.String,
+  to: Schema.String,
+  accountId: Schema.optionalWith(Schema.String, { exact: true }),
+  threadId: Schema.optionalWith(Schema.String, { exact: true }),
+  replyToId: Schema.optionalWith(Schema.String, { exact: true }),
+  payloads: Schema.Array(ReplyPayload),
+  kind: DispatchKind,
+  bestEffort: Schema.Boolean,
+  idempotencyKey: Schema.optionalWith(Schema.String, { exact: true }),
+  silent: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  metadata: Schema.optionalWith(JsonRecord, { exact: true }),
+  state: EntryState,
+  attemptCount: Schema.Number,
+  partsDelivered: Schema.Number,
+  enqueuedAt: Schema.Number,
+  nextAttemptAt: Schema.NullOr(Schema.Number),
+  lastAttemptAt: Schema.NullOr(Schema.Number),
+  deliveredAt: Schema.NullOr(Schema.Number),
+  /** when the row stops being sendable (enqueuedAt + maxAge at enqueue time); null = never */
+  expiresAt: Schema.NullOr(Schema.Number),
+  lastError: Schema.NullOr(Schema.String),
+  terminalReason: Schema.NullOr(TerminalReason),
+  leaseOwner: Schema.NullOr(Schema.String),
+  leaseExpiresAt: Schema.NullOr(Schema.Number),
+  updatedAt: Schema.Number
+})
+export interface OutboxEntry extends Schema.Schema.Type<typeof OutboxEntry> {}
+
+/** Counts by state and by channel, and the age of the oldest row still waiting to be delivered. */
+export interface OutboxStats {
+  readonly total: number
+  readonly byState: Readonly<Record<EntryState, number>>
+  readonly byChannel: Readonly<Record<string, Readonly<Record<EntryState, number>>>>
+  readonly oldestPendingAgeMs: number | null
+}
+
+/** States from which a row may still be sent. */
+export const pendingStates: ReadonlyArray<EntryState> = ["queued", "in_flight", "failed_retryable"]
+
+/** States that retention may prune. */
+export const finishedStates: ReadonlyArray<EntryState> = ["delivered", "failed_terminal", "expired"]
