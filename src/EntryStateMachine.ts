@@ -1,0 +1,212 @@
+/**
+ * The life of an outbox row as a pure function: (entry, event, now) → next entry, or a rejected transition.
+ * Every store writes only what this function returns, so the diagram in DESIGN.md holds for all backends.
+ */
+import * as Data from "effect/Data"
+import * as Either from "effect/Either"
+import type { EntryState, OutboxEntry, TerminalReason } from "./Delivery.js"
+import { TransitionRejected } from "./DeliveryError.js"
+
+/** What can happen to a row. */
+export type EntryEvent = Data.TaggedEnum<{
+  /** lease a due row (queued, failed_retryable past nextAttemptAt, or in_flight with an expired lease) */
+  Claim: { readonly owner: string; readonly leaseUntil: number }
+  /** extend the lease of a row this owner holds (a slow send) */
+  Renew: { readonly owner: string; readonly leaseUntil: number }
+  /** record parts delivered so far, without finishing */
+  Progress: { readonly owner: string; readonly partsDelivered: number }
+  /** every part was delivered */
+  Ack: { readonly owner: string; readonly partsDelivered: number }
+  /** a retryable failure: retry at `retryAt`, or terminal `max_attempts` once the attempts are used up */
+  Retry: {
+    readonly owner: string
+    readonly error: string
+    readonly retryAt: number
+    /** false for rate limiting (429 with retry-after): it does not use up an attempt */
+    readonly countsAttempt: boolean
+    readonly partsDelivered: number
+    readonly maxAttempts: number
+  }
+  /** a failure that will not get better by retrying */
+  Fail: { readonly owner: string; readonly error: string; readonly reason: TerminalReason; readonly partsDelivered: number }
+  /** give the lease back without an attempt (shutdown, budget exhausted) */
+  Release: { readonly owner: string }
+  /** make a dead boot's lease claimable at once */
+  Reclaim: {}
+  /** the row is past its TTL; an in-flight row only by its own lease owner, before sending */
+  Expire: { readonly owner?: string }
+  /** admin retry of a finished failure: back to queued with attempts reset and a fresh TTL */
+  Requeue: { readonly expiresAt: number | null }
+  /** the row's data no longer decodes */
+  Quarantine: { readonly error: string }
+}>
+
+/** Constructors for `EntryEvent`. */
+export const EntryEvent = Data.taggedEnum<EntryEvent>()
+
+/** The states each event may start from (stores use this as the guard of their SQL writes). */
+export const sourceStates: { readonly [K in EntryEvent["_tag"]]: ReadonlyArray<EntryState> } = {
+  Claim: ["queued", "failed_retryable", "in_flight"],
+  Renew: ["in_flight"],
+  Progress: ["in_flight"],
+  Ack: ["in_flight"],
+  Retry: ["in_flight"],
+  Fail: ["in_flight"],
+  Release: ["in_flight"],
+  Reclaim: ["in_flight"],
+  Expire: ["queued", "failed_retryable", "in_flight"],
+  Requeue: ["failed_terminal", "expired"],
+  Quarantine: ["queued", "in_flight", "failed_retryable", "failed_terminal", "expired"]
+}
+
+/** Whether retention may delete a row in this state (`delivered` leaves only this way). */
+export const isPrunable = (state: EntryState): boolean =>
+  state === "delivered" || state === "failed_terminal" || state === "expired"
+
+/** Whether a row in this state may still be sent (it holds a `nextAttemptAt`). */
+export const isPending = (state: EntryState): boolean =>
+  state === "queued" || state === "in_flight" || state === "failed_retryable"
+
+/** Whether the row's claim time has come. */
+export const isDue = (entry: OutboxEntry, now: number): boolean =>
+  entry.nextAttemptAt !== null && entry.nextAttemptAt <= now &&
+  (entry.state !== "in_flight" || (entry.leaseExpiresAt !== null && entry.leaseExpiresAt <= now))
+
+const finished = {
+  nextAttemptAt: null,
+  leaseOwner: null,
+  leaseExpiresAt: null
+} as const
+
+/** Applies an event; the result is the next entry or a `TransitionRejected` saying why not. */
+export const transition = (
+  entry: OutboxEntry,
+  event: EntryEvent,
+  now: number
+): Either.Either<OutboxEntry, TransitionRejected> => {
+  const reject = (reason: string) =>
+    Either.left(new TransitionRejected({ id: entry.id, from: entry.state, event: event._tag, reason }))
+  if (!sourceStates[event._tag].includes(entry.state)) {
+    return reject(`allowed only from ${sourceStates[event._tag].join(", ")}`)
+  }
+  const next = (changes: Partial<OutboxEntry>) => Either.right<OutboxEntry>({ ...entry, ...changes, updatedAt: now })
+  const ownedBy = (owner: string) => entry.leaseOwner === owner
+  const partsCheck = (parts: number) =>
+    parts < entry.partsDelivered ? `partsDelivered cannot go back from ${entry.partsDelivered} to ${parts}` : null
+
+  switch (event._tag) {
+    case "Claim": {
+      if (!isDue(entry, now)) return reject("not due")
+      if (event.leaseUntil <= now) return reject("lease must end in the future")
+      // while leased, nextAttemptAt is when the lease runs out: the time the row becomes claimable again
+      return next({
+        state: "in_flight",
+        leaseOwner: event.owner,
+        leaseExpiresAt: event.leaseUntil,
+        nextAttemptAt: event.leaseUntil,
+        lastAttemptAt: now
+      })
+    }
+    case "Renew": {
+      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
+      return next({ leaseExpiresAt: event.leaseUntil, nextAttemptAt: event.leaseUntil })
+    }
+    case "Progress": {
+      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
+      const bad = partsCheck(event.partsDelivered)
+      return bad ? reject(bad) : next({ partsDelivered: event.partsDelivered })
+    }
+    case "Ack": {
+      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
+      const bad = partsCheck(event.partsDelivered)
+      if (bad) return reject(bad)
+      return next({ ...finished, state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered, lastError: null })
+    }
+    case "Retry": {
+      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
+      const bad = partsCheck(event.partsDelivered)
+      if (bad) return reject(bad)
+      const attemptCount = entry.attemptCount + (event.countsAttempt ? 1 : 0)
+      if (attemptCount >= event.maxAttempts) {
+        return next({
+          ...finished,
+          state: "failed_terminal",
+          terminalReason: "max_attempts",
+          attemptCount,
+          partsDelivered: event.partsDelivered,
+          lastError: event.error
+        })
+      }
+      return next({
+        state: "failed_retryable",
+        attemptCount,
+        partsDelivered: event.partsDelivered,
+        lastError: event.error,
+        nextAttemptAt: event.retryAt,
+        leaseOwner: null,
+        leaseExpiresAt: null
+      })
+    }
+    case "Fail": {
+      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
+      const bad = partsCheck(event.partsDelivered)
+      if (bad) return reject(bad)
+      return next({
+        ...finished,
+        state: "failed_terminal",
+        terminalReason: event.reason,
+        // an attempt that reached the channel counts; a skip (non-final, unknown channel) did not try
+        attemptCount: event.reason === "permanent_error" ? entry.attemptCount + 1 : entry.attemptCount,
+        partsDelivered: event.partsDelivered,
+        lastError: event.error
+      })
+    }
+    case "Release": {
+      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
+      return next({
+        state: entry.attemptCount === 0 ? "queued" : "failed_retryable",
+        nextAttemptAt: now,
+        leaseOwner: null,
+        leaseExpiresAt: null
+      })
+    }
+    case "Reclaim":
+      return next({ leaseExpiresAt: now, nextAttemptAt: now })
+    case "Expire": {
+      if (entry.expiresAt === null || entry.expiresAt > now) return reject("not past its expiry")
+      if (entry.state === "in_flight" && (event.owner === undefined || !ownedBy(event.owner))) {
+        return reject("an in-flight row is expired only by its lease owner")
+      }
+      return next({ ...finished, state: "expired" })
+    }
+    case "Requeue":
+      return next({
+        state: "queued",
+        attemptCount: 0,
+        terminalReason: null,
+        nextAttemptAt: now,
+        expiresAt: event.expiresAt,
+        leaseOwner: null,
+        leaseExpiresAt: null
+      })
+    case "Quarantine":
+      return next({ ...finished, state: "failed_terminal", terminalReason: "decode_error", lastError: event.error })
+  }
+}
+
+/** Checks the invariants every stored row satisfies; stores refuse to insert a row that breaks them. */
+export const checkInvariants = (entry: OutboxEntry): string | null => {
+  const pending = isPending(entry.state)
+  if (pending !== (entry.nextAttemptAt !== null)) {
+    return pending ? `a ${entry.state} row needs nextAttemptAt` : `a ${entry.state} row has no nextAttemptAt`
+  }
+  if ((entry.state === "in_flight") !== (entry.leaseOwner !== null && entry.leaseExpiresAt !== null)) {
+    return entry.state === "in_flight" ? "an in_flight row needs a lease" : `a ${entry.state} row holds no lease`
+  }
+  if ((entry.state === "failed_terminal") !== (entry.terminalReason !== null)) {
+    return entry.state === "failed_terminal" ? "a failed_terminal row needs a terminalReason" : `a ${entry.state} row has no terminalReason`
+  }
+  if (entry.state === "delivered" && entry.deliveredAt === null) return "a delivered row needs deliveredAt"
+  if (entry.attemptCount < 0 || entry.partsDelivered < 0) return "counts cannot be negative"
+  return null
+}

@@ -1,0 +1,398 @@
+/**
+ * The embedded default store: `outbox_entries` in a SQLite file (WAL). `layer` needs a `SqlClient` from the
+ * gateway; `layerFile` builds one with the pragmas this store relies on.
+ */
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { EntryId, OutboxEntry } from "./Delivery.js"
+import { EntryNotFound, LeaseLost, StoreError } from "./DeliveryError.js"
+import type { EntryEvent } from "./EntryStateMachine.js"
+import * as Machine from "./EntryStateMachine.js"
+import { DEFAULT_LIST_LIMIT, failureEvent, foldStats } from "./internal/repoSupport.js"
+import type { Row } from "./internal/rowCodec.js"
+import { fromRow, groupChanges, toRow } from "./internal/rowCodec.js"
+import type { ClaimedEntry, MalformedRow, OutboxRepoShape } from "./OutboxRepo.js"
+import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
+import type { InsertResult as InsertResultT } from "./OutboxRepo.js"
+
+/** The schema, owned by the library and applied in order. */
+export const migrations = {
+  "0001_create_outbox": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE outbox_entries (
+      id TEXT PRIMARY KEY,
+      idempotency_key TEXT UNIQUE,
+      channel TEXT NOT NULL,
+      account_id TEXT,
+      recipient TEXT NOT NULL,
+      thread_id TEXT,
+      reply_to_id TEXT,
+      ordering_key TEXT NOT NULL,
+      dispatch_kind TEXT NOT NULL CHECK (dispatch_kind IN ('tool', 'block', 'final')),
+      payloads_json TEXT NOT NULL,
+      options_json TEXT NOT NULL,
+      state TEXT NOT NULL
+        CHECK (state IN ('queued', 'in_flight', 'delivered', 'failed_retryable', 'failed_terminal', 'expired')),
+      attempt_count INTEGER NOT NULL DEFAULT 0,
+      parts_delivered INTEGER NOT NULL DEFAULT 0,
+      enqueued_at INTEGER NOT NULL,
+      next_attempt_at INTEGER,
+      last_attempt_at INTEGER,
+      delivered_at INTEGER,
+      expires_at INTEGER,
+      last_error TEXT,
+      terminal_reason TEXT,
+      lease_owner TEXT,
+      lease_expires_at INTEGER,
+      updated_at INTEGER NOT NULL
+    ) STRICT`
+    // only pending rows carry next_attempt_at, so the partial indexes stay the size of the backlog
+    yield* sql`CREATE INDEX outbox_entries_due ON outbox_entries (next_attempt_at, id)
+      WHERE next_attempt_at IS NOT NULL`
+    yield* sql`CREATE INDEX outbox_entries_conversation ON outbox_entries (ordering_key, enqueued_at, id)
+      WHERE next_attempt_at IS NOT NULL`
+    yield* sql`CREATE INDEX outbox_entries_expiry ON outbox_entries (expires_at)
+      WHERE next_attempt_at IS NOT NULL`
+    yield* sql`CREATE INDEX outbox_entries_admin ON outbox_entries (state, channel, enqueued_at)`
+    yield* sql`CREATE INDEX outbox_entries_retention ON outbox_entries (state, updated_at)`
+    yield* sql`CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT`
+    yield* sql`INSERT INTO outbox_meta (key, value) VALUES ('schema', 'effect-outbox')`
+  })
+}
+
+/** Runs the migrations into `effect_outbox_migrations`. */
+export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = Migrator.make({})({
+  loader: Migrator.fromRecord(migrations),
+  table: "effect_outbox_migrations"
+}).pipe(
+  Effect.mapError((e) => new StoreError({ operation: "migrate", message: e.message, cause: e })),
+  Effect.asVoid
+)
+
+const describe = (e: SqlError): string => {
+  const cause = e.cause instanceof Error ? e.cause.message : e.cause === undefined ? "" : String(e.cause)
+  return cause ? `${e.message}: ${cause}` : e.message
+}
+
+const storeError = (operation: string) => (e: SqlError) =>
+  new StoreError({ operation, message: describe(e), cause: e })
+
+const IN_CHUNK = 500
+
+const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/** Builds the store over the `SqlClient` in context (the schema must be migrated). */
+export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+
+  // Taking the write lock with the first statement means busy_timeout applies to it; a deferred
+  // transaction that reads first could fail with SQLITE_BUSY at once when another process wrote meanwhile.
+  const lockForWrite = sql`UPDATE outbox_meta SET value = value WHERE key = 'schema'`
+  const writeTx = <A, E, R>(effect: Effect.Effect<A, E, R>) => sql.withTransaction(Effect.zipRight(lockForWrite, effect))
+
+  const run = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) =>
+    effect.pipe(
+      Effect.catchIf((e): e is SqlError => (e as { _tag?: string })._tag === "SqlError", (e) => Effect.fail(storeError(operation)(e))),
+      Effect.withSpan(`OutboxRepo.${operation}`)
+    ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
+
+  const selectByIds = (ids: ReadonlyArray<string>) =>
+    Effect.map(
+      Effect.forEach(chunks(ids, IN_CHUNK), (part) => sql<Row>`SELECT * FROM outbox_entries WHERE id IN ${sql.in(part)}`),
+      (parts) => parts.flat()
+    )
+
+  const writeChanges = (pairs: ReadonlyArray<readonly [OutboxEntry, OutboxEntry]>) =>
+    Effect.forEach(
+      groupChanges(pairs),
+      (group) =>
+        Effect.forEach(chunks(group.ids, IN_CHUNK), (ids) =>
+          sql`UPDATE outbox_entries SET ${sql.update(group.set)} WHERE id IN ${sql.in(ids)}`, { discard: true }),
+      { discard: true }
+    )
+
+  /** Decodes rows and runs the state machine on each; only accepted transitions are written. */
+  const transitionRows = (rows: ReadonlyArray<Row>, eventFor: (entry: OutboxEntry) => EntryEvent, now: number) => {
+    const pairs: Array<readonly [OutboxEntry, OutboxEntry]> = []
+    const rejected: Array<EntryId> = []
+    const malformed: Array<MalformedRow> = []
+    for (const row of rows) {
+      Either.match(fromRow(row), {
+        onLeft: (message) => malformed.push({ id: String(row.id) as EntryId, message }),
+        onRight: (entry) =>
+          Either.match(Machine.transition(entry, eventFor(entry), now), {
+            onLeft: () => rejected.push(entry.id),
+            onRight: (next) => pairs.push([entry, next])
+          })
+      })
+    }
+    return { pairs, rejected, malformed }
+  }
+
+  const decodeOrFail = (operation: string) => (row: Row) =>
+    Either.match(fromRow(row), {
+      onLeft: (message) => Effect.fail(new StoreError({ operation, message })),
+      onRight: Effect.succeed
+    })
+
+  const fenced = (operation: string, id: EntryId, owner: string, events: ReadonlyArray<EntryEvent>, now: number) =>
+    writeTx(Effect.gen(function*() {
+      const [row] = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id = ${id}`
+      if (row === undefined) return yield* Effect.fail(new LeaseLost({ id, owner }))
+      const before = yield* decodeOrFail(operation)(row)
+      let after = before
+      for (const event of events) {
+        const next = Machine.transition(after, event, now)
+        if (Either.isLeft(next)) return yield* Effect.fail(new LeaseLost({ id, owner }))
+        after = next.right
+      }
+      yield* writeChanges([[before, after]])
+      return after
+    })).pipe(run(operation))
+
+  const batchWrite = (operation: string, ids: ReadonlyArray<EntryId>, eventFor: (e: OutboxEntry) => EntryEvent, now: number) =>
+    writeTx(Effect.gen(function*() {
+      const rows = yield* selectByIds(ids)
+      const { malformed, pairs, rejected } = transitionRows(rows, eventFor, now)
+      yield* writeChanges(pairs)
+      const found = new Set(rows.map((r) => String(r.id)))
+      return {
+        written: pairs.map(([, after]) => after.id),
+        rejected: [...rejected, ...malformed.map((m) => m.id), ...ids.filter((id) => !found.has(id))]
+      }
+    })).pipe(run(operation))
+
+  const repo: OutboxRepoShape = {
+    insert: (entries) =>
+      Effect.gen(function*() {
+        if (entries.length === 0) return []
+        const bad = entries.map(Machine.checkInvariants).find((m) => m !== null)
+        if (bad) return yield* Effect.fail(new StoreError({ operation: "insert", message: bad }))
+        return yield* writeTx(Effect.gen(function*() {
+          const inserted = new Set<string>()
+          for (const part of chunks(entries, IN_CHUNK / 2)) {
+            const rows = yield* sql<{ id: string }>`INSERT INTO outbox_entries ${sql.insert(part.map(toRow))}
+              ON CONFLICT DO NOTHING RETURNING id`
+            for (const r of rows) inserted.add(r.id)
+          }
+          const duplicates = entries.filter((e) => !inserted.has(e.id))
+          if (duplicates.length === 0) return entries.map((entry) => InsertResult.Inserted({ entry }))
+          const keys = duplicates.flatMap((e) => (e.idempotencyKey ? [e.idempotencyKey] : []))
+          const existing = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id IN ${sql.in(duplicates.map((e) => e.id))}
+            ${keys.length > 0 ? sql`OR idempotency_key IN ${sql.in(keys)}` : sql``}`
+          const decoded = yield* Effect.forEach(existing, decodeOrFail("insert"))
+          return yield* Effect.forEach(entries, (entry): Effect.Effect<InsertResultT, StoreError> => {
+            if (inserted.has(entry.id)) return Effect.succeed(InsertResult.Inserted({ entry }))
+            // a row inserted earlier in this same batch is matched by key too
+            const match = decoded.find((e) => e.id === entry.id) ??
+              decoded.find((e) => entry.idempotencyKey !== undefined && e.idempotencyKey === entry.idempotencyKey)
+            return match
+              ? Effect.succeed(InsertResult.Duplicate({ entry: match }))
+              : Effect.fail(new StoreError({ operation: "insert", message: `entry ${entry.id} was neither inserted nor found` }))
+          })
+        }))
+      }).pipe(run("insert")),
+
+    claim: ({ leaseMs, limit, now, owner }) =>
+      writeTx(Effect.gen(function*() {
+        // the oldest pending row of each conversation is its head; only heads are claimable
+        const rows = yield* sql<Row>`SELECT * FROM outbox_entries e
+          WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${now}
+            AND NOT EXISTS (
+              SELECT 1 FROM outbox_entries p
+              WHERE p.ordering_key = e.ordering_key AND p.next_attempt_at IS NOT NULL
+                AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
+          ORDER BY e.next_attempt_at, e.id
+          LIMIT ${limit}`
+        const { malformed, pairs } = transitionRows(rows, () => Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs }), now)
+        yield* writeChanges(pairs)
+        const claimed: Array<ClaimedEntry> = pairs.map(([before, after]) => ({
+          entry: after,
+          reclaimed: before.state === "in_flight"
+        }))
+        return { claimed, malformed }
+      })).pipe(run("claim")),
+
+    ack: (owner, items, now) => {
+      const parts = new Map(items.map((i) => [i.id as string, i.partsDelivered]))
+      return batchWrite(
+        "ack",
+        items.map((i) => i.id),
+        (e) => Machine.EntryEvent.Ack({ owner, partsDelivered: parts.get(e.id) ?? e.partsDelivered }),
+        now
+      )
+    },
+
+    recordFailure: (id, owner, failure, now) => fenced("recordFailure", id, owner, [failureEvent(owner, failure)], now),
+
+    recordProgress: (id, owner, progress, now) =>
+      fenced("recordProgress", id, owner, [
+        Machine.EntryEvent.Progress({ owner, partsDelivered: progress.partsDelivered }),
+        ...(progress.leaseUntil === undefined ? [] : [Machine.EntryEvent.Renew({ owner, leaseUntil: progress.leaseUntil })])
+      ], now),
+
+    release: (owner, ids, now) => batchWrite("release", ids, () => Machine.EntryEvent.Release({ owner }), now),
+
+    reclaimPreviousBoots: ({ nodeId, now, owner }) =>
+      writeTx(Effect.gen(function*() {
+        const rows = yield* sql<Row>`SELECT * FROM outbox_entries
+          WHERE state = 'in_flight' AND substr(lease_owner, 1, ${nodeId.length + 1}) = ${nodeId + "/"}
+            AND lease_owner != ${owner}`
+        const { pairs } = transitionRows(rows, () => Machine.EntryEvent.Reclaim(), now)
+        yield* writeChanges(pairs)
+        return pairs.map(([, after]) => after.id)
+      })).pipe(run("reclaimPreviousBoots")),
+
+    expire: (now, options = {}) =>
+      writeTx(Effect.gen(function*() {
+        const owner = options.owner ?? null
+        const rows = yield* sql<Row>`SELECT * FROM outbox_entries
+          WHERE next_attempt_at IS NOT NULL AND expires_at IS NOT NULL AND expires_at <= ${now}
+            AND (state != 'in_flight' OR lease_owner = ${owner})
+            ${options.ids ? sql`AND id IN ${sql.in(options.ids)}` : sql``}
+          ORDER BY expires_at
+          ${options.limit === undefined ? sql`` : sql`LIMIT ${options.limit}`}`
+        const event = Machine.EntryEvent.Expire(options.owner === undefined ? {} : { owner: options.owner })
+        const { pairs } = transitionRows(rows, () => event, now)
+        yield* writeChanges(pairs)
+        return pairs.map(([, after]) => after.id)
+      })).pipe(run("expire")),
+
+    prune: (now, retention) =>
+      writeTx(Effect.gen(function*() {
+        const prunable = (["delivered", "failed_terminal", "expired"] as const).filter(Machine.isPrunable)
+        const terminalStates = prunable.filter((s) => s !== "delivered")
+        const delivered = yield* sql`DELETE FROM outbox_entries
+          WHERE state = 'delivered' AND updated_at <= ${now - retention.deliveredMs}`.raw
+        const terminal = yield* sql`DELETE FROM outbox_entries
+          WHERE state IN ${sql.in(terminalStates)} AND updated_at <= ${now - retention.terminalMs}`.raw
+        return { delivered: changes(delivered), terminal: changes(terminal) }
+      })).pipe(run("prune")),
+
+    get: (id) =>
+      sql<Row>`SELECT * FROM outbox_entries WHERE id = ${id}`.pipe(
+        Effect.flatMap((rows) =>
+          rows[0] === undefined ? Effect.succeedNone : Effect.map(decodeOrFail("get")(rows[0]), Option.some)
+        ),
+        run("get")
+      ),
+
+    list: (filter) =>
+      sql<Row>`SELECT * FROM outbox_entries
+        WHERE ${
+        sql.and([
+          ...(filter.state === undefined ? [] : [sql`state = ${filter.state}`]),
+          ...(filter.channel === undefined ? [] : [sql`channel = ${filter.channel}`]),
+          ...(filter.before === undefined ? [] : [sql`enqueued_at < ${filter.before}`])
+        ])
+      }
+        ORDER BY enqueued_at DESC, id DESC
+        LIMIT ${filter.limit ?? DEFAULT_LIST_LIMIT}`.pipe(
+        Effect.flatMap(Effect.forEach(decodeOrFail("list"))),
+        run("list")
+      ),
+
+    stats: (now) =>
+      Effect.all([
+        sql<{ channel: string; state: OutboxEntry["state"]; count: number }>`
+          SELECT channel, state, count(*) AS count FROM outbox_entries GROUP BY channel, state`,
+        sql<{ oldest: number | null }>`SELECT min(enqueued_at) AS oldest FROM outbox_entries
+          WHERE next_attempt_at IS NOT NULL`
+      ]).pipe(
+        Effect.map(([counts, [oldest]]) => foldStats(counts, oldest?.oldest ?? null, now)),
+        run("stats")
+      ),
+
+    requeue: (id, now, expiresAt) =>
+      writeTx(Effect.gen(function*() {
+        const [row] = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id = ${id}`
+        if (row === undefined) return yield* Effect.fail(new EntryNotFound({ id }))
+        const before = yield* decodeOrFail("requeue")(row)
+        const after = yield* Machine.transition(before, Machine.EntryEvent.Requeue({ expiresAt }), now)
+        yield* writeChanges([[before, after]])
+        return after
+      })).pipe(run("requeue")),
+
+    quarantine: (id, message, now) =>
+      // the row does not decode, so the Quarantine transition is applied to its columns directly
+      sql`UPDATE outbox_entries SET state = 'failed_terminal', terminal_reason = 'decode_error',
+            last_error = ${message}, next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+            updated_at = ${now}
+          WHERE id = ${id} AND state IN ${sql.in(Machine.sourceStates.Quarantine)}`.pipe(
+        Effect.asVoid,
+        run("quarantine")
+      )
+  }
+  return repo
+})
+
+const changes = (result: unknown): number =>
+  typeof result === "object" && result !== null && "changes" in result ? Number(result.changes) : 0
+
+/** The store over a gateway-provided `SqlClient`; migrates on construction. */
+export const layer: Layer.Layer<OutboxRepo, StoreError, SqlClient.SqlClient> = Layer.effect(
+  OutboxRepo,
+  Effect.zipRight(migrate, make)
+)
+
+/** Options of `layerFile`. */
+export interface FileOptions {
+  readonly filename: string
+  /** set on every open; NORMAL is durable across process crashes in WAL mode, FULL also across power loss */
+  readonly synchronous?: "NORMAL" | "FULL" | undefined
+  readonly busyTimeoutMs?: number | undefined
+}
+
+// better-sqlite3 would create the file with the process umask; an outbox holds user messages, so 0600
+const createPrivateFile = (filename: string) =>
+  Effect.try({
+    try: () => {
+      if (filename === ":memory:") return
+      const stat = fs.statSync(filename, { throwIfNoEntry: false })
+      if (stat?.isDirectory()) throw new Error(`${filename} is a directory`)
+      if (stat === undefined) fs.closeSync(fs.openSync(filename, fs.constants.O_CREAT | fs.constants.O_RDWR, 0o600))
+      fs.accessSync(filename, fs.constants.R_OK | fs.constants.W_OK)
+      fs.accessSync(path.dirname(path.resolve(filename)), fs.constants.W_OK) // WAL needs -wal/-shm beside it
+    },
+    catch: (cause) =>
+      new StoreError({
+        operation: "open",
+        message: `cannot open outbox database ${filename}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        cause
+      })
+  })
+
+/** Sets the pragmas this store relies on, on the client's connection. */
+export const configureConnection = (options: Omit<FileOptions, "filename">) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}`)
+    yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`)
+    const [mode] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
+    if (mode?.journal_mode !== "wal" && mode?.journal_mode !== "memory") {
+      return yield* Effect.fail(new StoreError({ operation: "open", message: `journal_mode is ${mode?.journal_mode}, not wal` }))
+    }
+  }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(storeError("open")(e))))
+
+/** A SQLite file with WAL, explicit `synchronous` (NORMAL default), busy_timeout 5 s and mode 0600; migrated. */
+export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlClient.SqlClient, StoreError> => {
+  const client = SqliteClient.layer({ filename: options.filename }).pipe(
+    Layer.catchAllCause((cause) =>
+      Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}`, cause }))
+    )
+  )
+  const ready = Layer.effectDiscard(configureConnection(options)).pipe(Layer.provideMerge(client))
+  return Layer.unwrapEffect(Effect.as(createPrivateFile(options.filename), layer.pipe(Layer.provideMerge(ready))))
+}

@@ -1,0 +1,56 @@
+/** Pieces every OutboxRepo backend shares: event mapping, orderings, stats folding. */
+import type { EntryState, OutboxEntry, OutboxStats } from "../Delivery.js"
+import { entryStates } from "../Delivery.js"
+import { EntryEvent } from "../EntryStateMachine.js"
+import type { FailureRecord } from "../OutboxRepo.js"
+
+/** The state-machine event for a recorded failure. */
+export const failureEvent = (owner: string, failure: FailureRecord): EntryEvent =>
+  failure._tag === "Retryable"
+    ? EntryEvent.Retry({
+      owner,
+      error: failure.error,
+      retryAt: failure.retryAt,
+      countsAttempt: failure.countsAttempt,
+      partsDelivered: failure.partsDelivered,
+      maxAttempts: failure.maxAttempts
+    })
+    : EntryEvent.Fail({ owner, error: failure.error, reason: failure.reason, partsDelivered: failure.partsDelivered })
+
+/** Claim order: due time, then id. */
+export const byDueThenId = (a: OutboxEntry, b: OutboxEntry): number =>
+  (a.nextAttemptAt ?? 0) - (b.nextAttemptAt ?? 0) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+/** Conversation order: enqueue time, then id. */
+export const byEnqueuedThenId = (a: OutboxEntry, b: OutboxEntry): number =>
+  a.enqueuedAt - b.enqueuedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+/** A zero count for every state. */
+export const emptyCounts = (): Record<EntryState, number> =>
+  Object.fromEntries(entryStates.map((s) => [s, 0])) as Record<EntryState, number>
+
+/** Folds (channel, state, count) rows into `OutboxStats`. */
+export const foldStats = (
+  rows: ReadonlyArray<{ readonly channel: string; readonly state: EntryState; readonly count: number }>,
+  oldestPendingEnqueuedAt: number | null,
+  now: number
+): OutboxStats => {
+  const byState = emptyCounts()
+  const byChannel: Record<string, Record<EntryState, number>> = {}
+  let total = 0
+  for (const row of rows) {
+    byState[row.state] += row.count
+    const channel = (byChannel[row.channel] ??= emptyCounts())
+    channel[row.state] += row.count
+    total += row.count
+  }
+  return {
+    total,
+    byState,
+    byChannel,
+    oldestPendingAgeMs: oldestPendingEnqueuedAt === null ? null : Math.max(0, now - oldestPendingEnqueuedAt)
+  }
+}
+
+/** Default page size of the admin listing. */
+export const DEFAULT_LIST_LIMIT = 100

@@ -1,0 +1,130 @@
+/** The mapping between `OutboxEntry` and the `outbox_entries` columns, shared by the SQL backends. */
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import type { EntryId, OutboxEntry } from "../Delivery.js"
+import { formatParseError, orderingKey, OutboxEntry as OutboxEntrySchema } from "../Delivery.js"
+
+/** A row as the driver returns it (numbers may come back as numbers or numeric strings on PostgreSQL). */
+export type Row = Record<string, unknown>
+
+/** The columns a transition may change (everything else is fixed at insert). */
+export const mutableColumns = (e: OutboxEntry) => ({
+  state: e.state,
+  attempt_count: e.attemptCount,
+  parts_delivered: e.partsDelivered,
+  next_attempt_at: e.nextAttemptAt,
+  last_attempt_at: e.lastAttemptAt,
+  delivered_at: e.deliveredAt,
+  expires_at: e.expiresAt,
+  last_error: e.lastError,
+  terminal_reason: e.terminalReason,
+  lease_owner: e.leaseOwner,
+  lease_expires_at: e.leaseExpiresAt,
+  updated_at: e.updatedAt
+})
+export type MutableColumns = ReturnType<typeof mutableColumns>
+
+/** All columns of a new row. */
+export const toRow = (e: OutboxEntry) => ({
+  id: e.id as string,
+  idempotency_key: e.idempotencyKey ?? null,
+  channel: e.channel,
+  account_id: e.accountId ?? null,
+  recipient: e.to,
+  thread_id: e.threadId ?? null,
+  reply_to_id: e.replyToId ?? null,
+  ordering_key: orderingKey(e),
+  dispatch_kind: e.kind,
+  payloads_json: JSON.stringify(e.payloads),
+  options_json: JSON.stringify({
+    bestEffort: e.bestEffort,
+    ...(e.silent === undefined ? {} : { silent: e.silent }),
+    ...(e.metadata === undefined ? {} : { metadata: e.metadata })
+  }),
+  enqueued_at: e.enqueuedAt,
+  ...mutableColumns(e)
+})
+
+/**
+ * Groups transitions by the set of column values they write, so a batch becomes one UPDATE per distinct change
+ * (a claim or an ack of 100 rows is usually a single statement).
+ */
+export const groupChanges = (
+  pairs: ReadonlyArray<readonly [before: OutboxEntry, after: OutboxEntry]>
+): ReadonlyArray<{ readonly set: Partial<MutableColumns>; readonly ids: ReadonlyArray<EntryId> }> => {
+  const groups = new Map<string, { set: Partial<MutableColumns>; ids: Array<EntryId> }>()
+  for (const [before, after] of pairs) {
+    const b = mutableColumns(before)
+    const a = mutableColumns(after)
+    const set: Record<string, unknown> = {}
+    for (const key of Object.keys(a) as Array<keyof MutableColumns>) {
+      if (a[key] !== b[key]) set[key] = a[key]
+    }
+    const signature = JSON.stringify(set)
+    const group = groups.get(signature) ?? { set: set as Partial<MutableColumns>, ids: [] }
+    group.ids.push(after.id)
+    groups.set(signature, group)
+  }
+  return [...groups.values()]
+}
+
+const decodeEntry = Schema.decodeUnknownEither(OutboxEntrySchema)
+
+const num = (u: unknown): unknown => (typeof u === "string" && u !== "" && !isNaN(Number(u)) ? Number(u) : typeof u === "bigint" ? Number(u) : u)
+const numOrNull = (u: unknown): unknown => (u === null || u === undefined ? null : num(u))
+const optional = <K extends string>(key: K, u: unknown): { [P in K]?: unknown } =>
+  (u === null || u === undefined ? {} : { [key]: u }) as { [P in K]?: unknown }
+
+const parseJson = (column: string, text: unknown): Either.Either<unknown, string> => {
+  if (typeof text !== "string") return Either.left(`${column} is not text`)
+  try {
+    return Either.right(JSON.parse(text))
+  } catch (error) {
+    return Either.left(`${column} is not valid JSON (${error instanceof Error ? error.message : String(error)})`)
+  }
+}
+
+/** Decodes a row; a row that no longer decodes yields a message naming what is wrong. */
+export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => {
+  // a quarantined row keeps its broken data for forensics but must stay listable
+  const quarantined = row.state === "failed_terminal" && row.terminal_reason === "decode_error"
+  const payloads = parseJson("payloads_json", row.payloads_json).pipe(
+    Either.orElse((e) => (quarantined ? Either.right([]) : Either.left(e)))
+  )
+  const options = parseJson("options_json", row.options_json).pipe(
+    Either.orElse((e) => (quarantined ? Either.right({ bestEffort: false }) : Either.left(e)))
+  )
+  return Either.all([payloads, options]).pipe(
+    Either.flatMap(([payloads, options]) => {
+      const opts = (typeof options === "object" && options !== null ? options : {}) as Record<string, unknown>
+      return decodeEntry({
+        id: row.id,
+        channel: row.channel,
+        to: row.recipient,
+        ...optional("accountId", row.account_id),
+        ...optional("threadId", row.thread_id),
+        ...optional("replyToId", row.reply_to_id),
+        payloads: quarantined && !Array.isArray(payloads) ? [] : payloads,
+        kind: row.dispatch_kind,
+        bestEffort: opts.bestEffort,
+        ...optional("idempotencyKey", row.idempotency_key),
+        ...optional("silent", opts.silent),
+        ...optional("metadata", opts.metadata),
+        state: row.state,
+        attemptCount: num(row.attempt_count),
+        partsDelivered: num(row.parts_delivered),
+        enqueuedAt: num(row.enqueued_at),
+        nextAttemptAt: numOrNull(row.next_attempt_at),
+        lastAttemptAt: numOrNull(row.last_attempt_at),
+        deliveredAt: numOrNull(row.delivered_at),
+        expiresAt: numOrNull(row.expires_at),
+        lastError: row.last_error ?? null,
+        terminalReason: row.terminal_reason ?? null,
+        leaseOwner: row.lease_owner ?? null,
+        leaseExpiresAt: numOrNull(row.lease_expires_at),
+        updatedAt: num(row.updated_at)
+      }).pipe(Either.mapLeft(formatParseError))
+    }),
+    Either.mapLeft((message) => `row ${String(row.id)} does not decode: ${message}`)
+  )
+}
