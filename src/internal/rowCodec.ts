@@ -84,47 +84,44 @@ const parseJson = (column: string, text: unknown): Either.Either<unknown, string
   }
 }
 
+const decodeWith = (row: Row, payloads: unknown, options: unknown): Either.Either<OutboxEntry, string> => {
+  const opts = (typeof options === "object" && options !== null ? options : {}) as Record<string, unknown>
+  return decodeEntry({
+    id: row.id,
+    channel: row.channel,
+    to: row.recipient,
+    ...optional("accountId", row.account_id),
+    ...optional("threadId", row.thread_id),
+    ...optional("replyToId", row.reply_to_id),
+    payloads,
+    kind: row.dispatch_kind,
+    bestEffort: opts.bestEffort,
+    ...optional("idempotencyKey", row.idempotency_key),
+    ...optional("silent", opts.silent),
+    ...optional("metadata", opts.metadata),
+    state: row.state,
+    attemptCount: num(row.attempt_count),
+    partsDelivered: num(row.parts_delivered),
+    enqueuedAt: num(row.enqueued_at),
+    nextAttemptAt: numOrNull(row.next_attempt_at),
+    lastAttemptAt: numOrNull(row.last_attempt_at),
+    deliveredAt: numOrNull(row.delivered_at),
+    expiresAt: numOrNull(row.expires_at),
+    lastError: row.last_error ?? null,
+    terminalReason: row.terminal_reason ?? null,
+    leaseOwner: row.lease_owner ?? null,
+    leaseExpiresAt: numOrNull(row.lease_expires_at),
+    updatedAt: num(row.updated_at)
+  }).pipe(Either.mapLeft(formatParseError))
+}
+
 /** Decodes a row; a row that no longer decodes yields a message naming what is wrong. */
 export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => {
-  // a quarantined row keeps its broken data for forensics but must stay listable
-  const quarantined = row.state === "failed_terminal" && row.terminal_reason === "decode_error"
-  const payloads = parseJson("payloads_json", row.payloads_json).pipe(
-    Either.orElse((e) => (quarantined ? Either.right([]) : Either.left(e)))
-  )
-  const options = parseJson("options_json", row.options_json).pipe(
-    Either.orElse((e) => (quarantined ? Either.right({ bestEffort: false }) : Either.left(e)))
-  )
-  return Either.all([payloads, options]).pipe(
-    Either.flatMap(([payloads, options]) => {
-      const opts = (typeof options === "object" && options !== null ? options : {}) as Record<string, unknown>
-      return decodeEntry({
-        id: row.id,
-        channel: row.channel,
-        to: row.recipient,
-        ...optional("accountId", row.account_id),
-        ...optional("threadId", row.thread_id),
-        ...optional("replyToId", row.reply_to_id),
-        payloads: quarantined && !Array.isArray(payloads) ? [] : payloads,
-        kind: row.dispatch_kind,
-        bestEffort: opts.bestEffort,
-        ...optional("idempotencyKey", row.idempotency_key),
-        ...optional("silent", opts.silent),
-        ...optional("metadata", opts.metadata),
-        state: row.state,
-        attemptCount: num(row.attempt_count),
-        partsDelivered: num(row.parts_delivered),
-        enqueuedAt: num(row.enqueued_at),
-        nextAttemptAt: numOrNull(row.next_attempt_at),
-        lastAttemptAt: numOrNull(row.last_attempt_at),
-        deliveredAt: numOrNull(row.delivered_at),
-        expiresAt: numOrNull(row.expires_at),
-        lastError: row.last_error ?? null,
-        terminalReason: row.terminal_reason ?? null,
-        leaseOwner: row.lease_owner ?? null,
-        leaseExpiresAt: numOrNull(row.lease_expires_at),
-        updatedAt: num(row.updated_at)
-      }).pipe(Either.mapLeft(formatParseError))
-    }),
+  const decoded = Either.all([parseJson("payloads_json", row.payloads_json), parseJson("options_json", row.options_json)]).pipe(
+    Either.flatMap(([payloads, options]) => decodeWith(row, payloads, options)),
     Either.mapLeft((message) => `row ${String(row.id)} does not decode: ${message}`)
   )
+  // a quarantined row keeps its broken data in the table for forensics, but must stay readable and listable
+  const quarantined = row.state === "failed_terminal" && row.terminal_reason === "decode_error"
+  return quarantined && Either.isLeft(decoded) ? decodeWith(row, [], { bestEffort: false }) : decoded
 }

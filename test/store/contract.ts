@@ -266,6 +266,24 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       expect(yield* claimedIds()).toEqual(["C2"])
     }))
 
+    test("rows of one conversation enqueued in the same millisecond go by id", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      yield* repo.insert([
+        queuedEntry({ id: entryId("M2"), enqueuedAt: 5, to: "same" }),
+        queuedEntry({ id: entryId("M1"), enqueuedAt: 5, to: "same" }),
+        queuedEntry({ id: entryId("M3"), enqueuedAt: 5, to: "same" })
+      ])
+      yield* TestClock.setTime(5)
+      const order: Array<string> = []
+      for (let i = 0; i < 3; i++) {
+        const ids = yield* claimedIds()
+        expect(ids).toHaveLength(1)
+        order.push(ids[0]!)
+        yield* repo.ack(owner, [{ id: entryId(ids[0]!), partsDelivered: 1 }], 5)
+      }
+      expect(order).toEqual(["M1", "M2", "M3"])
+    }))
+
     test("expire moves waiting rows past their TTL, never another owner's in-flight row", Effect.gen(function*() {
       const repo = yield* OutboxRepo
       const old = queuedEntry({ to: "a", expiresAt: 100 })
