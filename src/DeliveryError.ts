@@ -37,7 +37,11 @@ export class SendError extends Schema.TaggedError<SendError>("effect-outbox/Send
     message: Schema.String,
     retryable: Schema.Boolean,
     retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true }),
-    status: Schema.optionalWith(Schema.Number, { exact: true })
+    status: Schema.optionalWith(Schema.Number, { exact: true }),
+    /** set by the sender: the plan part that failed */
+    partIndex: Schema.optionalWith(Schema.Number, { exact: true }),
+    /** set by the sender: parts delivered before this one (where a retry resumes) */
+    partsDelivered: Schema.optionalWith(Schema.Number, { exact: true })
   }
 ) {}
 
@@ -62,7 +66,11 @@ export class PartialDeliveryFailure extends Schema.TaggedError<PartialDeliveryFa
   partsDelivered: Schema.Number,
   partsFailed: Schema.Number,
   errors: Schema.Array(Schema.String),
-  willRetryAt: Schema.optionalWith(Schema.Number, { exact: true })
+  willRetryAt: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** set by the sender: true only if every failed part is retryable */
+  retryable: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  /** set by the sender: the longest retry-after any failed part asked for */
+  retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true })
 }) {
   override get message() {
     return `${this.partsFailed} part(s) of entry ${this.entryId} failed: ${this.errors.join("; ")}`
