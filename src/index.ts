@@ -1,0 +1,10 @@
+/**
+ * effect-outbox: durable outbound delivery for chat gateways, on Effect.
+ * Each name is a namespace module, Effect style: `import { OutboxRepo } from "effect-outbox"`.
+ */
+export * as Delivery from "./Delivery.js"
+export * as DeliveryError from "./DeliveryError.js"
+export * as EntryStateMachine from "./EntryStateMachine.js"
+export * as MemoryOutboxRepo from "./MemoryOutboxRepo.js"
+export * as OutboxRepo from "./OutboxRepo.js"
+export * as SqliteOutboxRepo from "./SqliteOutboxRepo.js"
