@@ -3,6 +3,7 @@
  * A pure function of the entry and the channel, so the live path and recovery make identical
  * calls, and a part's index is stable across retries (`partsDelivered` counts plan parts).
  */
+import * as Option from "effect/Option"
 import type { Channel } from "./ChannelAdapter.js"
 import * as Chunking from "./Chunking.js"
 import type { OutboxEntry, ReplyPayload } from "./Delivery.js"
@@ -82,12 +83,12 @@ const payloadParts = (
     return hasText || media.length > 0 || hasData ? [{ kind: "payload", payloadIndex }] : []
   }
   // rule 2: the fast path only where the v1 adapter implements sendPayload itself (LINE-style)
-  if (hasData && channel.sendPayload._tag === "Some") return [{ kind: "payload", payloadIndex }]
+  if (hasData && Option.isSome(channel.sendPayload)) return [{ kind: "payload", payloadIndex }]
   const textParts = (): Array<Unindexed<Part>> =>
     chunkText(text).map((chunk) => ({ kind: "text", payloadIndex, text: chunk }))
   if (media.length > 0) {
     // rule 1: one sendMedia per URL, caption on the first only
-    if (channel.sendMedia._tag === "Some") {
+    if (Option.isSome(channel.sendMedia)) {
       return media.map((mediaUrl, i) => ({
         kind: "media",
         payloadIndex,
