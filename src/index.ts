@@ -2,9 +2,14 @@
  * effect-outbox: durable outbound delivery for chat gateways, on Effect.
  * Each name is a namespace module, Effect style: `import { OutboxRepo } from "effect-outbox"`.
  */
+export * as ChannelAdapter from "./ChannelAdapter.js"
+export * as ChannelRegistry from "./ChannelRegistry.js"
+export * as Chunking from "./Chunking.js"
 export * as Delivery from "./Delivery.js"
 export * as DeliveryError from "./DeliveryError.js"
 export * as EntryStateMachine from "./EntryStateMachine.js"
 export * as MemoryOutboxRepo from "./MemoryOutboxRepo.js"
 export * as OutboxRepo from "./OutboxRepo.js"
+export * as Sender from "./Sender.js"
+export * as SendPlan from "./SendPlan.js"
 export * as SqliteOutboxRepo from "./SqliteOutboxRepo.js"
