@@ -8,7 +8,7 @@ import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, LeaseLost, StoreError, type TransitionRejected } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
-import { byDueThenId, byEnqueuedThenId, DEFAULT_LIST_LIMIT, failureEvent, foldStats } from "./internal/repoSupport.js"
+import { byDueThenId, byEnqueuedThenId, DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
 import type { BatchWriteResult, ClaimedEntry, OutboxRepoShape } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
@@ -16,6 +16,7 @@ import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
   const rows = new Map<string, OutboxEntry>()
   const byKey = new Map<string, string>()
+  const meta = new Map<string, string>()
 
   // each operation is one synchronous step, so it is atomic with respect to other fibers
   const apply = (entry: OutboxEntry, event: EntryEvent, now: number) =>
@@ -57,10 +58,11 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
   }
 
   const repo: OutboxRepoShape = {
-    insert: (entries) =>
+    insert: (input, options = {}) =>
       Effect.suspend(() => {
-        const bad = entries.map(Machine.checkInvariants).find((m) => m !== null)
+        const bad = input.map(Machine.checkInvariants).find((m) => m !== null)
         if (bad) return Effect.fail(new StoreError({ operation: "insert", message: bad }))
+        const entries = options.deferBusyConversations ? deferBusy(input, new Set(conversationHeads().keys())) : input
         return Effect.succeed(entries.map((entry) => {
           const existingId = rows.has(entry.id) ? entry.id : entry.idempotencyKey && byKey.get(entry.idempotencyKey)
           if (existingId) return InsertResult.Duplicate({ entry: rows.get(existingId)! })
@@ -172,6 +174,12 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
         if (entry === undefined) return Effect.fail(new EntryNotFound({ id }))
         return apply(entry, Machine.EntryEvent.Requeue({ expiresAt }), now)
       }),
+
+    pendingCount: Effect.sync(() => [...rows.values()].filter((e) => Machine.isPending(e.state)).length),
+
+    getMeta: (key) => Effect.sync(() => Option.fromNullable(meta.get(key))),
+
+    setMeta: (key, value) => Effect.sync(() => void meta.set(key, value)),
 
     quarantine: (id, message, now) =>
       Effect.sync(() => {

@@ -75,8 +75,15 @@ export interface PruneResult {
 
 /** The outbox store. Times are epoch millis supplied by the caller from Effect's `Clock`. */
 export interface OutboxRepoShape {
-  /** Inserts rows in one transaction; a row whose id or idempotency key exists is a `Duplicate`, not an error. */
-  readonly insert: (entries: ReadonlyArray<OutboxEntry>) => Effect.Effect<ReadonlyArray<InsertResult>, StoreError>
+  /**
+   * Inserts rows in one transaction; a row whose id or idempotency key exists is a `Duplicate`, not an error.
+   * With `deferBusyConversations`, an `in_flight` row whose conversation already has a pending row (stored, or
+   * earlier in the batch) is inserted `queued` instead, so a live send never overtakes an older reply.
+   */
+  readonly insert: (
+    entries: ReadonlyArray<OutboxEntry>,
+    options?: { readonly deferBusyConversations?: boolean }
+  ) => Effect.Effect<ReadonlyArray<InsertResult>, StoreError>
   /** Leases up to `limit` due rows to `owner`, oldest due first, at most one (the oldest pending) per conversation. */
   readonly claim: (
     options: { readonly owner: string; readonly now: number; readonly leaseMs: number; readonly limit: number }
@@ -126,6 +133,12 @@ export interface OutboxRepoShape {
     now: number,
     expiresAt: number | null
   ) => Effect.Effect<OutboxEntry, StoreError | EntryNotFound | TransitionRejected>
+  /** How many rows may still be sent (queued, in flight, retrying). */
+  readonly pendingCount: Effect.Effect<number, StoreError>
+  /** Reads a value of `outbox_meta`. */
+  readonly getMeta: (key: string) => Effect.Effect<Option.Option<string>, StoreError>
+  /** Writes a value of `outbox_meta` (insert or replace). */
+  readonly setMeta: (key: string, value: string) => Effect.Effect<void, StoreError>
   /** Moves a row whose data does not decode to `failed_terminal(decode_error)`. */
   readonly quarantine: (id: EntryId, message: string, now: number) => Effect.Effect<void, StoreError>
 }

@@ -13,10 +13,11 @@ import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { EntryId, OutboxEntry } from "./Delivery.js"
+import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, LeaseLost, StoreError } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
-import { DEFAULT_LIST_LIMIT, failureEvent, foldStats } from "./internal/repoSupport.js"
+import { DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
 import { fromRow, groupChanges, toRow } from "./internal/rowCodec.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape } from "./OutboxRepo.js"
@@ -175,12 +176,20 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
     })).pipe(run(operation))
 
   const repo: OutboxRepoShape = {
-    insert: (entries) =>
+    insert: (input, options = {}) =>
       Effect.gen(function*() {
-        if (entries.length === 0) return []
-        const bad = entries.map(Machine.checkInvariants).find((m) => m !== null)
+        if (input.length === 0) return []
+        const bad = input.map(Machine.checkInvariants).find((m) => m !== null)
         if (bad) return yield* Effect.fail(new StoreError({ operation: "insert", message: bad }))
         return yield* writeTx(Effect.gen(function*() {
+          let entries = input
+          if (options.deferBusyConversations && input.some((e) => e.state === "in_flight")) {
+            const keys = [...new Set(input.map(orderingKey))]
+            const busy = yield* Effect.forEach(chunks(keys, IN_CHUNK), (part) =>
+              sql<{ ordering_key: string }>`SELECT DISTINCT ordering_key FROM outbox_entries
+                WHERE ordering_key IN ${sql.in(part)} AND next_attempt_at IS NOT NULL`)
+            entries = deferBusy(input, new Set(busy.flat().map((r) => r.ordering_key)))
+          }
           const inserted = new Set<string>()
           for (const part of chunks(entries, IN_CHUNK / 2)) {
             const rows = yield* sql<{ id: string }>`INSERT INTO outbox_entries ${sql.insert(part.map(toRow))}
@@ -324,6 +333,21 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         yield* writeChanges([[before, after]])
         return after
       })).pipe(run("requeue")),
+
+    pendingCount: sql<{ n: number }>`SELECT count(*) AS n FROM outbox_entries WHERE next_attempt_at IS NOT NULL`.pipe(
+      Effect.map((rows) => Number(rows[0]?.n ?? 0)),
+      run("pendingCount")
+    ),
+
+    getMeta: (key) =>
+      sql<{ value: string }>`SELECT value FROM outbox_meta WHERE key = ${key}`.pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0]?.value)),
+        run("getMeta")
+      ),
+
+    setMeta: (key, value) =>
+      sql`INSERT INTO outbox_meta (key, value) VALUES (${key}, ${value})
+          ON CONFLICT (key) DO UPDATE SET value = excluded.value`.pipe(Effect.asVoid, run("setMeta")),
 
     quarantine: (id, message, now) =>
       // the row does not decode, so the Quarantine transition is applied to its columns directly

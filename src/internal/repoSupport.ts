@@ -1,6 +1,6 @@
 /** Pieces every OutboxRepo backend shares: event mapping, orderings, stats folding. */
 import type { EntryState, OutboxEntry, OutboxStats } from "../Delivery.js"
-import { entryStates } from "../Delivery.js"
+import { entryStates, orderingKey } from "../Delivery.js"
 import { EntryEvent } from "../EntryStateMachine.js"
 import type { FailureRecord } from "../OutboxRepo.js"
 
@@ -54,3 +54,14 @@ export const foldStats = (
 
 /** Default page size of the admin listing. */
 export const DEFAULT_LIST_LIMIT = 100
+
+/** Demotes in-flight rows whose conversation is already busy to queued (see `OutboxRepo.insert`). */
+export const deferBusy = (entries: ReadonlyArray<OutboxEntry>, busy: Set<string>): ReadonlyArray<OutboxEntry> =>
+  entries.map((entry) => {
+    const key = orderingKey(entry)
+    const demote = entry.state === "in_flight" && busy.has(key)
+    busy.add(key)
+    return demote
+      ? { ...entry, state: "queued" as const, nextAttemptAt: entry.enqueuedAt, leaseOwner: null, leaseExpiresAt: null, lastAttemptAt: null }
+      : entry
+  })

@@ -390,6 +390,37 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       expect((yield* Effect.flip(repo.requeue(entryId("nope"), 50, null)))._tag).toBe("EntryNotFound")
     }))
 
+    test("a live (in-flight) insert behind a pending row of its conversation is stored queued instead", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      const leased = { state: "in_flight" as const, leaseOwner: owner, leaseExpiresAt: lease, nextAttemptAt: lease, lastAttemptAt: 0 }
+      const older = queuedEntry({ to: "busy" })
+      yield* repo.insert([older])
+      const behind = queuedEntry({ to: "busy", ...leased })
+      const free = queuedEntry({ to: "free", ...leased })
+      const freeTwice = queuedEntry({ to: "free", ...leased })
+      const results = yield* repo.insert([behind, free, freeTwice], { deferBusyConversations: true })
+      expect(results.map((r) => [r._tag, r.entry.state])).toEqual([
+        ["Inserted", "queued"],
+        ["Inserted", "in_flight"],
+        ["Inserted", "queued"]
+      ])
+      expect(yield* getEntry(behind.id)).toMatchObject({ state: "queued", leaseOwner: null, nextAttemptAt: 0 })
+      expect(yield* getEntry(free.id)).toMatchObject({ state: "in_flight", leaseOwner: owner })
+      // without the option the row is stored as given
+      const forced = queuedEntry({ to: "busy", ...leased })
+      const [plain] = yield* repo.insert([forced])
+      expect(plain!.entry.state).toBe("in_flight")
+      expect(yield* repo.pendingCount).toBe(5)
+    }))
+
+    test("meta values are read back and replaced", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      expect(yield* repo.getMeta("legacy_import")).toEqual(Option.none())
+      yield* repo.setMeta("legacy_import", "1")
+      yield* repo.setMeta("legacy_import", "2")
+      expect(yield* repo.getMeta("legacy_import")).toEqual(Option.some("2"))
+    }))
+
     test("quarantine moves a row to failed_terminal(decode_error)", Effect.gen(function*() {
       const repo = yield* OutboxRepo
       const entry = queuedEntry()
