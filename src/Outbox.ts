@@ -1,0 +1,549 @@
+/**
+ * The public facade: `deliver` (write-ahead, then send, then ack), `enqueue`, admin reads and writes, and the
+ * recovery pass the worker repeats. The live path and recovery run the same send-and-record program on a
+ * stored entry, so a recovered delivery makes exactly the adapter calls the live one would have made.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { Channel } from "./ChannelAdapter.js"
+import { ChannelRegistry } from "./ChannelRegistry.js"
+import type { EntryId, EntryState, OutboxEntry, OutboxStats, TerminalReason } from "./Delivery.js"
+import { decodeRequest } from "./Delivery.js"
+import type { EntryNotFound, InvalidRequest, SendError, TransitionRejected, UnknownChannel } from "./DeliveryError.js"
+import { AckFailed, PartialDeliveryFailure, SendFailed, StoreError } from "./DeliveryError.js"
+import * as GroupCommit from "./internal/groupCommit.js"
+import { makeEntryIdGenerator } from "./internal/ids.js"
+import * as Metrics from "./Metrics.js"
+import { OutboxConfig } from "./OutboxConfig.js"
+import type { FailureRecord, InsertResult, ListFilter } from "./OutboxRepo.js"
+import { OutboxRepo } from "./OutboxRepo.js"
+import * as RetryPolicy from "./RetryPolicy.js"
+import type { DeliveredPart, SendReport } from "./Sender.js"
+import * as Sender from "./Sender.js"
+
+/** What `deliver` did. */
+export type DeliveryOutcome = Data.TaggedEnum<{
+  /** sent and acked */
+  Delivered: { readonly entryId: EntryId; readonly results: ReadonlyArray<DeliveredPart> }
+  /** stored, but an older reply of the same conversation is pending: the worker delivers both in order */
+  Deferred: { readonly entryId: EntryId; readonly reason: "conversation_busy" }
+  /** the idempotency key was seen before: nothing was sent */
+  Duplicate: { readonly entryId: EntryId; readonly state: EntryState }
+}>
+/** Constructors and matchers for `DeliveryOutcome`. */
+export const DeliveryOutcome = Data.taggedEnum<DeliveryOutcome>()
+
+/** What happened to a row, as a stream for observers. */
+export type OutboxEvent = Data.TaggedEnum<{
+  enqueued: { readonly entryId: EntryId; readonly channel: string }
+  sent: { readonly entryId: EntryId; readonly channel: string; readonly parts: number }
+  delivered: { readonly entryId: EntryId; readonly channel: string }
+  retry_scheduled: { readonly entryId: EntryId; readonly attemptCount: number; readonly retryAt: number; readonly error: string }
+  terminal: { readonly entryId: EntryId; readonly reason: TerminalReason; readonly error: string }
+  expired: { readonly entryId: EntryId }
+}>
+/** Constructors and matchers for `OutboxEvent`. */
+export const OutboxEvent = Data.taggedEnum<OutboxEvent>()
+
+/** What one recovery pass did. */
+export interface RecoveryReport {
+  readonly expired: number
+  readonly claimed: number
+  readonly delivered: number
+  readonly retried: number
+  readonly terminal: number
+  /** claimed but not sent because the pass ran out of budget or is stopping; their attempts are unchanged */
+  readonly released: number
+  readonly quarantined: number
+  readonly acksFlushed: number
+  readonly possibleDuplicates: number
+  readonly pruned: number
+}
+
+/** A request as callers pass it: the plain-object form of `DeliveryRequest` (decoded and validated on entry). */
+export type DeliverInput = unknown
+
+/** The outbox service. */
+export interface OutboxShape {
+  /** Write-ahead delivery: store (leased to this process), send, ack. Failures are recorded before they are returned. */
+  readonly deliver: (
+    request: DeliverInput
+  ) => Effect.Effect<
+    DeliveryOutcome,
+    InvalidRequest | UnknownChannel | SendFailed | PartialDeliveryFailure | AckFailed | StoreError
+  >
+  /** Stores the request for the worker to send; returns its id (the existing id for a repeated idempotency key). */
+  readonly enqueue: (request: DeliverInput) => Effect.Effect<EntryId, InvalidRequest | UnknownChannel | StoreError>
+  /** Reads one entry. */
+  readonly get: (id: EntryId) => Effect.Effect<Option.Option<OutboxEntry>, StoreError>
+  /** Admin listing, newest first. */
+  readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<OutboxEntry>, StoreError>
+  /** Counts by state and channel, and the oldest pending age. */
+  readonly stats: Effect.Effect<OutboxStats, StoreError>
+  /** Admin retry of a failed_terminal or expired entry: queued again, attempts reset, a fresh TTL. */
+  readonly retry: (id: EntryId) => Effect.Effect<void, StoreError | EntryNotFound | TransitionRejected>
+  /** One worker pass: flush pending acks, expire, claim and deliver within the budget, prune when due. */
+  readonly runRecoveryPass: Effect.Effect<RecoveryReport, StoreError>
+  /** A worker pass that also stops claiming and sending once `stop` succeeds (used on shutdown). */
+  readonly runRecoveryPassUntil: (stop: Effect.Effect<boolean>) => Effect.Effect<RecoveryReport, StoreError>
+  /** Deletes delivered and failed rows past their retention; returns how many. */
+  readonly prune: Effect.Effect<number, StoreError>
+  /** Makes this node's earlier boots' in-flight rows claimable at once; returns how many. */
+  readonly reclaimPreviousBoots: Effect.Effect<number, StoreError>
+  /** Events of this process's outbox (a slow subscriber loses the oldest events past 10,000). */
+  readonly events: Stream.Stream<OutboxEvent>
+  /** This process's lease owner: `${nodeId}/${bootId}`. */
+  readonly owner: string
+}
+
+/** The `Outbox` service tag. */
+export class Outbox extends Context.Tag("effect-outbox/Outbox")<Outbox, OutboxShape>() {}
+
+type Recovered =
+  | Attempt
+  | { readonly _tag: "Terminal" }
+  /** the row could not be handled now (store trouble, lease lost); it stays leased and is retried after its lease */
+  | { readonly _tag: "Errored" }
+
+type Attempt =
+  | { readonly _tag: "Sent"; readonly report: SendReport }
+  | { readonly _tag: "Failed"; readonly error: SendFailed | PartialDeliveryFailure }
+  | { readonly _tag: "Expired" }
+
+const EVENT_BUFFER = 10_000
+
+/** Builds the outbox in a scope (its group-commit writers live as long as the scope). */
+export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect.gen(
+  function*() {
+    const repo = yield* OutboxRepo
+    const registry = yield* ChannelRegistry
+    const config = yield* OutboxConfig
+    const nextId = yield* makeEntryIdGenerator
+    const owner = `${config.nodeId}/${yield* nextId}`
+    const sender = Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking })
+    const policy = RetryPolicy.fromConfig(config)
+    const leaseMs = Duration.toMillis(config.leaseDuration)
+    const maxAgeMs = Duration.toMillis(config.maxAge)
+    const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
+    const emit = (event: OutboxEvent) => PubSub.publish(events, event)
+    // acks that failed after their retries: the message went out, so this process never sends the row again
+    const pendingAcks = yield* Ref.make(new Map<EntryId, number>())
+    const lastPrune = yield* Ref.make<number | null>(null)
+
+    const insertBatch = yield* GroupCommit.make(
+      (entries: ReadonlyArray<OutboxEntry>) => repo.insert(entries, { deferBusyConversations: true }),
+      config.writeBatch
+    )
+    const ackBatch = yield* GroupCommit.make(
+      (items: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number; readonly now: number }>) =>
+        Effect.map(
+          repo.ack(owner, items, Math.max(...items.map((i) => i.now))),
+          (result) => items.map((i) => !result.rejected.includes(i.id))
+        ),
+      config.writeBatch
+    )
+    const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(Schedule.intersect(Schedule.recurs(config.ackRetries)))
+
+    const newEntry = (request: Effect.Effect.Success<ReturnType<typeof decodeRequest>>, now: number, live: boolean) =>
+      Effect.map(nextId, (id): OutboxEntry => ({
+        id,
+        channel: request.channel,
+        to: request.to,
+        ...(request.accountId !== undefined ? { accountId: request.accountId } : {}),
+        ...(request.threadId !== undefined ? { threadId: request.threadId } : {}),
+        ...(request.replyToId !== undefined ? { replyToId: request.replyToId } : {}),
+        payloads: request.payloads,
+        kind: request.kind,
+        bestEffort: request.bestEffort,
+        ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
+        ...(request.silent !== undefined ? { silent: request.silent } : {}),
+        ...(request.metadata !== undefined ? { metadata: request.metadata } : {}),
+        state: live ? "in_flight" : "queued",
+        attemptCount: 0,
+        partsDelivered: 0,
+        enqueuedAt: now,
+        nextAttemptAt: live ? now + leaseMs : now,
+        lastAttemptAt: live ? now : null,
+        deliveredAt: null,
+        expiresAt: now + maxAgeMs,
+        lastError: null,
+        terminalReason: null,
+        leaseOwner: live ? owner : null,
+        leaseExpiresAt: live ? now + leaseMs : null,
+        updatedAt: now
+      }))
+
+    /** Decodes, resolves the channel, and stores the row (leased to us when `live`). */
+    const store = (input: DeliverInput, live: boolean) =>
+      Effect.gen(function*() {
+        const request = yield* decodeRequest(input)
+        const channel = yield* registry.get(request.channel)
+        const now = yield* Clock.currentTimeMillis
+        const result: InsertResult = yield* insertBatch(yield* newEntry(request, now, live))
+        if (result._tag === "Inserted") {
+          yield* Metric.increment(Metrics.enqueued)
+          yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: request.channel }))
+        }
+        return { result, channel }
+      })
+
+    const recordTerminal = (entry: OutboxEntry, reason: TerminalReason, error: string) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* repo.recordFailure(entry.id, owner, { _tag: "Terminal", error, reason, partsDelivered: entry.partsDelivered }, now)
+        yield* Metric.increment(Metrics.terminal(reason))
+        yield* emit(OutboxEvent.terminal({ entryId: entry.id, reason, error }))
+        yield* Effect.logWarning(`entry ${entry.id} failed for good (${reason}): ${error}`)
+      })
+
+    /** Records a failed send (retry at the policy's next delay, or terminal) and builds the caller's error. */
+    const recordSendFailure = (entry: OutboxEntry, error: SendError | PartialDeliveryFailure) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const attempt = entry.attemptCount + 1
+        const retryable = error._tag === "SendError" ? error.retryable : error.retryable ?? true
+        const partsDelivered = Math.max(entry.partsDelivered, error.partsDelivered ?? entry.partsDelivered)
+        let failure: FailureRecord
+        if (!retryable) {
+          failure = { _tag: "Terminal", error: error.message, reason: "permanent_error", partsDelivered }
+        } else if (error.retryAfterMs !== undefined) {
+          // rate limiting is not failure: the channel's delay, and no attempt used up
+          failure = {
+            _tag: "Retryable",
+            error: error.message,
+            retryAt: now + error.retryAfterMs,
+            countsAttempt: false,
+            partsDelivered,
+            maxAttempts: config.maxAttempts
+          }
+        } else {
+          const delay = yield* RetryPolicy.delayAfterAttempt(policy, attempt)
+          failure = {
+            _tag: "Retryable",
+            error: error.message,
+            retryAt: now + Option.match(delay, { onNone: () => 0, onSome: Duration.toMillis }),
+            countsAttempt: true,
+            partsDelivered,
+            // the policy has the last word on whether another attempt follows
+            maxAttempts: Option.isSome(delay) ? config.maxAttempts : attempt
+          }
+        }
+        const recorded = yield* repo.recordFailure(entry.id, owner, failure, now).pipe(
+          Effect.catchTag("LeaseLost", (e) =>
+            Effect.fail(new StoreError({ operation: "recordFailure", message: e.message, cause: e })))
+        )
+        const willRetryAt = recorded.state === "failed_retryable" && recorded.nextAttemptAt !== null
+          ? { willRetryAt: recorded.nextAttemptAt }
+          : {}
+        if (recorded.state === "failed_retryable") {
+          yield* Metric.increment(Metrics.retryScheduled)
+          yield* emit(OutboxEvent.retry_scheduled({
+            entryId: entry.id,
+            attemptCount: recorded.attemptCount,
+            retryAt: recorded.nextAttemptAt ?? now,
+            error: error.message
+          }))
+          yield* Effect.logInfo(`entry ${entry.id} failed (attempt ${attempt}), retry at ${recorded.nextAttemptAt}: ${error.message}`)
+        } else {
+          const reason = recorded.terminalReason ?? "permanent_error"
+          yield* Metric.increment(Metrics.terminal(reason))
+          yield* emit(OutboxEvent.terminal({ entryId: entry.id, reason, error: error.message }))
+          yield* Effect.logWarning(`entry ${entry.id} failed for good (${reason}) after attempt ${attempt}: ${error.message}`)
+        }
+        return error._tag === "SendError"
+          ? new SendFailed({
+            entryId: entry.id,
+            channel: entry.channel,
+            retryable: recorded.state === "failed_retryable",
+            ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+            message: error.message,
+            ...willRetryAt
+          })
+          : new PartialDeliveryFailure({
+            entryId: entry.id,
+            partsDelivered: error.partsDelivered,
+            partsFailed: error.partsFailed,
+            errors: error.errors,
+            retryable: recorded.state === "failed_retryable",
+            ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+            ...willRetryAt
+          })
+      })
+
+    // a send longer than half the lease renews it, so the worker cannot take the row however slow the channel is
+    const renewLease = (entry: OutboxEntry) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* repo.recordProgress(entry.id, owner, { partsDelivered: entry.partsDelivered, leaseUntil: now + leaseMs }, now)
+      }).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`could not renew the lease of entry ${entry.id}: ${e.message}`)),
+        Effect.delay(Duration.millis(leaseMs / 2)),
+        Effect.forever
+      )
+
+    /** TTL check, then send with lease renewal, then record a failure; success is acked by the caller. */
+    const attemptSend = (entry: OutboxEntry, channel: Channel): Effect.Effect<Attempt, StoreError> =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") {
+          const expired = yield* repo.expire(now, { ids: [entry.id], owner })
+          if (expired.length > 0) {
+            yield* Metric.increment(Metrics.expired)
+            yield* emit(OutboxEvent.expired({ entryId: entry.id }))
+            yield* Effect.logWarning(`entry ${entry.id} expired before sending (enqueued ${now - entry.enqueuedAt} ms ago)`)
+          }
+          return { _tag: "Expired" } as const
+        }
+        const sent = yield* sender.send(entry, channel, { attempt: entry.attemptCount + 1 }).pipe(
+          (send) => Effect.scoped(Effect.zipRight(Effect.forkScoped(renewLease(entry)), send)),
+          Effect.either
+        )
+        if (Either.isRight(sent)) {
+          yield* emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: sent.right.outcomes.length }))
+          return { _tag: "Sent", report: sent.right } as const
+        }
+        return { _tag: "Failed", error: yield* recordSendFailure(entry, sent.left) } as const
+      })
+
+    const onDelivered = (entry: OutboxEntry, now: number) =>
+      Effect.gen(function*() {
+        yield* Metric.increment(Metrics.delivered)
+        yield* Metric.update(Metrics.deliveryLatency, Math.max(0, now - entry.enqueuedAt))
+        yield* emit(OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel }))
+      })
+
+    /** Acks one live delivery through the group-commit writer, retried on the ack schedule. */
+    const ackLive = (entry: OutboxEntry, partsDelivered: number) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const written = yield* ackBatch({ id: entry.id, partsDelivered, now }).pipe(Effect.retry(ackSchedule), Effect.either)
+        if (Either.isRight(written) && written.right) return yield* onDelivered(entry, now)
+        const message = Either.isLeft(written)
+          ? `sent, but the ack write failed: ${written.left.message}`
+          : "sent, but the row is no longer leased to this process (another worker may send it again)"
+        if (Either.isLeft(written)) yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, partsDelivered))
+        yield* Metric.increment(Metrics.ackFailures)
+        yield* Effect.logError(`entry ${entry.id}: ${message}`)
+        return yield* Effect.fail(new AckFailed({ entryId: entry.id, message }))
+      })
+
+    const deliver: OutboxShape["deliver"] = (input) =>
+      Effect.gen(function*() {
+        const { channel, result } = yield* store(input, true)
+        const entry = result.entry
+        if (result._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
+        if (entry.state !== "in_flight") return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
+        const attempt = yield* attemptSend(entry, channel)
+        switch (attempt._tag) {
+          case "Expired":
+            return yield* Effect.fail(
+              new SendFailed({ entryId: entry.id, channel: entry.channel, retryable: false, message: "expired before sending" })
+            )
+          case "Failed":
+            return yield* Effect.fail(attempt.error)
+          case "Sent":
+            yield* ackLive(entry, attempt.report.partsDelivered)
+            return DeliveryOutcome.Delivered({ entryId: entry.id, results: attempt.report.outcomes })
+        }
+      }).pipe(Effect.withSpan("Outbox.deliver"))
+
+    const enqueue: OutboxShape["enqueue"] = (input) =>
+      Effect.map(store(input, false), ({ result }) => result.entry.id).pipe(Effect.withSpan("Outbox.enqueue"))
+
+    const prune = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const result = yield* repo.prune(now, {
+        deliveredMs: Duration.toMillis(config.deliveredRetention),
+        terminalMs: Duration.toMillis(config.terminalRetention)
+      })
+      yield* Ref.set(lastPrune, now)
+      if (result.delivered + result.terminal > 0) {
+        yield* Effect.logInfo(`pruned ${result.delivered} delivered and ${result.terminal} failed/expired rows`)
+      }
+      return result.delivered + result.terminal
+    }).pipe(Effect.withSpan("Outbox.prune"))
+
+    /** The worker's handling of one claimed row; `Sent` rows are acked by the pass in one batch. */
+    const recover = (
+      claimed: { readonly entry: OutboxEntry; readonly reclaimed: boolean }
+    ): Effect.Effect<Recovered & { readonly possibleDuplicate?: boolean }> =>
+      Effect.gen(function*() {
+        const { entry, reclaimed } = claimed
+        const pendingAck = (yield* Ref.get(pendingAcks)).get(entry.id)
+        if (pendingAck !== undefined) {
+          return { _tag: "Sent", report: { entryId: entry.id, partsTotal: pendingAck, partsDelivered: pendingAck, outcomes: [] } } as const
+        }
+        if (entry.kind !== "final") {
+          // progress messages are only meaningful live; replaying them after the fact confuses the chat
+          yield* recordTerminal(entry, "non_final_recovery_skip", `a ${entry.kind} message is not replayed by recovery`)
+          return { _tag: "Terminal" } as const
+        }
+        const channel = yield* Effect.either(registry.get(entry.channel))
+        if (Either.isLeft(channel)) {
+          yield* recordTerminal(entry, "unknown_channel", channel.left.message)
+          return { _tag: "Terminal" } as const
+        }
+        let possibleDuplicate = false
+        if (reclaimed) {
+          const verdict = yield* sender.reconcile(entry, channel.right, { attempt: entry.attemptCount + 1 })
+          if (verdict === "sent") {
+            return { _tag: "Sent", report: { entryId: entry.id, partsTotal: entry.partsDelivered, partsDelivered: entry.partsDelivered, outcomes: [] } } as const
+          }
+          possibleDuplicate = verdict === "unknown"
+        }
+        const attempt = yield* attemptSend(entry, channel.right)
+        if (possibleDuplicate && attempt._tag !== "Expired") {
+          yield* Metric.increment(Metrics.possibleDuplicates)
+          yield* Effect.logWarning(`entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`)
+        }
+        return { ...attempt, possibleDuplicate }
+      }).pipe(
+        // one row's store trouble must not sink the batch: the others are still acked
+        Effect.catchAll((error) =>
+          Effect.as(Effect.logError(`recovery of entry ${claimed.entry.id} failed: ${error.message}`), { _tag: "Errored" } as const)
+        ),
+        Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel })
+      )
+
+    const flushPendingAcks = Effect.gen(function*() {
+      const pending = yield* Ref.get(pendingAcks)
+      if (pending.size === 0) return 0
+      const now = yield* Clock.currentTimeMillis
+      const items = [...pending].map(([id, partsDelivered]) => ({ id, partsDelivered }))
+      const result = yield* repo.ack(owner, items, now)
+      for (const id of result.rejected) {
+        yield* Effect.logWarning(`pending ack of entry ${id} was rejected: the row is no longer leased to this process`)
+      }
+      yield* Ref.update(pendingAcks, (m) => {
+        const next = new Map(m)
+        for (const item of items) next.delete(item.id)
+        return next
+      })
+      return result.written.length
+    })
+
+    const runRecoveryPassUntil = (stop: Effect.Effect<boolean>) =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        const deadline = start + Duration.toMillis(config.workerInterval) * config.workerBudget
+        const outOfTime = Effect.zipWith(Clock.currentTimeMillis, stop, (now, stopping) => stopping || now >= deadline)
+        const counts = {
+          expired: 0, claimed: 0, delivered: 0, retried: 0, terminal: 0, released: 0,
+          quarantined: 0, acksFlushed: 0, possibleDuplicates: 0, pruned: 0
+        }
+        counts.acksFlushed = yield* flushPendingAcks
+
+        const expired = yield* repo.expire(start, config.expireAction === "fail" ? {} : { ids: [] })
+        counts.expired = expired.length
+        for (const entryId of expired) yield* emit(OutboxEvent.expired({ entryId }))
+        if (expired.length > 0) {
+          yield* Metric.incrementBy(Metrics.expired, expired.length)
+          yield* Effect.logWarning(`expired ${expired.length} rows past maxAge`)
+        }
+
+        while (!(yield* outOfTime)) {
+          const now = yield* Clock.currentTimeMillis
+          const batch = yield* repo.claim({ owner, now, leaseMs, limit: config.claimBatch })
+          for (const bad of batch.malformed) {
+            yield* repo.quarantine(bad.id, bad.message, now)
+            yield* Metric.increment(Metrics.quarantined)
+            yield* Metric.increment(Metrics.terminal("decode_error"))
+            yield* emit(OutboxEvent.terminal({ entryId: bad.id, reason: "decode_error", error: bad.message }))
+            yield* Effect.logError(`quarantined entry ${bad.id}: ${bad.message}`)
+          }
+          counts.quarantined += batch.malformed.length
+          counts.claimed += batch.claimed.length
+          if (batch.claimed.length === 0) break
+          const outcomes = yield* Effect.forEach(
+            batch.claimed,
+            (claimed) =>
+              Effect.flatMap(outOfTime, (stopNow): Effect.Effect<
+                (Recovered | { readonly _tag: "Skipped" }) & { readonly entry: OutboxEntry; readonly possibleDuplicate?: boolean }
+              > =>
+                stopNow
+                  ? Effect.succeed({ _tag: "Skipped", entry: claimed.entry } as const)
+                  : Effect.map(recover(claimed), (outcome) => ({ ...outcome, entry: claimed.entry }))),
+            { concurrency: config.workerConcurrency }
+          )
+          const sent = outcomes.flatMap((o) => (o._tag === "Sent" ? [{ entry: o.entry, partsDelivered: o.report.partsDelivered }] : []))
+          const skipped = outcomes.flatMap((o) => (o._tag === "Skipped" ? [o.entry.id] : []))
+          counts.possibleDuplicates += outcomes.filter((o) => o.possibleDuplicate === true).length
+          counts.terminal += outcomes.filter((o) => o._tag === "Terminal" || (o._tag === "Failed" && !o.error.retryable)).length
+          counts.retried += outcomes.filter((o) => o._tag === "Failed" && o.error.retryable).length
+          if (skipped.length > 0) {
+            const released = yield* repo.release(owner, skipped, yield* Clock.currentTimeMillis)
+            counts.released += released.written.length
+          }
+          if (sent.length > 0) {
+            const ackedAt = yield* Clock.currentTimeMillis
+            const acked = yield* repo.ack(owner, sent.map((s) => ({ id: s.entry.id, partsDelivered: s.partsDelivered })), ackedAt).pipe(
+              Effect.retry(ackSchedule),
+              Effect.either
+            )
+            if (Either.isLeft(acked)) {
+              yield* Ref.update(pendingAcks, (m) => {
+                const next = new Map(m)
+                for (const s of sent) next.set(s.entry.id, s.partsDelivered)
+                return next
+              })
+              yield* Metric.incrementBy(Metrics.ackFailures, sent.length)
+              yield* Effect.logError(`ack of ${sent.length} recovered rows failed; kept for the next pass: ${acked.left.message}`)
+            } else {
+              const delivered = new Set(acked.right.written)
+              for (const s of sent) {
+                if (delivered.has(s.entry.id)) yield* onDelivered(s.entry, ackedAt)
+                else yield* Effect.logWarning(`entry ${s.entry.id} was sent but its lease was lost before the ack`)
+              }
+              counts.delivered += delivered.size
+            }
+          }
+          if (batch.claimed.length < config.claimBatch) break
+        }
+
+        const last = yield* Ref.get(lastPrune)
+        if (last === null || start - last >= Duration.toMillis(config.pruneInterval)) counts.pruned = yield* prune
+        yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
+        return counts satisfies RecoveryReport
+      }).pipe(Effect.withSpan("Outbox.runRecoveryPass"))
+
+    return {
+      deliver,
+      enqueue,
+      get: (id) => repo.get(id).pipe(Effect.withSpan("Outbox.get")),
+      list: (filter) => repo.list(filter).pipe(Effect.withSpan("Outbox.list")),
+      stats: Effect.flatMap(Clock.currentTimeMillis, repo.stats).pipe(Effect.withSpan("Outbox.stats")),
+      retry: (id) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          yield* repo.requeue(id, now, now + maxAgeMs)
+          yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
+        }).pipe(Effect.withSpan("Outbox.retry")),
+      runRecoveryPass: runRecoveryPassUntil(Effect.succeed(false)),
+      runRecoveryPassUntil,
+      prune,
+      reclaimPreviousBoots: Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const ids = yield* repo.reclaimPreviousBoots({ nodeId: config.nodeId, owner, now })
+        if (ids.length > 0) yield* Effect.logWarning(`reclaimed ${ids.length} rows left in flight by a previous boot of ${config.nodeId}`)
+        return ids.length
+      }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots")),
+      events: Stream.fromPubSub(events),
+      owner
+    }
+  }
+)
+
+/** The outbox; needs a store, the channel registry and the configuration. */
+export const layer: Layer.Layer<Outbox, never, OutboxRepo | ChannelRegistry | OutboxConfig> = Layer.scoped(Outbox, make)

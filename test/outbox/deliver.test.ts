@@ -1,0 +1,339 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Duration from "effect/Duration"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
+import * as Chunk from "effect/Chunk"
+import type { EntryId } from "../../src/Delivery.js"
+import { StoreError } from "../../src/DeliveryError.js"
+import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
+import * as Metrics from "../../src/Metrics.js"
+import { Outbox } from "../../src/Outbox.js"
+import { OutboxRepo } from "../../src/OutboxRepo.js"
+import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
+
+const SEC = 1000
+const MIN = 60 * SEC
+
+const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
+
+const entryIdOf = (error: unknown): EntryId => (error as { entryId: EntryId }).entryId
+
+const getRow = (id: EntryId) => Effect.flatMap(OutboxRepo, (r) => r.get(id)).pipe(Effect.map(Option.getOrThrow))
+
+describe("Outbox.deliver", () => {
+  it.effect("writes the row ahead of the send: the adapter sees it in flight, leased to this process", () =>
+    Effect.gen(function*() {
+      let seen: unknown = null
+      const chat = yield* scriptedAdapter([{
+        run: (ctx) =>
+          Effect.gen(function*() {
+            const row = yield* Effect.flatMap(OutboxRepo, (r) => r.get(ctx.entryId as EntryId))
+            seen = Option.map(row, (r) => ({ state: r.state, leaseOwner: r.leaseOwner }))
+            return { messageId: "m-1" }
+          }).pipe(Effect.provide(layerRef.current!), Effect.orDie)
+      }])
+      const layer = outboxLayer({ chat: chat.adapter })
+      const layerRef: { current: Layer.Layer<OutboxRepo> | null } = { current: null }
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const repo = yield* OutboxRepo
+        layerRef.current = Layer.succeed(OutboxRepo, repo)
+        yield* TestClock.setTime(1000)
+        const outcome = yield* outbox.deliver(reply("hello"))
+        expect(outcome._tag).toBe("Delivered")
+        expect(seen).toEqual(Option.some({ state: "in_flight", leaseOwner: outbox.owner }))
+        const row = yield* repo.get(outcome.entryId).pipe(Effect.map(Option.getOrThrow))
+        expect(row).toMatchObject({ state: "delivered", deliveredAt: 1000, attemptCount: 0, partsDelivered: 1, leaseOwner: null })
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.effect("nothing is sent when the write-ahead insert fails; the caller gets StoreError", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      const failingInsert = Layer.effect(
+        OutboxRepo,
+        Effect.map(MemoryOutboxRepo.make, (repo) => ({
+          ...repo,
+          insert: () => Effect.fail(new StoreError({ operation: "insert", message: "disk I/O error" }))
+        }))
+      )
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver(reply("hello")))
+        expect(error).toMatchObject({ _tag: "StoreError", message: "disk I/O error" })
+        expect(yield* chat.calls).toEqual([])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: failingInsert })))
+    }))
+
+  it.effect("bad input and unknown channels fail before anything is stored or sent", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const invalid = yield* Effect.flip(outbox.deliver({ channel: "chat", to: "u", payloads: [] }))
+        expect(invalid).toMatchObject({ _tag: "InvalidRequest" })
+        expect(invalid.message).toMatch(/payloads/)
+        const unknown = yield* Effect.flip(outbox.deliver({ ...reply("x"), channel: "fax" }))
+        expect(unknown).toMatchObject({ _tag: "UnknownChannel", channel: "fax" })
+        expect((yield* outbox.stats).total).toBe(0)
+        expect(yield* chat.calls).toEqual([])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("retries at exactly the schedule's delays (not before), and the 5th failure is terminal max_attempts", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter(() => ({ status: 500 }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver(reply("hello")))
+        expect(error).toMatchObject({ _tag: "SendFailed", retryable: true, willRetryAt: 5 * SEC })
+        const id = error._tag === "SendFailed" ? (error.entryId as EntryId) : ("" as EntryId)
+        let now = 0
+        for (const delay of [5 * SEC, 25 * SEC, 2 * MIN, 10 * MIN]) {
+          const callsBefore = (yield* chat.calls).length
+          yield* TestClock.setTime(now + delay - 1)
+          yield* outbox.runRecoveryPass
+          expect((yield* chat.calls).length).toBe(callsBefore)
+          now += delay
+          yield* TestClock.setTime(now)
+          yield* outbox.runRecoveryPass
+          expect((yield* chat.calls).length).toBe(callsBefore + 1)
+        }
+        const row = yield* getRow(id)
+        expect(row).toMatchObject({ state: "failed_terminal", terminalReason: "max_attempts", attemptCount: 5, lastError: "HTTP 500" })
+        expect((yield* chat.calls).map((c) => c.attempt)).toEqual([1, 2, 3, 4, 5])
+        yield* TestClock.adjust(60 * MIN)
+        yield* outbox.runRecoveryPass
+        expect((yield* chat.calls).length).toBe(5)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { maxAge: Duration.minutes(120) } })))
+    }))
+
+  it.effect("a permanent error goes terminal after one attempt", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ permanent: "Forbidden: bot was blocked by the user" }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const terminalBefore = yield* counter(Metrics.terminal("permanent_error"))
+        const error = yield* Effect.flip(outbox.deliver(reply("hello")))
+        expect(error).toMatchObject({ _tag: "SendFailed", retryable: false })
+        expect(error).not.toHaveProperty("willRetryAt")
+        const row = yield* getRow(entryIdOf(error))
+        expect(row).toMatchObject({ state: "failed_terminal", terminalReason: "permanent_error", attemptCount: 1 })
+        expect((yield* counter(Metrics.terminal("permanent_error"))) - terminalBefore).toBe(1)
+        yield* TestClock.adjust(20 * MIN)
+        yield* outbox.runRecoveryPass
+        expect((yield* chat.calls).length).toBe(1)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("429 with retry-after: the channel's delay is honoured and no attempt is used up", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ status: 429, retryAfterMs: 42 * SEC }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver(reply("hello")))
+        expect(error).toMatchObject({ _tag: "SendFailed", retryable: true, retryAfterMs: 42 * SEC, willRetryAt: 42 * SEC })
+        const id = entryIdOf(error)
+        expect(yield* getRow(id)).toMatchObject({ state: "failed_retryable", attemptCount: 0, nextAttemptAt: 42 * SEC })
+        yield* TestClock.setTime(42 * SEC - 1)
+        yield* outbox.runRecoveryPass
+        expect((yield* chat.calls).length).toBe(1)
+        yield* TestClock.setTime(42 * SEC)
+        yield* outbox.runRecoveryPass
+        expect(yield* getRow(id)).toMatchObject({ state: "delivered", attemptCount: 0 })
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("best effort: a failing part does not stop the others, the row is not acked, the retry sends only what is missing", () =>
+    Effect.gen(function*() {
+      // parts: text, media a, media b — media b fails once
+      const chat = yield* scriptedAdapter([{ ok: true }, { ok: true }, { status: 503 }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver({
+          channel: "chat",
+          to: "user-1",
+          bestEffort: true,
+          payloads: [{ text: "see attached" }, { mediaUrls: ["https://x.test/a.png", "https://x.test/b.png"] }]
+        }))
+        expect(error).toMatchObject({ _tag: "PartialDeliveryFailure", partsDelivered: 2, partsFailed: 1, willRetryAt: 5 * SEC })
+        const id = entryIdOf(error)
+        expect(yield* getRow(id)).toMatchObject({ state: "failed_retryable", partsDelivered: 2, attemptCount: 1 })
+        yield* TestClock.setTime(5 * SEC)
+        yield* outbox.runRecoveryPass
+        const calls = yield* chat.calls
+        expect(calls.map((c) => [c.method, c.mediaUrl ?? c.text])).toEqual([
+          ["sendText", "see attached"],
+          ["sendMedia", "https://x.test/a.png"],
+          ["sendMedia", "https://x.test/b.png"],
+          ["sendMedia", "https://x.test/b.png"]
+        ])
+        expect(yield* getRow(id)).toMatchObject({ state: "delivered", partsDelivered: 3 })
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("without best effort the first failing part stops the batch", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ ok: true }, { status: 500 }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver({
+          channel: "chat",
+          to: "user-1",
+          payloads: [{ text: "one" }, { text: "two" }, { text: "three" }]
+        }))
+        expect(error._tag).toBe("SendFailed")
+        expect((yield* chat.calls).map((c) => c.text)).toEqual(["one", "two"])
+        expect(yield* getRow(entryIdOf(error))).toMatchObject({ partsDelivered: 1, state: "failed_retryable" })
+        yield* TestClock.setTime(5 * SEC)
+        yield* outbox.runRecoveryPass
+        expect((yield* chat.calls).map((c) => c.text)).toEqual(["one", "two", "two", "three"])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("a repeated idempotency key returns the first entry and sends nothing more", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const first = yield* outbox.deliver(reply("hello", { idempotencyKey: "turn-7" }))
+        const second = yield* outbox.deliver(reply("hello again", { idempotencyKey: "turn-7" }))
+        expect(second).toEqual({ _tag: "Duplicate", entryId: first.entryId, state: "delivered" })
+        expect(yield* outbox.enqueue(reply("x", { idempotencyKey: "turn-7" }))).toBe(first.entryId)
+        expect((yield* chat.calls).length).toBe(1)
+        expect((yield* outbox.stats).total).toBe(1)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("a reply behind a pending one in its conversation is deferred; the worker delivers both in order", () =>
+    Effect.gen(function*() {
+      let firstFailures = 2
+      const chat = yield* scriptedAdapter((call) => (call.text === "first" && firstFailures-- > 0 ? { status: 500 } : { ok: true }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const first = yield* Effect.flip(outbox.deliver(reply("first")))
+        expect(first._tag).toBe("SendFailed")
+        const second = yield* outbox.deliver(reply("second"))
+        expect(second).toMatchObject({ _tag: "Deferred", reason: "conversation_busy" })
+        const elsewhere = yield* outbox.deliver(reply("other chat", { to: "user-2" }))
+        expect(elsewhere._tag).toBe("Delivered")
+        yield* TestClock.setTime(5 * SEC)
+        yield* outbox.runRecoveryPass // first fails again
+        yield* TestClock.setTime(30 * SEC)
+        yield* outbox.runRecoveryPass // first delivered
+        yield* outbox.runRecoveryPass // then second
+        expect((yield* chat.calls).map((c) => c.text)).toEqual(["first", "other chat", "first", "first", "second"])
+        expect((yield* outbox.list({ state: "delivered" })).length).toBe(3)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("TTL: a row past maxAge is expired and never sent; expireAction deliver sends it anyway", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ status: 500 }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const live = yield* Effect.flip(outbox.deliver(reply("too late")))
+        const id = entryIdOf(live)
+        yield* TestClock.setTime(30 * MIN)
+        const report = yield* outbox.runRecoveryPass
+        expect(report.expired).toBe(1)
+        expect(yield* getRow(id)).toMatchObject({ state: "expired", attemptCount: 1 })
+        expect((yield* chat.calls).length).toBe(1)
+        // a zero maxAge expires a live delivery before its send
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+
+      const chat2 = yield* scriptedAdapter()
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver(reply("stale")))
+        expect(error).toMatchObject({ _tag: "SendFailed", retryable: false, message: "expired before sending" })
+        expect(yield* getRow(entryIdOf(error))).toMatchObject({ state: "expired" })
+        expect(yield* chat2.calls).toEqual([])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat2.adapter }, { config: { maxAge: Duration.zero } })))
+
+      const chat3 = yield* scriptedAdapter([{ status: 500 }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver(reply("late but wanted")))
+        yield* TestClock.setTime(31 * MIN)
+        const report = yield* outbox.runRecoveryPass
+        expect(report.expired).toBe(0)
+        expect(yield* getRow(entryIdOf(error))).toMatchObject({ state: "delivered" })
+        expect((yield* chat3.calls).length).toBe(2)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat3.adapter }, { config: { expireAction: "deliver" } })))
+    }))
+
+  it.effect("tool/block rows are never replayed by recovery, also when they failed after boot; live they go out", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ ok: true }, { status: 500 }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        expect((yield* outbox.deliver(reply("thinking…", { kind: "tool" })))._tag).toBe("Delivered")
+        const failed = yield* Effect.flip(outbox.deliver(reply("step 2", { kind: "block", to: "user-2" })))
+        const queued = yield* outbox.enqueue(reply("tool output", { kind: "tool", to: "user-3" }))
+        yield* TestClock.setTime(5 * SEC)
+        yield* outbox.runRecoveryPass
+        for (const id of [entryIdOf(failed), queued]) {
+          expect(yield* getRow(id)).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
+        }
+        expect((yield* chat.calls).map((c) => c.text)).toEqual(["thinking…", "step 2"])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("an ack that cannot be written: AckFailed and a metric; never counted delivered; the worker writes it later without re-sending", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      let ackFailuresLeft = 4 // the first try and its 3 retries
+      const flakyAck = Layer.effect(
+        OutboxRepo,
+        Effect.map(MemoryOutboxRepo.make, (repo) => ({
+          ...repo,
+          ack: (owner: string, items: Parameters<typeof repo.ack>[1], now: number) =>
+            ackFailuresLeft-- > 0
+              ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" }))
+              : repo.ack(owner, items, now)
+        }))
+      )
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const ackFailuresBefore = yield* counter(Metrics.ackFailures)
+        const deliveredBefore = yield* counter(Metrics.delivered)
+        const fiber = yield* Effect.fork(Effect.flip(outbox.deliver(reply("hello"))))
+        yield* TestClock.adjust(SEC) // the ack retry schedule: 50, 100, 200 ms
+        const error = yield* Fiber.join(fiber)
+        expect(error).toMatchObject({ _tag: "AckFailed" })
+        expect(error.message).toMatch(/database is locked/)
+        const id = entryIdOf(error)
+        expect(yield* getRow(id)).toMatchObject({ state: "in_flight" })
+        expect((yield* counter(Metrics.ackFailures)) - ackFailuresBefore).toBe(1)
+        expect((yield* counter(Metrics.delivered)) - deliveredBefore).toBe(0)
+        // even once its lease has run out, this process does not send the row again: it acks it
+        yield* TestClock.adjust(6 * MIN)
+        const report = yield* outbox.runRecoveryPass
+        expect(report.acksFlushed).toBe(1)
+        expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
+        expect((yield* chat.calls).length).toBe(1)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyAck })))
+    }))
+
+  it.effect("events: enqueued, sent, delivered, retry_scheduled, terminal", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ ok: true }, { status: 500 }, { permanent: "chat not found" }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const collected = yield* Effect.fork(Stream.runCollect(Stream.take(outbox.events, 7)))
+        yield* TestClock.adjust(1) // let the subscriber start
+        yield* outbox.deliver(reply("a"))
+        yield* Effect.flip(outbox.deliver(reply("b", { to: "user-2" })))
+        yield* Effect.flip(outbox.deliver(reply("c", { to: "user-3" })))
+        const events = Chunk.toReadonlyArray(yield* Fiber.join(collected)).map((e) => e._tag)
+        expect(events).toEqual(["enqueued", "sent", "delivered", "enqueued", "retry_scheduled", "enqueued", "terminal"])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+})
+
