@@ -1,0 +1,197 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import type { EntryId, OutboxEntry } from "../../src/Delivery.js"
+import { StoreError } from "../../src/DeliveryError.js"
+import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
+import * as Metrics from "../../src/Metrics.js"
+import { Outbox } from "../../src/Outbox.js"
+import { OutboxRepo } from "../../src/OutboxRepo.js"
+import * as RecoveryWorker from "../../src/RecoveryWorker.js"
+import { queuedEntry } from "../support/entries.js"
+import { outboxLayer, reply, scriptedAdapter, testConfig } from "./harness.js"
+
+const SEC = 1000
+const MIN = 60 * SEC
+const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
+const getRow = (id: EntryId) => Effect.flatMap(OutboxRepo, (r) => r.get(id)).pipe(Effect.map(Option.getOrThrow))
+
+/** Runs `body` with the worker started in its own scope, closed at the end. */
+const withWorker = <A, E, R>(config: Parameters<typeof testConfig>[0], body: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    yield* Layer.buildWithScope(RecoveryWorker.layer.pipe(Layer.provide(testConfig(config))), scope)
+    const result = yield* body
+    yield* Scope.close(scope, Exit.void)
+    return result
+  })
+
+describe("RecoveryWorker", () => {
+  it.effect("a slow live send, longer than the worker interval, is never sent twice", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ sleep: 3 * SEC }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        yield* withWorker({}, Effect.gen(function*() {
+          const live = yield* Effect.fork(outbox.deliver(reply("slow")))
+          for (let i = 0; i < 5; i++) yield* TestClock.adjust(SEC)
+          const outcome = yield* Fiber.join(live)
+          expect(outcome._tag).toBe("Delivered")
+          yield* TestClock.adjust(10 * MIN)
+        }))
+        expect((yield* chat.calls).length).toBe(1)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("a send longer than half the lease renews it, so no other owner can take the row", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ sleep: 12 * MIN }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const repo = yield* OutboxRepo
+        const live = yield* Effect.fork(outbox.deliver(reply("very slow")))
+        yield* TestClock.adjust(11 * MIN)
+        const stolen = yield* repo.claim({ owner: "other-node/1", now: 11 * MIN, leaseMs: MIN, limit: 10 })
+        expect(stolen.claimed).toEqual([])
+        yield* TestClock.adjust(MIN)
+        expect((yield* Fiber.join(live))._tag).toBe("Delivered")
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
+    }))
+
+  it.effect("rows left in flight by a dead boot of this node are recovered at start, counted as possible duplicates", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      yield* Effect.gen(function*() {
+        const repo = yield* OutboxRepo
+        const crashed: OutboxEntry = queuedEntry({
+          channel: "chat",
+          state: "in_flight",
+          leaseOwner: "test-node/previous-boot",
+          leaseExpiresAt: 5 * MIN,
+          nextAttemptAt: 5 * MIN,
+          lastAttemptAt: 0
+        })
+        const otherNode = queuedEntry({
+          channel: "chat",
+          to: "someone-else",
+          state: "in_flight",
+          leaseOwner: "node-b/boot",
+          leaseExpiresAt: 5 * MIN,
+          nextAttemptAt: 5 * MIN,
+          lastAttemptAt: 0
+        })
+        yield* repo.insert([crashed, otherNode])
+        const duplicatesBefore = yield* counter(Metrics.possibleDuplicates)
+        yield* withWorker({}, TestClock.adjust(SEC))
+        expect(yield* getRow(crashed.id)).toMatchObject({ state: "delivered" })
+        expect((yield* chat.calls).map((c) => c.entryId)).toEqual([crashed.id])
+        expect((yield* counter(Metrics.possibleDuplicates)) - duplicatesBefore).toBe(1)
+        // another node's lease is left alone until it expires
+        expect(yield* getRow(otherNode.id)).toMatchObject({ state: "in_flight", leaseOwner: "node-b/boot" })
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("a reclaimed row is asked to reconcile first: sent → delivered without a send; not_sent → replayed", () =>
+    Effect.gen(function*() {
+      const calls: Array<string> = []
+      const adapter = {
+        outboundContract: "v2" as const,
+        sendFinal: (ctx: { entryId: string }) => {
+          calls.push(`send ${ctx.entryId}`)
+          return Promise.resolve({ messageId: "m" })
+        },
+        reconcile: (ctx: { entryId: string }) => {
+          calls.push(`reconcile ${ctx.entryId}`)
+          return Promise.resolve(ctx.entryId.endsWith("1") ? ("sent" as const) : ("not_sent" as const))
+        }
+      }
+      yield* Effect.gen(function*() {
+        const repo = yield* OutboxRepo
+        const outbox = yield* Outbox
+        const leased = { channel: "chat", state: "in_flight" as const, leaseOwner: "test-node/old", leaseExpiresAt: MIN, nextAttemptAt: MIN, lastAttemptAt: 0 }
+        yield* repo.insert([
+          queuedEntry({ id: "R1" as EntryId, to: "a", ...leased }),
+          queuedEntry({ id: "R2" as EntryId, to: "b", ...leased })
+        ])
+        const duplicatesBefore = yield* counter(Metrics.possibleDuplicates)
+        yield* outbox.reclaimPreviousBoots
+        yield* outbox.runRecoveryPass
+        expect(calls).toEqual(["reconcile R1", "reconcile R2", "send R2"])
+        expect(yield* getRow("R1" as EntryId)).toMatchObject({ state: "delivered" })
+        expect(yield* getRow("R2" as EntryId)).toMatchObject({ state: "delivered" })
+        expect((yield* counter(Metrics.possibleDuplicates)) - duplicatesBefore).toBe(0)
+      }).pipe(Effect.provide(outboxLayer({ chat: adapter })))
+    }))
+
+  it.effect("budget: with 1,000 due rows and 10 ms sends, a pass stops at 75 % of the interval; the rest keep their attempt count", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter(() => ({ sleep: 10 }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        for (let i = 0; i < 1000; i++) yield* outbox.enqueue(reply(`r${i}`, { to: `user-${i}` }))
+        const pass = yield* Effect.fork(outbox.runRecoveryPass)
+        for (let t = 0; t < 100; t++) yield* TestClock.adjust(10)
+        const report = yield* Fiber.join(pass)
+        expect(report.delivered).toBe(75)
+        expect(report.released).toBe(25) // the rest of the claimed batch, given back untouched
+        const stats = yield* outbox.stats
+        expect(stats.byState).toMatchObject({ delivered: 75, queued: 925, in_flight: 0 })
+        const waiting = yield* outbox.list({ state: "queued", limit: 1000 })
+        expect(waiting.every((e) => e.attemptCount === 0)).toBe(true)
+        expect((yield* chat.calls).length).toBe(75)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { workerConcurrency: 1 } })))
+    }))
+
+  it.effect("the worker survives a store that fails a pass, counts it, and delivers on the next", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      let claimFailures = 1
+      const flakyClaim = Layer.effect(
+        OutboxRepo,
+        Effect.map(MemoryOutboxRepo.make, (repo) => ({
+          ...repo,
+          claim: (options: Parameters<typeof repo.claim>[0]) =>
+            claimFailures-- > 0 ? Effect.fail(new StoreError({ operation: "claim", message: "disk I/O error" })) : repo.claim(options)
+        }))
+      )
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const id = yield* outbox.enqueue(reply("eventually"))
+        const failuresBefore = yield* counter(Metrics.workerPassFailures)
+        yield* withWorker({}, Effect.gen(function*() {
+          yield* TestClock.adjust(0)
+          expect((yield* counter(Metrics.workerPassFailures)) - failuresBefore).toBe(1)
+          yield* TestClock.adjust(SEC)
+        }))
+        expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyClaim })))
+    }))
+
+  it.effect("closing the scope stops the loop, lets started sends finish, and releases the leases of the rest", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter(() => ({ sleep: 100 }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        for (let i = 0; i < 10; i++) yield* outbox.enqueue(reply(`r${i}`, { to: `user-${i}` }))
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(RecoveryWorker.layer.pipe(Layer.provide(testConfig({ workerConcurrency: 2 }))), scope)
+        yield* TestClock.adjust(50) // two sends started
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* TestClock.adjust(100)
+        yield* Fiber.join(closing)
+        const stats = yield* outbox.stats
+        expect(stats.byState).toMatchObject({ delivered: 2, queued: 8, in_flight: 0 })
+        expect((yield* chat.calls).length).toBe(2)
+        // nothing runs any more
+        yield* TestClock.adjust(10 * SEC)
+        expect((yield* chat.calls).length).toBe(2)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { workerConcurrency: 2 } })))
+    }))
+})
