@@ -120,7 +120,8 @@ export const transition = (
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
       const bad = partsCheck(event.partsDelivered)
       if (bad) return reject(bad)
-      return next({ ...finished, state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered, lastError: null })
+      // lastError stays: a delivered row still tells that an earlier attempt failed
+      return next({ ...finished, state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered })
     }
     case "Retry": {
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)

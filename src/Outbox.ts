@@ -139,7 +139,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
     const emit = (event: OutboxEvent) => PubSub.publish(events, event)
     // acks that failed after their retries: the message went out, so this process never sends the row again
-    const pendingAcks = yield* Ref.make(new Map<EntryId, number>())
+    const pendingAcks = yield* Ref.make(new Map<EntryId, { readonly entry: OutboxEntry; readonly partsDelivered: number }>())
     const lastPrune = yield* Ref.make<number | null>(null)
 
     const insertBatch = yield* GroupCommit.make(
@@ -333,7 +333,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const message = Either.isLeft(written)
           ? `sent, but the ack write failed: ${written.left.message}`
           : "sent, but the row is no longer leased to this process (another worker may send it again)"
-        if (Either.isLeft(written)) yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, partsDelivered))
+        if (Either.isLeft(written)) yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, { entry, partsDelivered }))
         yield* Metric.increment(Metrics.ackFailures)
         yield* Effect.logError(`entry ${entry.id}: ${message}`)
         return yield* Effect.fail(new AckFailed({ entryId: entry.id, message }))
@@ -383,7 +383,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const { entry, reclaimed } = claimed
         const pendingAck = (yield* Ref.get(pendingAcks)).get(entry.id)
         if (pendingAck !== undefined) {
-          return { _tag: "Sent", report: { entryId: entry.id, partsTotal: pendingAck, partsDelivered: pendingAck, outcomes: [] } } as const
+          const parts = pendingAck.partsDelivered
+          return { _tag: "Sent", report: { entryId: entry.id, partsTotal: parts, partsDelivered: parts, outcomes: [] } } as const
         }
         if (entry.kind !== "final") {
           // progress messages are only meaningful live; replaying them after the fact confuses the chat
@@ -421,8 +422,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       const pending = yield* Ref.get(pendingAcks)
       if (pending.size === 0) return 0
       const now = yield* Clock.currentTimeMillis
-      const items = [...pending].map(([id, partsDelivered]) => ({ id, partsDelivered }))
+      const items = [...pending].map(([id, { partsDelivered }]) => ({ id, partsDelivered }))
       const result = yield* repo.ack(owner, items, now)
+      for (const id of result.written) yield* onDelivered(pending.get(id)!.entry, now)
       for (const id of result.rejected) {
         yield* Effect.logWarning(`pending ack of entry ${id} was rejected: the row is no longer leased to this process`)
       }
@@ -495,7 +497,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             if (Either.isLeft(acked)) {
               yield* Ref.update(pendingAcks, (m) => {
                 const next = new Map(m)
-                for (const s of sent) next.set(s.entry.id, s.partsDelivered)
+                for (const s of sent) next.set(s.entry.id, s)
                 return next
               })
               yield* Metric.incrementBy(Metrics.ackFailures, sent.length)
