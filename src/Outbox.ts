@@ -282,15 +282,26 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           })
       })
 
-    // a send longer than half the lease renews it, so the worker cannot take the row however slow the channel is
-    const renewLease = (entry: OutboxEntry) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        yield* repo.recordProgress(entry.id, owner, { partsDelivered: entry.partsDelivered, leaseUntil: now + leaseMs }, now)
-      }).pipe(
-        Effect.catchAll((e) => Effect.logWarning(`could not renew the lease of entry ${entry.id}: ${e.message}`)),
-        Effect.delay(Duration.millis(leaseMs / 2)),
-        Effect.forever
+    // Sends in progress, by entry id with their start time. One keeper fiber renews the lease of any send
+    // running longer than half the lease, so the worker cannot take the row however slow the channel is
+    // (one fiber for all sends: forking a renewal fiber per send cost more than the send itself).
+    const sending = new Map<EntryId, { readonly entry: OutboxEntry; renewedAt: number }>()
+    const renewLeases = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      for (const [id, inFlight] of sending) {
+        if (now - inFlight.renewedAt < leaseMs / 2) continue
+        inFlight.renewedAt = now
+        yield* repo.recordProgress(id, owner, { partsDelivered: inFlight.entry.partsDelivered, leaseUntil: now + leaseMs }, now).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`could not renew the lease of entry ${id}: ${e.message}`))
+        )
+      }
+    })
+    yield* Effect.forkScoped(renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 4)))))
+    const whileSending = <A, E, R>(entry: OutboxEntry, effect: Effect.Effect<A, E, R>) =>
+      Effect.acquireUseRelease(
+        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => sending.set(entry.id, { entry, renewedAt: now }))),
+        () => effect,
+        () => Effect.sync(() => sending.delete(entry.id))
       )
 
     /** TTL check, then send with lease renewal, then record a failure; success is acked by the caller. */
@@ -306,10 +317,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           }
           return { _tag: "Expired" } as const
         }
-        const sent = yield* sender.send(entry, channel, { attempt: entry.attemptCount + 1 }).pipe(
-          (send) => Effect.scoped(Effect.zipRight(Effect.forkScoped(renewLease(entry)), send)),
-          Effect.either
-        )
+        const sent = yield* whileSending(entry, Effect.either(sender.send(entry, channel, { attempt: entry.attemptCount + 1 })))
         if (Either.isRight(sent)) {
           yield* emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: sent.right.outcomes.length }))
           return { _tag: "Sent", report: sent.right } as const
@@ -414,8 +422,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         // one row's store trouble must not sink the batch: the others are still acked
         Effect.catchAll((error) =>
           Effect.as(Effect.logError(`recovery of entry ${claimed.entry.id} failed: ${error.message}`), { _tag: "Errored" } as const)
-        ),
-        Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel })
+        )
       )
 
     const flushPendingAcks = Effect.gen(function*() {

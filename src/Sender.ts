@@ -181,7 +181,7 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
   const send = (entry: SendEntry, channel: Channel, sendOptions: SendOptions) =>
     Effect.gen(function*() {
       const { parts, warnings } = plan(entry, channel)
-      for (const warning of warnings) yield* Effect.logWarning(warning)
+      for (const warning of warnings) yield* Effect.logWarning(warning).pipe(Effect.annotateLogs({ channel: entry.channel, entryId: entry.id }))
       const start = Math.min(Math.max(0, entry.partsDelivered), parts.length)
       const remaining = parts.slice(start)
       const outcomes: Array<DeliveredPart> = []
@@ -215,12 +215,9 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
         )
       }
       return { entryId: entry.id, partsTotal: parts.length, partsDelivered: parts.length, outcomes } satisfies SendReport
-    }).pipe(
-      Effect.annotateLogs({ channel: entry.channel, entryId: entry.id }),
-      Effect.withSpan("Sender.send", {
-        attributes: { channel: entry.channel, entryId: entry.id, attempt: sendOptions.attempt }
-      })
-    )
+    })
+  // no span or log annotation per send: on this hot path they cost more than a no-op adapter call
+  // (the caller's `Outbox.deliver` / `Outbox.runRecoveryPass` spans cover it)
 
   const reconcile = (entry: SendEntry, channel: Channel, sendOptions: SendOptions): Effect.Effect<ReconcileResult> =>
     Option.match(channel.reconcile, {

@@ -19,7 +19,7 @@ import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
-import { fromRow, groupChanges, toRow } from "./internal/rowCodec.js"
+import { fromRow, groupChanges, lightEntry, MUTABLE_SELECT, toRow } from "./internal/rowCodec.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 import type { InsertResult as InsertResultT } from "./OutboxRepo.js"
@@ -109,9 +109,10 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
       Effect.withSpan(`OutboxRepo.${operation}`)
     ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
 
-  const selectByIds = (ids: ReadonlyArray<string>) =>
+  const selectMutableByIds = (ids: ReadonlyArray<string>) =>
     Effect.map(
-      Effect.forEach(chunks(ids, IN_CHUNK), (part) => sql<Row>`SELECT * FROM outbox_entries WHERE id IN ${sql.in(part)}`),
+      Effect.forEach(chunks(ids, IN_CHUNK), (part) =>
+        sql<Row>`SELECT ${sql.literal(MUTABLE_SELECT)} FROM outbox_entries WHERE id IN ${sql.in(part)}`),
       (parts) => parts.flat()
     )
 
@@ -125,12 +126,17 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
     )
 
   /** Decodes rows and runs the state machine on each; only accepted transitions are written. */
-  const transitionRows = (rows: ReadonlyArray<Row>, eventFor: (entry: OutboxEntry) => EntryEvent, now: number) => {
+  const transitionRows = (
+    rows: ReadonlyArray<Row>,
+    eventFor: (entry: OutboxEntry) => EntryEvent,
+    now: number,
+    decode: (row: Row) => Either.Either<OutboxEntry, string> = fromRow
+  ) => {
     const pairs: Array<readonly [OutboxEntry, OutboxEntry]> = []
     const rejected: Array<EntryId> = []
     const malformed: Array<MalformedRow> = []
     for (const row of rows) {
-      Either.match(fromRow(row), {
+      Either.match(decode(row), {
         onLeft: (message) => malformed.push({ id: String(row.id) as EntryId, message }),
         onRight: (entry) =>
           Either.match(Machine.transition(entry, eventFor(entry), now), {
@@ -165,8 +171,8 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
 
   const batchWrite = (operation: string, ids: ReadonlyArray<EntryId>, eventFor: (e: OutboxEntry) => EntryEvent, now: number) =>
     writeTx(Effect.gen(function*() {
-      const rows = yield* selectByIds(ids)
-      const { malformed, pairs, rejected } = transitionRows(rows, eventFor, now)
+      const rows = yield* selectMutableByIds(ids)
+      const { malformed, pairs, rejected } = transitionRows(rows, eventFor, now, lightEntry)
       yield* writeChanges(pairs)
       const found = new Set(rows.map((r) => String(r.id)))
       return {
@@ -256,10 +262,10 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
 
     reclaimPreviousBoots: ({ nodeId, now, owner }) =>
       writeTx(Effect.gen(function*() {
-        const rows = yield* sql<Row>`SELECT * FROM outbox_entries
+        const rows = yield* sql<Row>`SELECT ${sql.literal(MUTABLE_SELECT)} FROM outbox_entries
           WHERE state = 'in_flight' AND substr(lease_owner, 1, ${nodeId.length + 1}) = ${nodeId + "/"}
             AND lease_owner != ${owner}`
-        const { pairs } = transitionRows(rows, () => Machine.EntryEvent.Reclaim(), now)
+        const { pairs } = transitionRows(rows, () => Machine.EntryEvent.Reclaim(), now, lightEntry)
         yield* writeChanges(pairs)
         return pairs.map(([, after]) => after.id)
       })).pipe(run("reclaimPreviousBoots")),
@@ -267,14 +273,14 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
     expire: (now, options = {}) =>
       writeTx(Effect.gen(function*() {
         const owner = options.owner ?? null
-        const rows = yield* sql<Row>`SELECT * FROM outbox_entries
+        const rows = yield* sql<Row>`SELECT ${sql.literal(MUTABLE_SELECT)} FROM outbox_entries
           WHERE next_attempt_at IS NOT NULL AND expires_at IS NOT NULL AND expires_at <= ${now}
             AND (state != 'in_flight' OR lease_owner = ${owner})
             ${options.ids ? sql`AND id IN ${sql.in(options.ids)}` : sql``}
           ORDER BY expires_at
           ${options.limit === undefined ? sql`` : sql`LIMIT ${options.limit}`}`
         const event = Machine.EntryEvent.Expire(options.owner === undefined ? {} : { owner: options.owner })
-        const { pairs } = transitionRows(rows, () => event, now)
+        const { pairs } = transitionRows(rows, () => event, now, lightEntry)
         yield* writeChanges(pairs)
         return pairs.map(([, after]) => after.id)
       })).pipe(run("expire")),

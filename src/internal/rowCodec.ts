@@ -125,3 +125,38 @@ export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => {
   const quarantined = row.state === "failed_terminal" && row.terminal_reason === "decode_error"
   return quarantined && Either.isLeft(decoded) ? decodeWith(row, [], { bestEffort: false }) : decoded
 }
+
+/** The columns `lightEntry` reads: the id and everything a transition may change. */
+export const MUTABLE_SELECT =
+  "id, state, attempt_count, parts_delivered, next_attempt_at, last_attempt_at, delivered_at, expires_at, last_error, terminal_reason, lease_owner, lease_expires_at, updated_at"
+
+const states = new Set<unknown>(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"])
+
+/**
+ * An entry carrying only the id and the mutable columns (the rest are blanks), for batch transitions whose
+ * result is written back as a column diff and never returned: acks and releases skip reading and decoding payloads.
+ */
+export const lightEntry = (row: Row): Either.Either<OutboxEntry, string> =>
+  states.has(row.state)
+    ? Either.right({
+      id: String(row.id) as EntryId,
+      channel: "",
+      to: "",
+      payloads: [],
+      kind: "final",
+      bestEffort: false,
+      enqueuedAt: 0,
+      state: row.state as OutboxEntry["state"],
+      attemptCount: Number(row.attempt_count),
+      partsDelivered: Number(row.parts_delivered),
+      nextAttemptAt: numOrNull(row.next_attempt_at) as number | null,
+      lastAttemptAt: numOrNull(row.last_attempt_at) as number | null,
+      deliveredAt: numOrNull(row.delivered_at) as number | null,
+      expiresAt: numOrNull(row.expires_at) as number | null,
+      lastError: (row.last_error ?? null) as string | null,
+      terminalReason: (row.terminal_reason ?? null) as OutboxEntry["terminalReason"],
+      leaseOwner: (row.lease_owner ?? null) as string | null,
+      leaseExpiresAt: numOrNull(row.lease_expires_at) as number | null,
+      updatedAt: Number(row.updated_at)
+    })
+    : Either.left(`row ${String(row.id)} has an unknown state ${JSON.stringify(row.state)}`)
