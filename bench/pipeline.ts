@@ -42,8 +42,21 @@ const outboxOn = (filename: string, config: Partial<OutboxConfig.OutboxConfigSha
     Layer.orDie
   )
 
-const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.map(Effect.timed(effect), ([d, a]) => [Duration.toMillis(d), a] as const)
+const cpuMicros = () => {
+  const u = process.cpuUsage()
+  return u.user + u.system
+}
+
+/** CPU µs per message of the last timed section: unlike wall time, barely moved by other load on the machine. */
+let lastCpuPerMessage = 0
+
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>, messages: number) =>
+  Effect.gen(function*() {
+    const cpu0 = cpuMicros()
+    const [d, a] = yield* Effect.timed(effect)
+    lastCpuPerMessage = (cpuMicros() - cpu0) / messages
+    return [Duration.toMillis(d), a] as const
+  })
 
 /** Live deliver throughput: `total` deliveries by `concurrency` callers over `conversations` chats. */
 const live = (concurrency: number, total: number) =>
@@ -53,7 +66,7 @@ const live = (concurrency: number, total: number) =>
       Array.from({ length: total }, (_, i) => i),
       (i) => outbox.deliver({ channel: "chat", to: `user-${i}`, payloads: [{ text: `reply ${i}` }] }),
       { concurrency, discard: true }
-    ))
+    ), total)
     const stats = yield* outbox.stats
     if (stats.byState.delivered !== total) throw new Error(`delivered ${stats.byState.delivered} of ${total}`)
     return (total / ms) * 1000
@@ -72,7 +85,7 @@ const drain = (backlog: number) =>
         yield* outbox.runRecoveryPass
         passes++
       }
-    }))
+    }), backlog)
     const stats = yield* outbox.stats
     if (stats.byState.delivered !== backlog) throw new Error(`delivered ${stats.byState.delivered} of ${backlog}`)
     return { rate: (backlog / ms) * 1000, passes }
@@ -110,12 +123,22 @@ const main = Effect.gen(function*() {
   record("raw better-sqlite3 msgs/s, batches of 500", median(Array.from({ length: RUNS }, () => raw(100_000, 500))))
   for (const [concurrency, total] of [[1, 2_000], [64, 20_000], [512, 50_000]] as const) {
     const runs: Array<number> = []
-    for (let r = 0; r < RUNS; r++) runs.push(yield* live(concurrency, total))
+    const cpu: Array<number> = []
+    for (let r = 0; r < RUNS; r++) {
+      runs.push(yield* live(concurrency, total))
+      cpu.push(lastCpuPerMessage)
+    }
     record(`live deliver msgs/s, concurrency ${concurrency}`, median(runs))
+    record(`live deliver CPU µs/msg, concurrency ${concurrency}`, median(cpu))
   }
   const drains: Array<number> = []
-  for (let r = 0; r < RUNS; r++) drains.push((yield* drain(BACKLOG)).rate)
+  const drainCpu: Array<number> = []
+  for (let r = 0; r < RUNS; r++) {
+    drains.push((yield* drain(BACKLOG)).rate)
+    drainCpu.push(lastCpuPerMessage)
+  }
   record(`worker drain msgs/s, backlog ${BACKLOG}`, median(drains))
+  record(`worker drain CPU µs/msg, backlog ${BACKLOG}`, median(drainCpu))
   record("peak RSS MiB", process.resourceUsage().maxRSS / 1024)
   fs.rmSync(dir, { recursive: true, force: true })
 })
