@@ -151,7 +151,10 @@ export const OutboxEntry = Schema.Struct({
   metadata: Schema.optionalWith(JsonRecord, { exact: true }),
   state: EntryState,
   attemptCount: Schema.Number,
+  /** the resume point: parts before this index were all delivered */
   partsDelivered: Schema.Number,
+  /** best effort only: parts at or past `partsDelivered` that were delivered anyway, so a retry skips them */
+  deliveredParts: Schema.optionalWith(Schema.Array(Schema.Number), { exact: true }),
   enqueuedAt: Schema.Number,
   nextAttemptAt: Schema.NullOr(Schema.Number),
   lastAttemptAt: Schema.NullOr(Schema.Number),

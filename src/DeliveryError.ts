@@ -64,6 +64,8 @@ export class PartialDeliveryFailure extends Schema.TaggedError<PartialDeliveryFa
 )("PartialDeliveryFailure", {
   entryId: Schema.String,
   partsDelivered: Schema.Number,
+  /** parts past `partsDelivered` that went out in this attempt (the retry skips them) */
+  deliveredParts: Schema.optionalWith(Schema.Array(Schema.Number), { exact: true }),
   partsFailed: Schema.Number,
   errors: Schema.Array(Schema.String),
   willRetryAt: Schema.optionalWith(Schema.Number, { exact: true }),

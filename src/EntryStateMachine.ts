@@ -25,6 +25,8 @@ export type EntryEvent = Data.TaggedEnum<{
     /** false for rate limiting (429 with retry-after): it does not use up an attempt */
     readonly countsAttempt: boolean
     readonly partsDelivered: number
+    /** best effort: parts past `partsDelivered` already delivered */
+    readonly deliveredParts?: ReadonlyArray<number>
     readonly maxAttempts: number
   }
   /** a failure that will not get better by retrying */
@@ -89,7 +91,11 @@ export const transition = (
   if (!sourceStates[event._tag].includes(entry.state)) {
     return reject(`allowed only from ${sourceStates[event._tag].join(", ")}`)
   }
-  const next = (changes: Partial<OutboxEntry>) => Either.right<OutboxEntry>({ ...entry, ...changes, updatedAt: now })
+  const next = (changes: Partial<OutboxEntry>) => {
+    const { deliveredParts, ...rest } = { ...entry, ...changes, updatedAt: now }
+    // an empty list is stored as no list, so every backend returns the same entry
+    return Either.right<OutboxEntry>(deliveredParts !== undefined && deliveredParts.length > 0 ? { ...rest, deliveredParts } : rest)
+  }
   const ownedBy = (owner: string) => entry.leaseOwner === owner
   const partsCheck = (parts: number) =>
     parts < entry.partsDelivered ? `partsDelivered cannot go back from ${entry.partsDelivered} to ${parts}` : null
@@ -121,16 +127,18 @@ export const transition = (
       const bad = partsCheck(event.partsDelivered)
       if (bad) return reject(bad)
       // lastError stays: a delivered row still tells that an earlier attempt failed
-      return next({ ...finished, state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered })
+      return next({ ...finished, state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered, deliveredParts: [] })
     }
     case "Retry": {
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
       const bad = partsCheck(event.partsDelivered)
       if (bad) return reject(bad)
       const attemptCount = entry.attemptCount + (event.countsAttempt ? 1 : 0)
+      const islands = deliveredPast(entry, event.partsDelivered, event.deliveredParts)
       if (attemptCount >= event.maxAttempts) {
         return next({
           ...finished,
+          ...islands,
           state: "failed_terminal",
           terminalReason: "max_attempts",
           attemptCount,
@@ -139,6 +147,7 @@ export const transition = (
         })
       }
       return next({
+        ...islands,
         state: "failed_retryable",
         attemptCount,
         partsDelivered: event.partsDelivered,
@@ -194,6 +203,17 @@ export const transition = (
       return next({ ...finished, state: "failed_terminal", terminalReason: "decode_error", lastError: event.error })
   }
 }
+
+/** The delivered parts past the resume point, old and new, never forgetting one that went out. */
+const deliveredPast = (
+  entry: OutboxEntry,
+  partsDelivered: number,
+  added: ReadonlyArray<number> | undefined
+): { readonly deliveredParts: ReadonlyArray<number> } => ({
+  deliveredParts: [...new Set([...(entry.deliveredParts ?? []), ...(added ?? [])])]
+    .filter((i) => i >= partsDelivered)
+    .sort((a, b) => a - b)
+})
 
 /** Checks the invariants every stored row satisfies; stores refuse to insert a row that breaks them. */
 export const checkInvariants = (entry: OutboxEntry): string | null => {

@@ -215,6 +215,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const attempt = entry.attemptCount + 1
         const retryable = error._tag === "SendError" ? error.retryable : error.retryable ?? true
         const partsDelivered = Math.max(entry.partsDelivered, error.partsDelivered ?? entry.partsDelivered)
+        const deliveredParts = error._tag === "PartialDeliveryFailure" && error.deliveredParts !== undefined
+          ? { deliveredParts: error.deliveredParts }
+          : {}
         let failure: FailureRecord
         if (!retryable) {
           failure = { _tag: "Terminal", error: error.message, reason: "permanent_error", partsDelivered }
@@ -226,6 +229,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             retryAt: now + error.retryAfterMs,
             countsAttempt: false,
             partsDelivered,
+            ...deliveredParts,
             maxAttempts: config.maxAttempts
           }
         } else {
@@ -236,6 +240,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             retryAt: now + Option.match(delay, { onNone: () => 0, onSome: Duration.toMillis }),
             countsAttempt: true,
             partsDelivered,
+            ...deliveredParts,
             // the policy has the last word on whether another attempt follows
             maxAttempts: Option.isSome(delay) ? config.maxAttempts : attempt
           }
@@ -274,6 +279,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           : new PartialDeliveryFailure({
             entryId: entry.id,
             partsDelivered: error.partsDelivered,
+            ...(error.deliveredParts !== undefined ? { deliveredParts: error.deliveredParts } : {}),
             partsFailed: error.partsFailed,
             errors: error.errors,
             retryable: recorded.state === "failed_retryable",

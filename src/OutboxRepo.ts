@@ -49,6 +49,7 @@ export type FailureRecord =
     readonly retryAt: number
     readonly countsAttempt: boolean
     readonly partsDelivered: number
+    readonly deliveredParts?: ReadonlyArray<number>
     readonly maxAttempts: number
   }
   | { readonly _tag: "Terminal"; readonly error: string; readonly reason: TerminalReason; readonly partsDelivered: number }

@@ -54,6 +54,7 @@ export type SendEntry = Pick<
   | "idempotencyKey"
   | "silent"
   | "partsDelivered"
+  | "deliveredParts"
 >
 
 /** A part the adapter accepted. */
@@ -183,7 +184,9 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
       const { parts, warnings } = plan(entry, channel)
       for (const warning of warnings) yield* Effect.logWarning(warning).pipe(Effect.annotateLogs({ channel: entry.channel, entryId: entry.id }))
       const start = Math.min(Math.max(0, entry.partsDelivered), parts.length)
-      const remaining = parts.slice(start)
+      // best effort: parts that went out in an earlier attempt past a failed one are not sent again
+      const already = new Set(entry.deliveredParts ?? [])
+      const remaining = parts.slice(start).filter((part) => !already.has(part.index))
       const outcomes: Array<DeliveredPart> = []
       const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> = []
       for (const part of remaining) {
@@ -203,10 +206,13 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
             undefined
           )
           : undefined
+        const resumeAt = failures[0]!.index
+        const deliveredPast = [...already, ...outcomes.map((o) => o.index)].filter((i) => i > resumeAt).sort((a, b) => a - b)
         return yield* Effect.fail(
           new PartialDeliveryFailure({
             entryId: entry.id,
-            partsDelivered: failures[0]!.index,
+            partsDelivered: resumeAt,
+            ...(deliveredPast.length > 0 ? { deliveredParts: deliveredPast } : {}),
             partsFailed: failures.length,
             errors: failures.map((f) => `part ${f.index} (${f.kind}): ${f.error.message}`),
             retryable,

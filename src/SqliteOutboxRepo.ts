@@ -66,6 +66,11 @@ export const migrations = {
     yield* sql`CREATE INDEX outbox_entries_retention ON outbox_entries (state, updated_at)`
     yield* sql`CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT`
     yield* sql`INSERT INTO outbox_meta (key, value) VALUES ('schema', 'effect-outbox')`
+  }),
+  "0002_delivered_parts": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // best-effort parts delivered past a failed one (JSON array of part indexes), so a retry skips them
+    yield* sql`ALTER TABLE outbox_entries ADD COLUMN delivered_parts TEXT`
   })
 }
 

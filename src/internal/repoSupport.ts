@@ -13,6 +13,7 @@ export const failureEvent = (owner: string, failure: FailureRecord): EntryEvent 
       retryAt: failure.retryAt,
       countsAttempt: failure.countsAttempt,
       partsDelivered: failure.partsDelivered,
+      ...(failure.deliveredParts !== undefined ? { deliveredParts: failure.deliveredParts } : {}),
       maxAttempts: failure.maxAttempts
     })
     : EntryEvent.Fail({ owner, error: failure.error, reason: failure.reason, partsDelivered: failure.partsDelivered })

@@ -12,6 +12,8 @@ export const mutableColumns = (e: OutboxEntry) => ({
   state: e.state,
   attempt_count: e.attemptCount,
   parts_delivered: e.partsDelivered,
+  // NULL when there are none, the common case
+  delivered_parts: e.deliveredParts !== undefined && e.deliveredParts.length > 0 ? JSON.stringify(e.deliveredParts) : null,
   next_attempt_at: e.nextAttemptAt,
   last_attempt_at: e.lastAttemptAt,
   delivered_at: e.deliveredAt,
@@ -102,6 +104,7 @@ const decodeWith = (row: Row, payloads: unknown, options: unknown): Either.Eithe
     state: row.state,
     attemptCount: num(row.attempt_count),
     partsDelivered: num(row.parts_delivered),
+    ...optional("deliveredParts", typeof row.delivered_parts === "string" ? safeParse(row.delivered_parts) : undefined),
     enqueuedAt: num(row.enqueued_at),
     nextAttemptAt: numOrNull(row.next_attempt_at),
     lastAttemptAt: numOrNull(row.last_attempt_at),
@@ -114,6 +117,8 @@ const decodeWith = (row: Row, payloads: unknown, options: unknown): Either.Eithe
     updatedAt: num(row.updated_at)
   }).pipe(Either.mapLeft(formatParseError))
 }
+
+const safeParse = (text: string): unknown => Either.getOrElse(parseJson("delivered_parts", text), () => text)
 
 /** Decodes a row; a row that no longer decodes yields a message naming what is wrong. */
 export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => {
@@ -128,7 +133,7 @@ export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => {
 
 /** The columns `lightEntry` reads: the id and everything a transition may change. */
 export const MUTABLE_SELECT =
-  "id, state, attempt_count, parts_delivered, next_attempt_at, last_attempt_at, delivered_at, expires_at, last_error, terminal_reason, lease_owner, lease_expires_at, updated_at"
+  "id, state, attempt_count, parts_delivered, delivered_parts, next_attempt_at, last_attempt_at, delivered_at, expires_at, last_error, terminal_reason, lease_owner, lease_expires_at, updated_at"
 
 const states = new Set<unknown>(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"])
 
@@ -149,6 +154,7 @@ export const lightEntry = (row: Row): Either.Either<OutboxEntry, string> =>
       state: row.state as OutboxEntry["state"],
       attemptCount: Number(row.attempt_count),
       partsDelivered: Number(row.parts_delivered),
+      ...(typeof row.delivered_parts === "string" ? { deliveredParts: JSON.parse(row.delivered_parts) as Array<number> } : {}),
       nextAttemptAt: numOrNull(row.next_attempt_at) as number | null,
       lastAttemptAt: numOrNull(row.last_attempt_at) as number | null,
       deliveredAt: numOrNull(row.delivered_at) as number | null,

@@ -102,11 +102,24 @@ describe("Sender.send", () => {
         new PartialDeliveryFailure({
           entryId: entry([]).id,
           partsDelivered: 1,
+          deliveredParts: [2, 3],
           partsFailed: 1,
           errors: ["part 1 (text): ETIMEDOUT"],
           retryable: true
         })
       )
+    }))
+
+  it.effect("bestEffort retry: parts delivered past a failed one are not sent again", () =>
+    Effect.gen(function*() {
+      const { channel, rec } = yield* scripted([])
+      const report = yield* Sender.make().send(
+        entry(fourTexts, { bestEffort: true, partsDelivered: 1, deliveredParts: [2, 3] }),
+        channel,
+        { attempt: 2 }
+      )
+      expect((yield* rec.calls).map((c) => c.ctx.text)).toEqual(["two"])
+      expect(report.partsDelivered).toBe(4)
     }))
 
   it.effect("bestEffort: a permanent part makes the whole failure permanent; the longest retry-after wins", () =>

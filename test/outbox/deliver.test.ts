@@ -177,6 +177,35 @@ describe("Outbox.deliver", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
+  it.effect("best effort: parts that went out after a failed one are not sent again by the retry", () =>
+    Effect.gen(function*() {
+      // parts: text, media a (fails once), media b
+      const chat = yield* scriptedAdapter([{ ok: true }, { status: 503 }, { ok: true }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver({
+          channel: "chat",
+          to: "user-1",
+          bestEffort: true,
+          payloads: [{ text: "see attached" }, { mediaUrls: ["https://x.test/a.png", "https://x.test/b.png"] }]
+        }))
+        expect(error).toMatchObject({ _tag: "PartialDeliveryFailure", partsDelivered: 1, deliveredParts: [2], partsFailed: 1 })
+        const id = entryIdOf(error)
+        expect(yield* getRow(id)).toMatchObject({ state: "failed_retryable", partsDelivered: 1, deliveredParts: [2] })
+        yield* TestClock.setTime(5 * SEC)
+        yield* outbox.runRecoveryPass
+        expect((yield* chat.calls).map((c) => c.mediaUrl ?? c.text)).toEqual([
+          "see attached",
+          "https://x.test/a.png",
+          "https://x.test/b.png",
+          "https://x.test/a.png"
+        ])
+        const row = yield* getRow(id)
+        expect(row).toMatchObject({ state: "delivered", partsDelivered: 3 })
+        expect(row.deliveredParts).toBeUndefined()
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
   it.effect("without best effort the first failing part stops the batch", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter([{ ok: true }, { status: 500 }])

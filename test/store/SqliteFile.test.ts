@@ -52,7 +52,7 @@ describe("SqliteOutboxRepo.layerFile", () => {
       const migrations = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT * FROM effect_outbox_migrations`).pipe(
         Effect.provide(layer())
       )
-      expect(migrations).toHaveLength(1)
+      expect(migrations).toHaveLength(Object.keys(SqliteOutboxRepo.migrations).length)
     })
   })
 

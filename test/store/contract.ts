@@ -193,6 +193,30 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       expect(last).toMatchObject({ state: "failed_terminal", terminalReason: "max_attempts", attemptCount: 2, nextAttemptAt: null })
     }))
 
+    test("best-effort islands (parts delivered past a failed one) are stored, kept, and cleared by the ack", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      const entry = queuedEntry({ bestEffort: true })
+      yield* repo.insert([entry])
+      yield* claim()
+      const failed = yield* repo.recordFailure(entry.id, owner, {
+        _tag: "Retryable", error: "503", retryAt: 10, countsAttempt: true, partsDelivered: 1, deliveredParts: [3, 2], maxAttempts: 5
+      }, 0)
+      expect(failed).toMatchObject({ partsDelivered: 1, deliveredParts: [2, 3] })
+      expect(yield* getEntry(entry.id)).toEqual(failed)
+      yield* TestClock.setTime(10)
+      yield* claim()
+      const again = yield* repo.recordFailure(entry.id, owner, {
+        _tag: "Retryable", error: "503", retryAt: 20, countsAttempt: true, partsDelivered: 2, deliveredParts: [4], maxAttempts: 5
+      }, 10)
+      expect(again).toMatchObject({ partsDelivered: 2, deliveredParts: [2, 3, 4] })
+      yield* TestClock.setTime(20)
+      yield* claim()
+      yield* repo.ack(owner, [{ id: entry.id, partsDelivered: 5 }], 20)
+      const done = yield* getEntry(entry.id)
+      expect(done).toMatchObject({ state: "delivered", partsDelivered: 5 })
+      expect(done.deliveredParts).toBeUndefined()
+    }))
+
     test("a terminal failure records its reason and is never claimed", Effect.gen(function*() {
       const repo = yield* OutboxRepo
       const entry = queuedEntry()
