@@ -113,9 +113,10 @@ describe("Outbox.deliver", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { maxAge: Duration.minutes(120) } })))
     }))
 
-  it.effect("a permanent error goes terminal after one attempt", () =>
+  it.effect("a permanent error pattern goes terminal after one attempt", () =>
     Effect.gen(function*() {
-      const chat = yield* scriptedAdapter([{ permanent: "Forbidden: bot was blocked by the user" }])
+      // a plain Error from a plugin: the core's classifier recognises the permanent message
+      const chat = yield* scriptedAdapter([{ reject: new Error("Forbidden: bot was blocked by the user") }])
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const terminalBefore = yield* counter(Metrics.terminal("permanent_error"))
@@ -348,6 +349,23 @@ describe("Outbox.deliver", () => {
         expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
         expect((yield* chat.calls).length).toBe(1)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyAck })))
+    }))
+
+  it.effect("the recovery pass prunes on its first run, then only once the prune interval has passed", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        yield* outbox.deliver(reply("old news"))
+        yield* TestClock.setTime(25 * 60 * MIN) // past the 24 h retention of delivered rows
+        expect((yield* outbox.runRecoveryPass).pruned).toBe(1)
+        yield* outbox.deliver(reply("newer"))
+        yield* TestClock.adjust(25 * 60 * MIN)
+        expect((yield* outbox.runRecoveryPass).pruned).toBe(0) // the prune interval (2 days here) has not passed
+        yield* TestClock.adjust(24 * 60 * MIN)
+        expect((yield* outbox.runRecoveryPass).pruned).toBe(1)
+        expect((yield* outbox.stats).total).toBe(0)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { pruneInterval: Duration.hours(48) } })))
     }))
 
   it.effect("events: enqueued, sent, delivered, retry_scheduled, terminal", () =>

@@ -5,7 +5,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
-import type { AdapterV1, SendContext, SendResult } from "../../src/ChannelAdapter.js"
+import type { AdapterV1, Returned, SendContext, SendResult } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import { SendError, type StoreError } from "../../src/DeliveryError.js"
 import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
@@ -19,6 +19,8 @@ export type Step =
   | { readonly status: number; readonly message?: string; readonly retryAfterMs?: number }
   | { readonly permanent: string }
   | { readonly sleep: number }
+  /** rejects the plugin Promise with this raw value, so the core's classifier decides */
+  | { readonly reject: unknown }
   | { readonly run: (ctx: SendContext) => Effect.Effect<SendResult, SendError> }
 
 /** One recorded call. */
@@ -37,19 +39,21 @@ export const scriptedAdapter = (script: ReadonlyArray<Step> | ((call: Call, n: n
   Effect.gen(function*() {
     const calls = yield* Ref.make<ReadonlyArray<Call>>([])
     const queue = Array.isArray(script) ? [...script] : []
-    const respond = (method: Call["method"]) => (ctx: SendContext) =>
-      Effect.gen(function*() {
-        const call: Call = {
-          method,
-          entryId: ctx.entryId,
-          to: ctx.to,
-          text: ctx.text,
-          mediaUrl: ctx.mediaUrl,
-          attempt: ctx.attempt,
-          partIndex: ctx.partIndex
-        }
-        const n = (yield* Ref.updateAndGet(calls, (cs) => [...cs, call])).length
-        const step: Step = typeof script === "function" ? script(call, n) : queue.shift() ?? { ok: true }
+    const respond = (method: Call["method"]) => (ctx: SendContext): Returned<SendResult> => {
+      const call: Call = {
+        method,
+        entryId: ctx.entryId,
+        to: ctx.to,
+        text: ctx.text,
+        mediaUrl: ctx.mediaUrl,
+        attempt: ctx.attempt,
+        partIndex: ctx.partIndex
+      }
+      // recorded synchronously, at the moment the adapter is called
+      const n = Effect.runSync(Ref.updateAndGet(calls, (cs) => [...cs, call])).length
+      const step: Step = typeof script === "function" ? script(call, n) : queue.shift() ?? { ok: true }
+      if ("reject" in step) return Promise.reject(step.reject)
+      return Effect.gen(function*() {
         if ("status" in step) {
           return yield* Effect.fail(
             new SendError({
@@ -65,6 +69,7 @@ export const scriptedAdapter = (script: ReadonlyArray<Step> | ((call: Call, n: n
         if ("run" in step) return yield* step.run(ctx)
         return { messageId: `m-${n}` }
       })
+    }
     const adapter: AdapterV1 = { sendText: respond("sendText"), sendMedia: respond("sendMedia") }
     return { adapter, calls: Ref.get(calls) }
   })
