@@ -221,6 +221,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         let failure: FailureRecord
         if (!retryable) {
           failure = { _tag: "Terminal", error: error.message, reason: "permanent_error", partsDelivered }
+        } else if (entry.kind !== "final") {
+          // recovery never sends a tool/block row, so waiting for a retry would only hold up the conversation
+          failure = { _tag: "Terminal", error: error.message, reason: "non_final_recovery_skip", partsDelivered }
         } else if (error.retryAfterMs !== undefined) {
           // rate limiting is not failure: the channel's delay, and no attempt used up
           failure = {

@@ -305,13 +305,17 @@ describe("Outbox.deliver", () => {
         const outbox = yield* Outbox
         expect((yield* outbox.deliver(reply("thinking…", { kind: "tool" })))._tag).toBe("Delivered")
         const failed = yield* Effect.flip(outbox.deliver(reply("step 2", { kind: "block", to: "user-2" })))
+        // it will never be retried, so it does not hold up the final answer behind it
+        expect(failed).toMatchObject({ _tag: "SendFailed", retryable: false })
+        expect(yield* getRow(entryIdOf(failed))).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
+        expect((yield* outbox.deliver(reply("the answer", { to: "user-2" })))._tag).toBe("Delivered")
         const queued = yield* outbox.enqueue(reply("tool output", { kind: "tool", to: "user-3" }))
         yield* TestClock.setTime(5 * SEC)
         yield* outbox.runRecoveryPass
         for (const id of [entryIdOf(failed), queued]) {
           expect(yield* getRow(id)).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
         }
-        expect((yield* chat.calls).map((c) => c.text)).toEqual(["thinking…", "step 2"])
+        expect((yield* chat.calls).map((c) => c.text)).toEqual(["thinking…", "step 2", "the answer"])
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
