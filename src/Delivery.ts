@@ -62,8 +62,26 @@ export const MediaUrl = Schema.String.pipe(
   Schema.filter((s) => isMediaUrl(s) || `must be an http(s) or file URL, got ${JSON.stringify(s.slice(0, 80))}`)
 )
 
-/** Free-form JSON-like data passed through to adapters untouched. */
-export const JsonRecord = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+const isRecordObject = (u: unknown): u is { readonly [x: string]: unknown } =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * Copies the own enumerable keys as data properties. `__proto__` stays a key, as `JSON.parse` made it: an
+ * assignment (what `Schema.Record` does) would drop it and make its value the copy's prototype instead.
+ */
+const copyRecord = (u: { readonly [x: string]: unknown }): { readonly [x: string]: unknown } => {
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(u)) {
+    Object.defineProperty(out, key, { value: u[key], enumerable: true, writable: true, configurable: true })
+  }
+  return out
+}
+
+/** Free-form JSON-like data passed through to adapters untouched, every own key kept as data (`__proto__` too). */
+export const JsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Schema.declare([], {
+  decode: () => (u, _, ast) => isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u)),
+  encode: () => (u, _, ast) => isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u))
+}, { title: "{ readonly [x: string]: unknown }" })
 
 const ReplyPayloadFields = Schema.Struct({
   text: Schema.optionalWith(Text, { exact: true }),
