@@ -39,7 +39,16 @@ export const MAX_TEXT_BYTES = 1024 * 1024
 
 const utf8 = new TextEncoder()
 
-const NonEmptyString = Schema.String.pipe(
+/**
+ * A string kept in its own column. Half of a surrogate pair is not well-formed Unicode: SQLite's TEXT (UTF-8)
+ * would store U+FFFD in its place, so a replay would go to another recipient or thread than the live send, and a
+ * repeated idempotency key would no longer be found. Refused on entry instead.
+ */
+const StoredString = Schema.String.pipe(
+  Schema.filter((s) => !/\p{Cs}/u.test(s) || "must be well-formed Unicode (it contains half of a surrogate pair)")
+)
+
+const NonEmptyString = StoredString.pipe(
   Schema.filter((s) => s.trim().length > 0 || "must be a non-empty string")
 )
 
@@ -109,9 +118,9 @@ const formatActual = (u: unknown): string => (typeof u === "string" ? JSON.strin
 const requestFields = {
   channel: NonEmptyString,
   to: NonEmptyString,
-  accountId: Schema.optionalWith(Schema.String, { exact: true }),
-  threadId: Schema.optionalWith(Schema.String, { exact: true }),
-  replyToId: Schema.optionalWith(Schema.String, { exact: true }),
+  accountId: Schema.optionalWith(StoredString, { exact: true }),
+  threadId: Schema.optionalWith(StoredString, { exact: true }),
+  replyToId: Schema.optionalWith(StoredString, { exact: true }),
   payloads: Payloads,
   kind: Schema.optionalWith(
     DispatchKind.annotations({
