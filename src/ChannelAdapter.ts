@@ -10,6 +10,7 @@
  * 3. an adapter is v2 only if it says so AND implements `sendFinal`; otherwise registration fails;
  * 4. a v1 adapter is warned about once, at registration, not on every send.
  */
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -124,8 +125,29 @@ export class InvalidAdapter extends Schema.TaggedError<InvalidAdapter>("effect-o
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
 
-const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
-  (typeof u === "object" || typeof u === "function") && u !== null && typeof (u as { then?: unknown }).then === "function"
+/** The `then` of a thenable, read once; reading it may throw (a getter, a Proxy). */
+const thenOf = (u: unknown): unknown =>
+  (typeof u === "object" || typeof u === "function") && u !== null ? (u as { then?: unknown }).then : undefined
+
+/**
+ * `classify`, also for a failure that throws when it is read (a `message` getter that throws, a hostile Proxy):
+ * that is still the plugin's send failing, never a defect or, inside a Promise callback, an unhandled rejection.
+ */
+const classifySafely = (error: unknown): SendError => {
+  try {
+    return classify(error)
+  } catch (inner) {
+    return new SendError({ message: `adapter failed with an error that could not be read (${unreadable(inner)})`, retryable: true })
+  }
+}
+
+const unreadable = (u: unknown): string => {
+  try {
+    return u instanceof Error ? u.message : String(u)
+  } catch {
+    return "reading it threw too"
+  }
+}
 
 /** Calls a plugin method whatever it returns (Promise, Effect or a plain value) and classifies every failure. */
 const invoke = (
@@ -135,25 +157,39 @@ const invoke = (
   Effect.suspend(() => {
     const controller = new AbortController()
     let out: unknown
+    let then: unknown
     try {
       out = method(ctx, { signal: controller.signal })
+      then = Effect.isEffect(out) ? undefined : thenOf(out)
     } catch (error) {
-      return Effect.fail(classify(error))
+      return Effect.fail(classifySafely(error))
     }
     if (Effect.isEffect(out)) {
       // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
       return (out as Effect.Effect<unknown, unknown>).pipe(
-        Effect.mapError(classify),
-        Effect.catchAllDefect((defect) => Effect.fail(classify(defect)))
+        Effect.mapError(classifySafely),
+        Effect.catchAllDefect((defect) => Effect.fail(classifySafely(defect))),
+        // so is an Effect that interrupts itself; an interruption from outside (the send timeout) is not caught here
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.fail(new SendError({ message: "the adapter's Effect interrupted itself", retryable: true }))
+            : Effect.failCause(cause)
+        )
       )
     }
-    if (isPromiseLike(out)) {
-      const promise = out
+    if (typeof then === "function") {
+      const thenable = out
       return Effect.async<unknown, SendError>((resume) => {
-        promise.then(
-          (value) => resume(Effect.succeed(value)),
-          (error: unknown) => resume(Effect.fail(classify(error)))
-        )
+        try {
+          then.call(
+            thenable,
+            (value: unknown) => resume(Effect.succeed(value)),
+            (error: unknown) => resume(Effect.fail(classifySafely(error)))
+          )
+        } catch (error) {
+          // a thenable whose `then` throws
+          resume(Effect.fail(classifySafely(error)))
+        }
         // on timeout/interruption, tell the plugin so it can cancel its HTTP request
         return Effect.sync(() => controller.abort())
       })
@@ -167,14 +203,27 @@ const preview = (u: unknown): string => {
     const json = JSON.stringify(u)
     return json === undefined ? String(u) : json.length > 200 ? `${json.slice(0, 200)}…` : json
   } catch {
-    return Object.prototype.toString.call(u)
+    try {
+      return Object.prototype.toString.call(u)
+    } catch {
+      return "a value that cannot be read"
+    }
+  }
+}
+
+/** The result's `messageId` if it is a string; a result whose reading throws is as malformed as one without it. */
+const messageIdOf = (result: unknown): string | undefined => {
+  try {
+    return isRecord(result) && typeof result["messageId"] === "string" ? result["messageId"] : undefined
+  } catch {
+    return undefined
   }
 }
 
 const toSend = (channel: string, name: string, method: SendMethod): Send => (ctx) =>
   invoke(method, ctx).pipe(
     Effect.flatMap((result) =>
-      isRecord(result) && typeof result["messageId"] === "string"
+      messageIdOf(result) !== undefined
         ? Effect.succeed(result as unknown as SendResult)
         : Effect.fail(
           new SendError({
