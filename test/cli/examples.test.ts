@@ -1,0 +1,136 @@
+/**
+ * The examples are code the README shows, so they are checked three ways: `npm test` typechecks them (tsconfig
+ * includes examples/), they run here against a loopback chat API, and the README's copies must equal the files.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import * as path from "node:path"
+import { chatApiAdapter } from "../../examples/adapter-v1.js"
+import { richChatAdapter } from "../../examples/adapter-v2.js"
+import type { SendContext } from "../../src/ChannelAdapter.js"
+import * as ChannelRegistry from "../../src/ChannelRegistry.js"
+import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
+import * as Outbox from "../../src/Outbox.js"
+import * as OutboxConfig from "../../src/OutboxConfig.js"
+import { inspect, ROOT, tempDir } from "./support.js"
+// examples/testing.ts is itself a test file: importing it registers its tests here
+import "../../examples/testing.js"
+
+interface Received {
+  readonly method: string
+  readonly url: string
+  readonly body: Record<string, unknown> | null
+}
+
+/** A loopback chat API: POST /messages and /replies answer `{ id }`, GET /replies/:key says whether it has it. */
+const received: Array<Received> = []
+const server = http.createServer((req, res) => {
+  let data = ""
+  req.setEncoding("utf8").on("data", (d: string) => (data += d)).on("end", () => {
+    const body = data === "" ? null : (JSON.parse(data) as Record<string, unknown>)
+    received.push({ method: req.method ?? "", url: req.url ?? "", body })
+    const reply = (status: number, json: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(json))
+    }
+    if (body?.["chat"] === "rate-limited") return reply(429, { error: "slow down" }, { "retry-after": "2" })
+    if (body?.["chat"] === "blocked") return reply(403, { error: "bot was blocked by the user" })
+    if (req.method === "GET") {
+      const key = decodeURIComponent((req.url ?? "").replace("/replies/", ""))
+      return reply(received.some((r) => r.body?.["key"] === key) ? 200 : 404, {})
+    }
+    reply(200, { id: `m-${received.length}` })
+  })
+})
+let apiUrl = ""
+beforeAll(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve())).then(() => {
+  apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}))
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
+const tmp = tempDir("outbox-examples-")
+afterAll(() => tmp.cleanup())
+
+const run = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d))
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))
+    child.on("error", reject)
+    child.on("close", (code) => resolve({ code, stdout, stderr }))
+  })
+
+describe("examples", { timeout: 60_000 }, () => {
+  it("gateway.ts delivers its replies through the v1 adapter and leaves them delivered in the SQLite file", async () => {
+    const db = tmp.file("gateway.db")
+    const result = await run(["--import", "tsx", "examples/gateway.ts"], { CHAT_API_URL: apiUrl, OUTBOX_DB: db })
+    expect(result.code).toBe(0)
+    const posted = received.filter((r) => r.url === "/messages" && r.body?.["chat"] === "user-42").map((r) => r.body?.["text"])
+    expect(posted).toEqual(["Hello from the gateway!", "And a second reply, in order."])
+    const { entries } = await inspect(db)
+    expect(entries.map((e) => [e.idempotencyKey, e.state]).sort()).toEqual([["turn-1", "delivered"], ["turn-2", "delivered"]])
+  })
+
+  const outbox = () =>
+    Outbox.layer.pipe(Layer.provideMerge(Layer.mergeAll(
+      MemoryOutboxRepo.layer,
+      ChannelRegistry.layer({
+        chat: chatApiAdapter({ baseUrl: apiUrl, token: "t" }),
+        rich: richChatAdapter({ baseUrl: apiUrl })
+      }),
+      OutboxConfig.layer({ retryJitter: false })
+    )))
+
+  it("the v1 adapter's HTTP errors are classified: 429 waits its Retry-After, 403 fails for good", () =>
+    Effect.gen(function*() {
+      const o = yield* Outbox.Outbox
+      const limited = yield* Effect.flip(o.deliver({ channel: "chat", to: "rate-limited", payloads: [{ text: "hi" }] }))
+      expect(limited).toMatchObject({ _tag: "SendFailed", retryable: true, retryAfterMs: 2_000 })
+      const blocked = yield* Effect.flip(o.deliver({ channel: "chat", to: "blocked", payloads: [{ text: "hi" }] }))
+      expect(blocked).toMatchObject({ _tag: "SendFailed", retryable: false })
+    }).pipe(Effect.provide(outbox()), Effect.runPromise))
+
+  it("the v2 adapter sends a payload whole and reconciles by its idempotency key", async () => {
+    const outcome = await Effect.gen(function*() {
+      const o = yield* Outbox.Outbox
+      return yield* o.deliver({
+        channel: "rich",
+        to: "room-1",
+        threadId: "t-1",
+        payloads: [{ text: "Pick one", mediaUrls: ["https://example.com/a.png"], channelData: { buttons: ["yes", "no"] } }],
+        idempotencyKey: "turn-7"
+      })
+    }).pipe(Effect.provide(outbox()), Effect.runPromise)
+    expect(outcome._tag).toBe("Delivered")
+    expect(received.filter((r) => r.url === "/replies").map((r) => r.body)).toEqual([{
+      key: "turn-7/0",
+      chat: "room-1",
+      thread: "t-1",
+      text: "Pick one",
+      media: ["https://example.com/a.png"],
+      extra: { buttons: ["yes", "no"] }
+    }])
+    const adapter = richChatAdapter({ baseUrl: apiUrl })
+    const ctx = (key: string): SendContext => ({
+      channel: "rich", to: "room-1", text: "", payload: { text: "x" }, idempotencyKey: key, entryId: "e", attempt: 1, partIndex: 0, partCount: 1
+    })
+    const signal = new AbortController().signal
+    expect(await adapter.reconcile!(ctx("turn-7"), { signal })).toBe("sent")
+    expect(await adapter.reconcile!(ctx("turn-8"), { signal })).toBe("not_sent")
+  })
+
+  it("README.md shows each example exactly as it is in examples/ (importing from the package name)", () => {
+    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
+    const blocks = [...readme.matchAll(/<!-- example: (examples\/[\w.-]+\.ts) -->\n```ts\n([\s\S]*?)```/g)]
+    expect(blocks.map((m) => m[1]).sort()).toEqual(["examples/adapter-v1.ts", "examples/adapter-v2.ts", "examples/gateway.ts", "examples/testing.ts"])
+    for (const [, file, code] of blocks) {
+      const source = fs.readFileSync(path.join(ROOT, file!), "utf8").replaceAll(`"../src/index.js"`, `"effect-outbox"`)
+      expect(code, file).toBe(source)
+    }
+  })
+})
