@@ -9,6 +9,8 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -64,8 +66,8 @@ export interface RecoveryReport {
   readonly delivered: number
   readonly retried: number
   readonly terminal: number
-  /** claimed but not sent because the pass ran out of budget or is stopping; their attempts are unchanged */
-  readonly released: number
+  /** worker sends still running when the pass ended (a slow channel; they finish in the background) */
+  readonly inFlight: number
   readonly quarantined: number
   readonly acksFlushed: number
   readonly possibleDuplicates: number
@@ -96,8 +98,12 @@ export interface OutboxShape {
   readonly retry: (id: EntryId) => Effect.Effect<void, StoreError | EntryNotFound | TransitionRejected>
   /** One worker pass: flush pending acks, expire, claim and deliver within the budget, prune when due. */
   readonly runRecoveryPass: Effect.Effect<RecoveryReport, StoreError>
-  /** A worker pass that also stops claiming and sending once `stop` succeeds (used on shutdown). */
+  /** A worker pass that also stops claiming once `stop` succeeds (used on shutdown). */
   readonly runRecoveryPassUntil: (stop: Effect.Effect<boolean>) => Effect.Effect<RecoveryReport, StoreError>
+  /** Waits until no worker send is running. */
+  readonly awaitWorkerSends: Effect.Effect<void>
+  /** Interrupts the running worker sends (their rows stay leased and are reclaimed by this node's next start). */
+  readonly interruptWorkerSends: Effect.Effect<void>
   /** Deletes delivered and failed rows past their retention; returns how many. */
   readonly prune: Effect.Effect<number, StoreError>
   /** Makes this node's earlier boots' in-flight rows claimable at once; returns how many. */
@@ -392,7 +398,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       return result.delivered + result.terminal
     }).pipe(Effect.withSpan("Outbox.prune"))
 
-    /** The worker's handling of one claimed row; `Sent` rows are acked by the pass in one batch. */
+    /** The worker's handling of one claimed row; a `Sent` row is acked by the caller. */
     const recover = (
       claimed: { readonly entry: OutboxEntry; readonly reclaimed: boolean }
     ): Effect.Effect<Recovered & { readonly possibleDuplicate?: boolean }> =>
@@ -452,15 +458,66 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       return result.written.length
     })
 
+    // Worker sends run in fibers of their own, each holding one of `workerConcurrency` slots and acking its row
+    // as soon as it is sent (the group-commit writer batches those acks). A pass claims only as many rows as
+    // there are free slots, so a hanging channel holds its slots, never a whole batch, the acks of rows already
+    // sent, or the next pass.
+    const slots = yield* Effect.makeSemaphore(config.workerConcurrency)
+    let freeSlots = config.workerConcurrency // only the pass takes slots, so this mirror sizes its claims
+    const releaseSlots = (n: number) => Effect.zipRight(Effect.sync(() => void (freeSlots += n)), slots.release(n))
+    const workerSends = yield* FiberSet.make<void, never>()
+    // running totals; a pass reports the difference over its duration
+    const tally = { delivered: 0, retried: 0, terminal: 0, possibleDuplicates: 0 }
+
+    const ackRecovered = (entry: OutboxEntry, partsDelivered: number) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const written = yield* ackBatch({ id: entry.id, partsDelivered, now }).pipe(Effect.retry(ackSchedule), Effect.either)
+        if (Either.isLeft(written)) {
+          yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, { entry, partsDelivered }))
+          yield* Metric.increment(Metrics.ackFailures)
+          return yield* Effect.logError(`entry ${entry.id} was sent but its ack failed; kept for the next pass: ${written.left.message}`)
+        }
+        if (!written.right) return yield* Effect.logWarning(`entry ${entry.id} was sent but its lease was lost before the ack`)
+        tally.delivered++
+        yield* onDelivered(entry, now)
+      })
+
+    const work = (claimed: { readonly entry: OutboxEntry; readonly reclaimed: boolean }) =>
+      recover(claimed).pipe(
+        Effect.flatMap((outcome) => {
+          if (outcome.possibleDuplicate === true) tally.possibleDuplicates++
+          switch (outcome._tag) {
+            case "Sent":
+              return ackRecovered(claimed.entry, outcome.report.partsDelivered)
+            case "Failed":
+              return Effect.sync(() => void (outcome.error.retryable ? tally.retried++ : tally.terminal++))
+            case "Terminal":
+              return Effect.sync(() => void tally.terminal++)
+            default:
+              return Effect.void
+          }
+        }),
+        Effect.ensuring(releaseSlots(1))
+      )
+
+    const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
+      Effect.gen(function*() {
+        yield* repo.quarantine(bad.id, bad.message, now)
+        yield* Metric.increment(Metrics.quarantined)
+        yield* Metric.increment(Metrics.terminal("decode_error"))
+        yield* emit(OutboxEvent.terminal({ entryId: bad.id, reason: "decode_error", error: bad.message }))
+        yield* Effect.logError(`quarantined entry ${bad.id}: ${bad.message}`)
+      })
+
     const runRecoveryPassUntil = (stop: Effect.Effect<boolean>) =>
       Effect.gen(function*() {
         const start = yield* Clock.currentTimeMillis
         const deadline = start + Duration.toMillis(config.workerInterval) * config.workerBudget
+        const untilDeadline = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(Math.max(0, deadline - now)))
         const outOfTime = Effect.zipWith(Clock.currentTimeMillis, stop, (now, stopping) => stopping || now >= deadline)
-        const counts = {
-          expired: 0, claimed: 0, delivered: 0, retried: 0, terminal: 0, released: 0,
-          quarantined: 0, acksFlushed: 0, possibleDuplicates: 0, pruned: 0
-        }
+        const before = { ...tally }
+        const counts = { expired: 0, claimed: 0, quarantined: 0, acksFlushed: 0, pruned: 0 }
         counts.acksFlushed = yield* flushPendingAcks
 
         const expired = yield* repo.expire(start, config.expireAction === "fail" ? {} : { ids: [] })
@@ -471,69 +528,44 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           yield* Effect.logWarning(`expired ${expired.length} rows past maxAge`)
         }
 
+        const started: Array<Fiber.RuntimeFiber<void, never>> = []
         while (!(yield* outOfTime)) {
-          const now = yield* Clock.currentTimeMillis
-          const batch = yield* repo.claim({ owner, now, leaseMs, limit: config.claimBatch })
-          for (const bad of batch.malformed) {
-            yield* repo.quarantine(bad.id, bad.message, now)
-            yield* Metric.increment(Metrics.quarantined)
-            yield* Metric.increment(Metrics.terminal("decode_error"))
-            yield* emit(OutboxEvent.terminal({ entryId: bad.id, reason: "decode_error", error: bad.message }))
-            yield* Effect.logError(`quarantined entry ${bad.id}: ${bad.message}`)
+          // a free slot, waited for no longer than the budget
+          const slot = yield* slots.take(1).pipe(Effect.timeoutOption(yield* untilDeadline))
+          if (Option.isNone(slot)) break
+          freeSlots--
+          if (yield* outOfTime) {
+            yield* releaseSlots(1)
+            break
           }
+          const limit = Math.min(config.claimBatch, 1 + freeSlots)
+          if (limit > 1) {
+            yield* slots.take(limit - 1)
+            freeSlots -= limit - 1
+          }
+          const now = yield* Clock.currentTimeMillis
+          const batch = yield* repo.claim({ owner, now, leaseMs, limit }).pipe(Effect.onError(() => releaseSlots(limit)))
+          for (const bad of batch.malformed) yield* quarantine(bad, now)
           counts.quarantined += batch.malformed.length
           counts.claimed += batch.claimed.length
-          if (batch.claimed.length === 0) break
-          const outcomes = yield* Effect.forEach(
-            batch.claimed,
-            (claimed) =>
-              Effect.flatMap(outOfTime, (stopNow): Effect.Effect<
-                (Recovered | { readonly _tag: "Skipped" }) & { readonly entry: OutboxEntry; readonly possibleDuplicate?: boolean }
-              > =>
-                stopNow
-                  ? Effect.succeed({ _tag: "Skipped", entry: claimed.entry } as const)
-                  : Effect.map(recover(claimed), (outcome) => ({ ...outcome, entry: claimed.entry }))),
-            { concurrency: config.workerConcurrency }
-          )
-          const sent = outcomes.flatMap((o) => (o._tag === "Sent" ? [{ entry: o.entry, partsDelivered: o.report.partsDelivered }] : []))
-          const skipped = outcomes.flatMap((o) => (o._tag === "Skipped" ? [o.entry.id] : []))
-          counts.possibleDuplicates += outcomes.filter((o) => o.possibleDuplicate === true).length
-          counts.terminal += outcomes.filter((o) => o._tag === "Terminal" || (o._tag === "Failed" && !o.error.retryable)).length
-          counts.retried += outcomes.filter((o) => o._tag === "Failed" && o.error.retryable).length
-          if (skipped.length > 0) {
-            const released = yield* repo.release(owner, skipped, yield* Clock.currentTimeMillis)
-            counts.released += released.written.length
-          }
-          if (sent.length > 0) {
-            const ackedAt = yield* Clock.currentTimeMillis
-            const acked = yield* repo.ack(owner, sent.map((s) => ({ id: s.entry.id, partsDelivered: s.partsDelivered })), ackedAt).pipe(
-              Effect.retry(ackSchedule),
-              Effect.either
-            )
-            if (Either.isLeft(acked)) {
-              yield* Ref.update(pendingAcks, (m) => {
-                const next = new Map(m)
-                for (const s of sent) next.set(s.entry.id, s)
-                return next
-              })
-              yield* Metric.incrementBy(Metrics.ackFailures, sent.length)
-              yield* Effect.logError(`ack of ${sent.length} recovered rows failed; kept for the next pass: ${acked.left.message}`)
-            } else {
-              const delivered = new Set(acked.right.written)
-              for (const s of sent) {
-                if (delivered.has(s.entry.id)) yield* onDelivered(s.entry, ackedAt)
-                else yield* Effect.logWarning(`entry ${s.entry.id} was sent but its lease was lost before the ack`)
-              }
-              counts.delivered += delivered.size
-            }
-          }
-          if (batch.claimed.length < config.claimBatch) break
+          if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
+          for (const claimed of batch.claimed) started.push(yield* FiberSet.run(workerSends, work(claimed)))
+          if (batch.claimed.length + batch.malformed.length < limit) break // nothing more is due
         }
+        // wait for this pass's sends within the budget; a slower one goes on in the background
+        yield* Effect.forEach(started, Fiber.await, { discard: true }).pipe(Effect.timeoutOption(yield* untilDeadline))
 
         const last = yield* Ref.get(lastPrune)
         if (last === null || start - last >= Duration.toMillis(config.pruneInterval)) counts.pruned = yield* prune
         yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
-        return counts satisfies RecoveryReport
+        return {
+          ...counts,
+          delivered: tally.delivered - before.delivered,
+          retried: tally.retried - before.retried,
+          terminal: tally.terminal - before.terminal,
+          possibleDuplicates: tally.possibleDuplicates - before.possibleDuplicates,
+          inFlight: yield* FiberSet.size(workerSends)
+        } satisfies RecoveryReport
       }).pipe(Effect.withSpan("Outbox.runRecoveryPass"))
 
     return {
@@ -550,6 +582,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         }).pipe(Effect.withSpan("Outbox.retry")),
       runRecoveryPass: runRecoveryPassUntil(Effect.succeed(false)),
       runRecoveryPassUntil,
+      awaitWorkerSends: FiberSet.awaitEmpty(workerSends),
+      interruptWorkerSends: FiberSet.clear(workerSends),
       prune,
       reclaimPreviousBoots: Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis

@@ -1,7 +1,8 @@
 /**
  * The recovery worker: a scoped fiber that reclaims the leases of this node's previous boot at start, then
  * repeats `Outbox.runRecoveryPass` every interval. A failing pass is logged and counted; the loop never dies.
- * Closing the scope stops claiming, lets in-flight sends finish up to the grace period and releases the rest.
+ * Closing the scope stops claiming and lets in-flight sends finish up to the grace period; sends still running
+ * then are interrupted and their rows, still leased, are reclaimed at this node's next start.
  */
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
@@ -49,10 +50,14 @@ export const layer: Layer.Layer<never, never, Outbox | OutboxConfig> = Layer.sco
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* Deferred.succeed(stopping, undefined)
-        // a running pass sees `stop`: it starts nothing new, releases what it claimed and lets started sends finish
-        const finished = yield* running.withPermits(1)(Effect.void).pipe(Effect.timeout(config.shutdownGrace), Effect.option)
+        // a running pass sees `stop` and claims nothing more; the sends it started may finish within the grace
+        const finished = yield* Effect.zipRight(running.withPermits(1)(Effect.void), outbox.awaitWorkerSends).pipe(
+          Effect.timeout(config.shutdownGrace),
+          Effect.option
+        )
         if (Option.isNone(finished)) {
-          yield* Effect.logWarning("in-flight sends did not finish within the shutdown grace; their leases are reclaimed at the next start")
+          yield* Effect.logWarning("in-flight sends did not finish within the shutdown grace; their rows are reclaimed at the next start")
+          yield* outbox.interruptWorkerSends
         }
         yield* Fiber.interrupt(fiber)
       }).pipe(Effect.annotateLogs({ module: "RecoveryWorker" }))

@@ -139,8 +139,8 @@ describe("RecoveryWorker", () => {
         const pass = yield* Effect.fork(outbox.runRecoveryPass)
         for (let t = 0; t < 100; t++) yield* TestClock.adjust(10)
         const report = yield* Fiber.join(pass)
-        expect(report.delivered).toBe(75)
-        expect(report.released).toBe(25) // the rest of the claimed batch, given back untouched
+        // one slot: a row is claimed only when there is a slot to send it, so nothing is claimed past the budget
+        expect(report.claimed).toBe(75)
         const stats = yield* outbox.stats
         expect(stats.byState).toMatchObject({ delivered: 75, queued: 925, in_flight: 0 })
         const waiting = yield* outbox.list({ state: "queued", limit: 1000 })
@@ -174,7 +174,7 @@ describe("RecoveryWorker", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyClaim })))
     }))
 
-  it.effect("closing the scope stops the loop, lets started sends finish, and releases the leases of the rest", () =>
+  it.effect("closing the scope stops the loop and lets started sends finish; nothing more is claimed", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter(() => ({ sleep: 100 }))
       yield* Effect.gen(function*() {
