@@ -6,6 +6,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -424,9 +425,12 @@ export const configureConnection = (options: Omit<FileOptions, "filename">) =>
 /** A SQLite file with WAL, explicit `synchronous` (NORMAL default), busy_timeout 5 s and mode 0600; migrated. */
 export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlClient.SqlClient, StoreError> => {
   const client = SqliteClient.layer({ filename: options.filename }).pipe(
-    Layer.catchAllCause((cause) =>
-      Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}`, cause }))
-    )
+    Layer.catchAllCause((cause) => {
+      const reason = Cause.squash(cause)
+      // the driver's reason ("file is not a database", SQLITE_CANTOPEN…) belongs in the message a log line shows
+      const why = reason instanceof Error ? reason.message : String(reason)
+      return Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${why}`, cause }))
+    })
   )
   const ready = Layer.effectDiscard(configureConnection(options)).pipe(Layer.provideMerge(client))
   return Layer.unwrapEffect(Effect.as(createPrivateFile(options.filename), layer.pipe(Layer.provideMerge(ready))))

@@ -128,10 +128,8 @@ describe("disk trouble at start-up", () => {
       fs.rmSync(dir, { recursive: true, force: true })
     }))
 
-  // BUG (src/SqliteOutboxRepo.ts, layerFile): when the SQLite client itself cannot be built, the StoreError's message
-  // is only "cannot open outbox database <file>"; the reason ("file is not a database", SQLITE_CANTOPEN, …) is in
-  // `cause` alone, which a log line or the CLI printing `message` does not show.
-  it.effect.fails("… and its message says why: the file is not a database", () =>
+  // when the SQLite client itself cannot be built, the reason is in the message, not only in `cause`
+  it.effect("… and its message says why: the file is not a database", () =>
     Effect.gen(function*() {
       const { dir, file } = notADatabase()
       const result = yield* probe(file)
