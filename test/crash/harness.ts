@@ -183,7 +183,7 @@ export interface CrashReport {
   /** extra sends of part 0, summed over entries */
   readonly duplicates: number
   readonly duplicatedEntries: number
-  /** kills × (claim batch + live conversations) */
+  /** kills × (claim batch + live conversations) — see `perKillBound` */
   readonly duplicateBound: number
   /** outcomes of the gateway's live `deliver` calls, by tag */
   readonly liveOutcomes: Readonly<Record<string, number>>
@@ -317,10 +317,10 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
     // the last boot drains everything and is stopped gracefully
     yield* Effect.scoped(Effect.gen(function*() {
       const gateway = yield* boot(options.kills)
-      yield* Deferred.await(gateway.liveDone)
       const stats = sql<{ total: number; pending: number }>`SELECT count(*) AS total,
           count(next_attempt_at) AS pending FROM outbox_entries`.pipe(Effect.map((rows) => rows[0]!))
-      const drained = yield* stats.pipe(
+      const drained = yield* Deferred.await(gateway.liveDone).pipe(
+        Effect.zipRight(stats),
         Effect.repeat(Schedule.spaced(Duration.millis(50)).pipe(
           Schedule.whileInput((s: { total: number; pending: number }) => s.total < specs.length || s.pending > 0),
           Schedule.passthrough
@@ -329,7 +329,10 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
         Effect.timeout(options.drainTimeout ?? Duration.seconds(60)),
         Effect.option
       )
-      if (drained._tag === "None") violations.push("the last boot did not drain the outbox in time")
+      if (drained._tag === "None") {
+        const left = yield* stats
+        violations.push(`the last boot did not drain the outbox in time (${left.total} rows, ${left.pending} pending)`)
+      }
       gateway.process.kill("SIGTERM")
       const stopped = yield* Deferred.await(gateway.exited).pipe(Effect.timeout(Duration.seconds(10)), Effect.option)
       if (stopped._tag === "None") violations.push("the gateway did not stop within 10 s of SIGTERM")
@@ -344,7 +347,9 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
       rows,
       sends,
       inFlightAtKills,
-      perKillBound: gatewayConfig.claimBatch + (options.liveConversations ?? 8)
+      // a kill can leave in flight one worker batch (or as many sends as the worker runs at once) and one live
+      // send per live conversation
+      perKillBound: Math.max(gatewayConfig.claimBatch, gatewayConfig.workerConcurrency) + (options.liveConversations ?? 8)
     })
     violations.push(...report.violations)
     if (violations.length === 0 && options.keepFiles !== true) fs.rmSync(dir, { recursive: true, force: true })
