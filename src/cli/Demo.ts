@@ -225,6 +225,7 @@ interface Output {
 const makeOutput = (json: boolean): Output => {
   const tty = !json && process.stdout.isTTY === true
   let drawn = false
+  let printed = ""
   const clearLine = () => {
     if (drawn) {
       process.stdout.write("\r\x1b[K")
@@ -243,8 +244,9 @@ const makeOutput = (json: boolean): Output => {
           process.stdout.write(`\r${Format.clip(line, Math.max(20, (process.stdout.columns ?? 120) - 1))}\x1b[K`)
           drawn = true
         })
-        : tick % 10 === 0 || last
-        ? Console.log(line)
+        // the last line may repeat the periodic one just printed (the loop and the final draw can meet)
+        : (tick % 10 === 0 || last) && line !== printed
+        ? Effect.zipRight(Effect.sync(() => (printed = line)), Console.log(line))
         : Effect.void,
     endProgress: Effect.sync(() => {
       if (drawn) process.stdout.write("\n")
