@@ -190,6 +190,8 @@ export const transition = (
       return next({ ...finished, state: "expired" })
     }
     case "Requeue":
+      // its data does not decode: queued again it could only be quarantined again
+      if (entry.terminalReason === "decode_error") return reject("its stored data does not decode")
       return next({
         state: "queued",
         attemptCount: 0,

@@ -235,7 +235,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           failure = {
             _tag: "Retryable",
             error: error.message,
-            retryAt: now + error.retryAfterMs,
+            retryAt: now + Math.round(error.retryAfterMs),
             countsAttempt: false,
             partsDelivered,
             ...deliveredParts,
@@ -246,7 +246,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           failure = {
             _tag: "Retryable",
             error: error.message,
-            retryAt: now + Option.match(delay, { onNone: () => 0, onSome: Duration.toMillis }),
+            // jitter makes fractional milliseconds; times are stored as integer millis
+            retryAt: now + Math.round(Option.match(delay, { onNone: () => 0, onSome: Duration.toMillis })),
             countsAttempt: true,
             partsDelivered,
             ...deliveredParts,

@@ -54,9 +54,6 @@ const demoConfig = (boot: 1 | 2): Partial<OutboxConfig.OutboxConfigShape> => ({
   nodeId: NODE_ID,
   workerInterval: WORKER_INTERVAL,
   retryDelays: RETRY_DELAYS,
-  // off until Outbox rounds jittered retry times to whole millis: a jittered delay is fractional, and the STRICT
-  // INTEGER next_attempt_at column refuses it (the failure is then not recorded and the row waits for its lease)
-  retryJitter: false,
   maxAttempts: 5,
   maxAge: MAX_AGE,
   leaseDuration: Duration.seconds(30),

@@ -42,6 +42,29 @@ describe("Outbox on a SQLite file", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: SqliteOutboxRepo.layerFile({ filename: freshFile() }) })))
     }))
 
+  it.effect("with jitter on (the default), a retry time is stored as whole milliseconds and the retry happens", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ status: 503 }, { status: 503 }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const error = yield* Effect.flip(outbox.deliver(reply("jittered")))
+        expect(error._tag).toBe("SendFailed")
+        const failed = error as unknown as { entryId: EntryId; willRetryAt: number }
+        expect(Number.isInteger(failed.willRetryAt)).toBe(true)
+        // ±20 % around 5 s
+        expect(failed.willRetryAt).toBeGreaterThanOrEqual(4_000)
+        expect(failed.willRetryAt).toBeLessThanOrEqual(6_000)
+        yield* TestClock.setTime(failed.willRetryAt)
+        yield* outbox.runRecoveryPass
+        const row = yield* outbox.get(failed.entryId).pipe(Effect.map(Option.getOrThrow))
+        expect(row).toMatchObject({ state: "failed_retryable", attemptCount: 2 })
+        expect(Number.isInteger(row.nextAttemptAt)).toBe(true)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, {
+        store: SqliteOutboxRepo.layerFile({ filename: freshFile() }),
+        config: { retryJitter: true }
+      })))
+    }))
+
   it.live("an ack blocked by another connection's write lock: AckFailed, counted, never delivered until written; then written without a re-send", () =>
     Effect.gen(function*() {
       const filename = freshFile()

@@ -414,6 +414,17 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       expect((yield* Effect.flip(repo.requeue(entryId("nope"), 50, null)))._tag).toBe("EntryNotFound")
     }))
 
+    test("a quarantined row cannot be requeued: its data would only be quarantined again", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      const entry = queuedEntry()
+      yield* repo.insert([entry])
+      yield* repo.quarantine(entry.id, "payloads_json is not valid JSON", 1)
+      const error = yield* Effect.flip(repo.requeue(entry.id, 2, null))
+      expect(error._tag).toBe("TransitionRejected")
+      expect(error.message).toMatch(/does not decode/)
+      expect((yield* getEntry(entry.id)).state).toBe("failed_terminal")
+    }))
+
     test("a live (in-flight) insert behind a pending row of its conversation is stored queued instead", Effect.gen(function*() {
       const repo = yield* OutboxRepo
       const leased = { state: "in_flight" as const, leaseOwner: owner, leaseExpiresAt: lease, nextAttemptAt: lease, lastAttemptAt: 0 }
