@@ -1,7 +1,8 @@
 /**
  * Busy database: a second process (test/faults/locker.ts) with its own connection takes SQLite's write lock with
- * `BEGIN IMMEDIATE` and holds it for 2 s, far past the store's busy_timeout (100 ms), right when a live ack, a
- * worker batch's ack, or the worker's claim pass needs it. Real processes and a real lock, so real time.
+ * `BEGIN IMMEDIATE` right when a live ack, a worker's ack, or the worker's claim pass needs it, and holds it until
+ * the test has seen the outcome — far past the store's busy_timeout (100 ms). Real processes and a real lock, so
+ * real time; every wait is for an outcome (bounded by WAIT), none races a timer.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
@@ -26,7 +27,7 @@ import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { startLocker } from "./locker.js"
 
-const LOCK_MS = 2000
+const WAIT = Duration.seconds(10)
 const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
 const request = (to: string, text: string) => ({ channel: "chat", to, payloads: [{ text }] })
 
@@ -71,7 +72,7 @@ const withBusyOutbox = <A, E>(
     return yield* Effect.gen(function*() {
       const outbox = yield* Outbox.Outbox
       const locker = yield* startLocker(filename)
-      hooks.lock = locker.lock(LOCK_MS)
+      hooks.lock = locker.lock
       return yield* body({ outbox, locker, calls })
     }).pipe(
       Effect.provide(layer),
@@ -90,7 +91,14 @@ const waitDelivered = (ids: ReadonlyArray<EntryId>) =>
       schedule: Schedule.spaced(Duration.millis(25)),
       until: (states) => states.every((s) => Option.getOrNull(s) === "delivered")
     }),
-    Effect.timeoutFail({ duration: Duration.seconds(10), onTimeout: () => new Error(`not delivered: ${ids.join(", ")}`) })
+    Effect.timeoutFail({ duration: WAIT, onTimeout: () => new Error(`not delivered: ${ids.join(", ")}`) })
+  )
+
+/** Waits until the worker has failed a pass since `before` (it tried to write while the lock was held). */
+const passFailedSince = (before: number) =>
+  counter(Metrics.workerPassFailures).pipe(
+    Effect.repeat({ schedule: Schedule.spaced(Duration.millis(10)), until: (n) => n > before }),
+    Effect.timeoutFail({ duration: WAIT, onTimeout: () => new Error("no worker pass met the lock") })
   )
 
 /** After everything: each row delivered, and sent successfully exactly once. */
@@ -123,8 +131,9 @@ describe("a database kept busy by another process", () => {
         expect(refused._tag).toBe("StoreError")
         expect(calls).toHaveLength(2)
 
-        yield* locker.released
-        expect((yield* counter(Metrics.workerPassFailures)) - passFailures).toBeGreaterThan(0) // failed, and went on
+        yield* passFailedSince(passFailures) // the worker tried meanwhile: its pass failed, and it goes on
+        expect((yield* counter(Metrics.delivered)) - delivered).toBe(0)
+        yield* locker.release
         yield* waitDelivered([id])
         expect((yield* counter(Metrics.delivered)) - delivered).toBe(1)
         yield* expectAllDeliveredOnce(outbox, calls, 2) // the refused request left no row
@@ -154,15 +163,15 @@ describe("a database kept busy by another process", () => {
             schedule: Schedule.spaced(Duration.millis(10)),
             until: (r) => calls.length === 3 && r.failed >= 1 && r.failed === r.inFlight
           }),
-          Effect.timeoutFail({ duration: Duration.millis(LOCK_MS), onTimeout: () => new Error("no worker ack failed") })
+          Effect.timeoutFail({ duration: WAIT, onTimeout: () => new Error("no worker ack failed") })
         )
         const { states } = yield* probe
         expect(states.every((s) => s === "in_flight" || s === "delivered")).toBe(true)
         expect(states[1]).toBe("in_flight") // the one whose send took the lock
         expect(calls).toHaveLength(3)
 
-        yield* locker.released
-        expect((yield* counter(Metrics.workerPassFailures)) - passFailures).toBeGreaterThan(0)
+        yield* passFailedSince(passFailures)
+        yield* locker.release
         yield* waitDelivered(ids)
         // the worker is alive: a row enqueued now is delivered too
         yield* waitDelivered([yield* outbox.enqueue(request("w4", "after the lock"))])
@@ -177,14 +186,13 @@ describe("a database kept busy by another process", () => {
         if (failed._tag !== "SendFailed") return expect.fail(`expected SendFailed, got ${failed._tag}`)
         expect(failed.willRetryAt).toBeDefined()
         const passFailures = yield* counter(Metrics.workerPassFailures)
-        yield* locker.lock(LOCK_MS)
+        yield* locker.lock
         // past the retry time (300 ms), the row is due, but no pass can write its claim
         yield* Effect.sleep(Duration.millis(800))
+        yield* passFailedSince(passFailures)
         expect(yield* stateOf(failed.entryId as EntryId)).toEqual(Option.some("failed_retryable"))
         expect(calls).toHaveLength(1)
-        expect((yield* counter(Metrics.workerPassFailures)) - passFailures).toBeGreaterThan(0)
-
-        yield* locker.released
+        yield* locker.release
         yield* waitDelivered([failed.entryId as EntryId])
         expect(calls.map((c) => c.ok)).toEqual([false, true])
         yield* expectAllDeliveredOnce(outbox, calls, 1)

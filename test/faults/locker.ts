@@ -1,7 +1,8 @@
 /**
  * A second process with its own connection to an outbox file, which takes SQLite's write lock on command:
- * `lock(ms)` runs `BEGIN IMMEDIATE` there, resolves once it holds the lock, and commits after `ms`.
- * Plain Node + better-sqlite3 (no TypeScript), so it starts in ~50 ms.
+ * `lock` runs `BEGIN IMMEDIATE` there and completes once it holds the lock; `release` commits and completes once
+ * the lock is gone. The test decides when, so no assertion races a timer. Plain Node + better-sqlite3 (no
+ * TypeScript), so it starts in ~50 ms.
  */
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
@@ -16,12 +17,14 @@ const script = `
 const Database = require("better-sqlite3")
 const db = new Database(process.argv[1])
 db.pragma("busy_timeout = 10000")
-require("readline").createInterface({ input: process.stdin }).on("line", (line) => {
-  const [command, ms] = line.split(" ")
-  if (command !== "lock") return
-  db.exec("BEGIN IMMEDIATE")
-  console.log("locked")
-  setTimeout(() => { db.exec("COMMIT"); console.log("released") }, Number(ms))
+require("readline").createInterface({ input: process.stdin }).on("line", (command) => {
+  if (command === "lock") {
+    db.exec("BEGIN IMMEDIATE")
+    console.log("locked")
+  } else if (command === "release") {
+    db.exec("COMMIT")
+    console.log("released")
+  }
 })
 console.log("ready")
 `
@@ -38,10 +41,11 @@ export const startLocker = (filename: string) =>
     const expect = (wanted: string): Effect.Effect<void> =>
       Effect.flatMap(Queue.take(lines), (line) => (line === wanted ? Effect.void : expect(wanted)))
     yield* expect("ready")
+    const command = (line: string, reply: string) =>
+      Effect.zipRight(Effect.sync(() => child.stdin!.write(`${line}\n`)), expect(reply))
     return {
-      /** holds the write lock for `ms` from when this completes */
-      lock: (ms: number) => Effect.zipRight(Effect.sync(() => child.stdin!.write(`lock ${ms}\n`)), expect("locked")),
-      /** completes when the lock taken last is released */
-      released: expect("released")
+      /** takes the write lock and holds it until `release` */
+      lock: command("lock", "locked"),
+      release: command("release", "released")
     }
   })
