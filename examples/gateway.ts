@@ -20,7 +20,7 @@ const OutboxDeps = Layer.mergeAll(
   OutboxConfig.layerFromEnv
 )
 
-/** The outbox and its recovery worker; closing the layer's scope stops the worker and releases its leases. */
+/** The outbox and its recovery worker; closing the layer's scope stops the worker (started sends may finish within the grace). */
 export const OutboxLive = RecoveryWorker.layer.pipe(Layer.provideMerge(Outbox.layer), Layer.provide(OutboxDeps))
 
 /** What the gateway does with an agent's answer: store it, send it, and carry on whatever the channel says. */
