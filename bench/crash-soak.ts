@@ -13,6 +13,10 @@ const program = Effect.gen(function*() {
     messages,
     kills,
     seed,
+    // longer lives than in CI (50–400 ms), so that the gateway drains about what is fed to it between kills and
+    // each kill lands in the middle of real work rather than of start-up
+    killAfterMs: [200, 2500],
+    liveWaitMs: 250,
     drainTimeout: "20 minutes",
     progress: (line) => {
       if (/^kill \d*0\//.test(line) || line.startsWith("drained")) console.error(line)

@@ -1,7 +1,7 @@
 /**
  * A small gateway for the crash tests, run as a child process and killed with SIGKILL at random moments:
  *
- *   node --import tsx test/crash/gateway.ts <db> <sendlog> <livefile> <seed>
+ *   node --import tsx test/crash/gateway.ts <db> <sendlog> <livefile> [seed] [liveWaitMs]
  *
  * (the tests run an esbuild bundle of this file instead: same code, a tenth of the start-up time; see harness.ts).
  *
@@ -39,7 +39,7 @@ import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { gatewayConfig, type LiveRequest } from "./protocol.js"
 
-const main = (args: { db: string; sendLog: string; liveFile: string; seed: number }) => {
+const main = (args: { db: string; sendLog: string; liveFile: string; seed: number; liveWaitMs: number }) => {
   const rng = Random.make(args.seed)
   const log = fs.openSync(args.sendLog, "a")
   const record = (ctx: SendContext) =>
@@ -73,7 +73,7 @@ const main = (args: { db: string; sendLog: string; liveFile: string; seed: numbe
           schedule: Schedule.spaced(Duration.millis(25)),
           until: (row) => Option.isNone(row) || row.value.state === "delivered"
         }),
-        Effect.timeout(Duration.seconds(2)),
+        Effect.timeout(Duration.millis(args.liveWaitMs)),
         Effect.ignore
       )
     const deliverOne = (request: LiveRequest) =>
@@ -116,9 +116,9 @@ const main = (args: { db: string; sendLog: string; liveFile: string; seed: numbe
   )
 }
 
-const [db, sendLog, liveFile, seed] = process.argv.slice(2)
+const [db, sendLog, liveFile, seed, liveWaitMs] = process.argv.slice(2)
 if (db === undefined || sendLog === undefined || liveFile === undefined) {
-  process.stderr.write("usage: gateway <db> <sendlog> <livefile> [seed]\n")
+  process.stderr.write("usage: gateway <db> <sendlog> <livefile> [seed] [liveWaitMs]\n")
   process.exit(2)
 }
-NodeRuntime.runMain(main({ db, sendLog, liveFile, seed: Number(seed ?? 1) }))
+NodeRuntime.runMain(main({ db, sendLog, liveFile, seed: Number(seed ?? 1), liveWaitMs: Number(liveWaitMs ?? 2000) }))

@@ -152,6 +152,12 @@ export interface CrashOptions {
   readonly liveShare?: number
   /** the kill comes this long after `ready` (default 50–400 ms) */
   readonly killAfterMs?: readonly [number, number]
+  /**
+   * after a live request was deferred behind its conversation, the gateway waits up to this long for it to be
+   * delivered before the conversation's next request (default 2000 ms); a long backlog makes every such wait last
+   * this long, so a soak that outruns the gateway wants it short
+   */
+  readonly liveWaitMs?: number
   /** how long the last boot may take to drain everything (default 60 s) */
   readonly drainTimeout?: Duration.DurationInput
   /** prints progress (the soak) */
@@ -263,7 +269,10 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
     }
     const boot = (cycle: number) =>
       Effect.gen(function*() {
-        const gateway = yield* startGateway([...args, db, sendLog, liveFile, String(options.seed * 10_000 + cycle)], onLine)
+        const gateway = yield* startGateway(
+          [...args, db, sendLog, liveFile, String(options.seed * 10_000 + cycle), String(options.liveWaitMs ?? 2000)],
+          onLine
+        )
         yield* Deferred.await(gateway.ready).pipe(
           Effect.timeoutFail({ duration: Duration.seconds(30), onTimeout: () => new Error("the gateway did not get ready in 30 s") }),
           Effect.mapError((e) => new Error(`${e.message}\n${gateway.stderrTail.join("\n")}`))
