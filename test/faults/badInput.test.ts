@@ -5,7 +5,7 @@
  * stored row reads back the same (what recovery would replay) — or fails with InvalidRequest/UnknownChannel and
  * leaves the table unchanged and the adapter uncalled. Nothing may ever pollute Object.prototype.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
@@ -27,6 +27,7 @@ import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 const fc = FastCheck
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-badinput-"))
 let files = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 /** An outbox on a fresh SQLite file whose "chat" channel (v2: whole payloads) records every call. */
 const recordingOutbox = () => {

@@ -5,7 +5,7 @@
  * delivered. An unknown state cannot be written at all: the table's CHECK refuses it (also tested at the store
  * level in test/store/SqliteFile.test.ts), so the row is not damaged and is delivered as usual.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -26,6 +26,7 @@ import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-corrupted-"))
 let files = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 const recordingOutbox = () => {
   const sent: Array<string> = []
