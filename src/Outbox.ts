@@ -546,11 +546,12 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           }
           const now = yield* Clock.currentTimeMillis
           const batch = yield* repo.claim({ owner, now, leaseMs, limit }).pipe(Effect.onError(() => releaseSlots(limit)))
-          for (const bad of batch.malformed) yield* quarantine(bad, now)
-          counts.quarantined += batch.malformed.length
-          counts.claimed += batch.claimed.length
+          // hand every slot on (to a send, or back) before anything else here can fail
           if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
           for (const claimed of batch.claimed) started.push(yield* FiberSet.run(workerSends, work(claimed)))
+          counts.claimed += batch.claimed.length
+          for (const bad of batch.malformed) yield* quarantine(bad, now)
+          counts.quarantined += batch.malformed.length
           if (batch.claimed.length + batch.malformed.length < limit) break // nothing more is due
         }
         // wait for this pass's sends within the budget; a slower one goes on in the background
