@@ -181,7 +181,8 @@ export const transition = (
       })
     }
     case "Reclaim":
-      return next({ leaseExpiresAt: now, nextAttemptAt: now })
+      // due since it was enqueued: a dead boot's rows go before the backlog, as they block their conversations
+      return next({ leaseExpiresAt: now, nextAttemptAt: Math.min(now, entry.enqueuedAt) })
     case "Expire": {
       if (entry.expiresAt === null || entry.expiresAt > now) return reject("not past its expiry")
       if (entry.state === "in_flight" && (event.owner === undefined || !ownedBy(event.owner))) {

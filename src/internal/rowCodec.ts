@@ -133,12 +133,12 @@ export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => {
 
 /** The columns `lightEntry` reads: the id and everything a transition may change. */
 export const MUTABLE_SELECT =
-  "id, state, attempt_count, parts_delivered, delivered_parts, next_attempt_at, last_attempt_at, delivered_at, expires_at, last_error, terminal_reason, lease_owner, lease_expires_at, updated_at"
+  "id, enqueued_at, state, attempt_count, parts_delivered, delivered_parts, next_attempt_at, last_attempt_at, delivered_at, expires_at, last_error, terminal_reason, lease_owner, lease_expires_at, updated_at"
 
 const states = new Set<unknown>(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"])
 
 /**
- * An entry carrying only the id and the mutable columns (the rest are blanks), for batch transitions whose
+ * An entry carrying only the id, the enqueue time and the mutable columns (the rest are blanks), for batch transitions whose
  * result is written back as a column diff and never returned: acks and releases skip reading and decoding payloads.
  */
 export const lightEntry = (row: Row): Either.Either<OutboxEntry, string> =>
@@ -150,7 +150,8 @@ export const lightEntry = (row: Row): Either.Either<OutboxEntry, string> =>
       payloads: [],
       kind: "final",
       bestEffort: false,
-      enqueuedAt: 0,
+      // read but never written back (it is not a mutable column): transitions may depend on it
+      enqueuedAt: Number(row.enqueued_at),
       state: row.state as OutboxEntry["state"],
       attemptCount: Number(row.attempt_count),
       partsDelivered: Number(row.parts_delivered),

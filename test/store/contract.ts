@@ -271,6 +271,21 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       expect(yield* repo.reclaimPreviousBoots({ nodeId: "node", owner: "node/x", now: 10 })).toEqual([])
     }))
 
+    test("a dead boot's reclaimed row is claimed before a backlog that fell due after it was enqueued", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      const crashed = queuedEntry({ id: entryId("Z-crashed"), to: "a", enqueuedAt: 100 })
+      yield* repo.insert([crashed])
+      yield* TestClock.setTime(100)
+      yield* claim(1, "node-a/boot-0")
+      const backlog = Array.from({ length: 3 }, (_, i) => queuedEntry({ id: entryId(`B${i}`), to: `b${i}`, enqueuedAt: 200 + i }))
+      yield* repo.insert(backlog)
+      yield* TestClock.setTime(1000)
+      yield* repo.reclaimPreviousBoots({ nodeId: "node-a", owner: "node-a/boot-1", now: 1000 })
+      expect((yield* getEntry(crashed.id)).nextAttemptAt).toBe(100)
+      const batch = yield* claim(2, "node-a/boot-1")
+      expect(batch.claimed.map((c) => [c.entry.id, c.reclaimed])).toEqual([["Z-crashed", true], ["B0", false]])
+    }))
+
     test("only the oldest pending row of a conversation is claimable", Effect.gen(function*() {
       const repo = yield* OutboxRepo
       const first = queuedEntry({ id: entryId("C1"), enqueuedAt: 0, to: "same" })
