@@ -6,7 +6,8 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
-import type { EntryId, EntryState, OutboxEntry, OutboxStats, TerminalReason } from "./Delivery.js"
+import type { EntryId, EntryState, OutboxEntry, OutboxStats } from "./Delivery.js"
+import type { EntryEvent } from "./EntryStateMachine.js"
 import type { EntryNotFound, LeaseLost, StoreError, TransitionRejected } from "./DeliveryError.js"
 
 /** What an insert did: a new row, or the row that already had this id or idempotency key (nothing written). */
@@ -41,18 +42,10 @@ export interface BatchWriteResult {
   readonly rejected: ReadonlyArray<EntryId>
 }
 
-/** A failed attempt to record on a leased row. */
+/** A failed attempt to record on a leased row: the state machine's `Retry` or `Fail` event without its owner. */
 export type FailureRecord =
-  | {
-    readonly _tag: "Retryable"
-    readonly error: string
-    readonly retryAt: number
-    readonly countsAttempt: boolean
-    readonly partsDelivered: number
-    readonly deliveredParts?: ReadonlyArray<number>
-    readonly maxAttempts: number
-  }
-  | { readonly _tag: "Terminal"; readonly error: string; readonly reason: TerminalReason; readonly partsDelivered: number }
+  | ({ readonly _tag: "Retryable" } & Omit<Extract<EntryEvent, { readonly _tag: "Retry" }>, "_tag" | "owner">)
+  | ({ readonly _tag: "Terminal" } & Omit<Extract<EntryEvent, { readonly _tag: "Fail" }>, "_tag" | "owner">)
 
 /** Filters of the admin listing; newest first. `before` pages by `enqueuedAt` (exclusive). */
 export interface ListFilter {

@@ -5,18 +5,14 @@ import { EntryEvent } from "../EntryStateMachine.js"
 import type { FailureRecord } from "../OutboxRepo.js"
 
 /** The state-machine event for a recorded failure. */
-export const failureEvent = (owner: string, failure: FailureRecord): EntryEvent =>
-  failure._tag === "Retryable"
-    ? EntryEvent.Retry({
-      owner,
-      error: failure.error,
-      retryAt: failure.retryAt,
-      countsAttempt: failure.countsAttempt,
-      partsDelivered: failure.partsDelivered,
-      ...(failure.deliveredParts !== undefined ? { deliveredParts: failure.deliveredParts } : {}),
-      maxAttempts: failure.maxAttempts
-    })
-    : EntryEvent.Fail({ owner, error: failure.error, reason: failure.reason, partsDelivered: failure.partsDelivered })
+export const failureEvent = (owner: string, failure: FailureRecord): EntryEvent => {
+  if (failure._tag === "Retryable") {
+    const { _tag, ...fields } = failure
+    return EntryEvent.Retry({ owner, ...fields })
+  }
+  const { _tag, ...fields } = failure
+  return EntryEvent.Fail({ owner, ...fields })
+}
 
 /** Claim order: due time, then id. */
 export const byDueThenId = (a: OutboxEntry, b: OutboxEntry): number =>
