@@ -23,7 +23,6 @@ import type { Row } from "./internal/rowCodec.js"
 import { fromRow, groupChanges, lightEntry, MUTABLE_SELECT, toRow } from "./internal/rowCodec.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
-import type { InsertResult as InsertResultT } from "./OutboxRepo.js"
 
 /** The schema, owned by the library and applied in order. */
 export const migrations = {
@@ -214,7 +213,7 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
           const existing = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id IN ${sql.in(duplicates.map((e) => e.id))}
             ${keys.length > 0 ? sql`OR idempotency_key IN ${sql.in(keys)}` : sql``}`
           const decoded = yield* Effect.forEach(existing, decodeOrFail("insert"))
-          return yield* Effect.forEach(entries, (entry): Effect.Effect<InsertResultT, StoreError> => {
+          return yield* Effect.forEach(entries, (entry): Effect.Effect<InsertResult, StoreError> => {
             if (inserted.has(entry.id)) return Effect.succeed(InsertResult.Inserted({ entry }))
             // a row inserted earlier in this same batch is matched by key too
             const match = decoded.find((e) => e.id === entry.id) ??

@@ -3,13 +3,12 @@
  * JSON), exit codes (0 ok, 1 runtime error, 2 usage), and that read-only commands never create a database.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { OutboxEntry, OutboxStats } from "../../src/Delivery.js"
 import type { Seeded } from "./support.js"
 import { cli, inspect, seed, stdoutJson, tempDir } from "./support.js"
+import { snapshot } from "../support/files.js"
 
 // CI puts shared/ beside the clone; resolved from this file so the working directory does not matter
 const FIXTURE = fileURLToPath(new URL("../../../shared/fixtures/legacy-delivery-queue/", import.meta.url))
@@ -188,15 +187,6 @@ describe.concurrent("writing", OPTIONS, () => {
   })
 })
 
-/** Every file under `dir` with a hash of its bytes. */
-const snapshot = (dir: string): Array<string> =>
-  (fs.readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<fs.Dirent>)
-    .filter((e) => e.isFile())
-    .map((e) => {
-      const full = path.join(e.parentPath, e.name)
-      return `${path.relative(dir, full)} ${crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex")}`
-    })
-    .sort()
 
 describe.concurrent("import-legacy", OPTIONS, () => {
   const copyFixture = (name: string) => {

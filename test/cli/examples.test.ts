@@ -5,7 +5,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -17,7 +16,7 @@ import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as OutboxConfig from "../../src/OutboxConfig.js"
-import { inspect, ROOT, tempDir } from "./support.js"
+import { inspect, node, ROOT, tempDir } from "./support.js"
 // examples/testing.ts is itself a test file: importing it registers its tests here
 import "../../examples/testing.js"
 
@@ -54,16 +53,7 @@ afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
 const tmp = tempDir("outbox-examples-")
 afterAll(() => tmp.cleanup())
 
-const run = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d))
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+const run = (args: ReadonlyArray<string>, env: Record<string, string>) => node(args, { env })
 
 describe("examples", { timeout: 60_000 }, () => {
   it("gateway.ts delivers its replies through the v1 adapter and leaves them delivered in the SQLite file", async () => {

@@ -34,10 +34,10 @@ export interface Run {
   readonly stderr: string
 }
 
-/** Runs `effect-outbox …args` in `cwd`; `env` is added to this process's environment. */
-export const cli = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}) =>
+/** Runs `node …args` in `cwd` (default: the repository); `env` is added to this process's environment. */
+export const node = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}) =>
   new Promise<Run>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, args, {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe"]
@@ -49,6 +49,10 @@ export const cli = (args: ReadonlyArray<string>, options: { readonly cwd?: strin
     child.on("error", reject)
     child.on("close", (code) => resolve({ code, stdout, stderr }))
   })
+
+/** Runs `effect-outbox …args` in `cwd`; `env` is added to this process's environment. */
+export const cli = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}) =>
+  node([BIN, ...args], options)
 
 /** A fresh temporary directory, removed by `cleanup`. */
 export const tempDir = (prefix: string) => {

@@ -8,7 +8,6 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -22,6 +21,7 @@ import * as OutboxConfig from "../../src/OutboxConfig.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { entryId } from "../support/entries.js"
+import { snapshot } from "../support/files.js"
 
 const FIXTURE = fileURLToPath(new URL("../../../shared/fixtures/legacy-delivery-queue/", import.meta.url))
 
@@ -58,15 +58,6 @@ const emptyQueue = (): string => {
 
 const writeJson = (dir: string, file: string, value: unknown) => fs.writeFileSync(path.join(dir, file), JSON.stringify(value, null, 2))
 
-/** Every file under `dir` with the hash of its bytes: any delete, move, rename or rewrite changes it. */
-const snapshot = (dir: string): Array<string> =>
-  (fs.readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<fs.Dirent>)
-    .filter((e) => e.isFile())
-    .map((e) => {
-      const full = path.join(e.parentPath, e.name)
-      return `${path.relative(dir, full)} ${crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex")}`
-    })
-    .sort()
 
 const getEntry = (id: string) =>
   Effect.flatMap(OutboxRepo, (r) => r.get(entryId(id))).pipe(Effect.map(Option.getOrThrow))

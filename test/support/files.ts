@@ -1,0 +1,14 @@
+/** File-system helpers for tests. */
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+/** Every file under `dir` with the hash of its bytes: any delete, move, rename or rewrite changes it. */
+export const snapshot = (dir: string): Array<string> =>
+  (fs.readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<fs.Dirent>)
+    .filter((e) => e.isFile())
+    .map((e) => {
+      const full = path.join(e.parentPath, e.name)
+      return `${path.relative(dir, full)} ${crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex")}`
+    })
+    .sort()
