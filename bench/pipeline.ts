@@ -4,7 +4,8 @@
  * - worker drain msgs/s of a 100,000-row backlog (recovery passes back to back);
  * - the raw better-sqlite3 figure in the same run: insert + mark delivered, one commit per message and batched;
  * - peak RSS.
- * Run: npm run bench:pipeline   (SYNC=FULL for synchronous FULL; BACKLOG=20000 for a quick run)
+ * Run: npm run bench:pipeline   (SYNC=FULL for synchronous FULL; BACKLOG=20000 for a quick run;
+ * ONLY=raw,live1,live64,live512,drain to run some sections, e.g. under `node --cpu-prof --import tsx`)
  */
 import Database from "better-sqlite3"
 import * as Duration from "effect/Duration"
@@ -24,6 +25,8 @@ import * as SqliteOutboxRepo from "../src/SqliteOutboxRepo.js"
 const SYNC = (process.env.SYNC ?? "NORMAL") as "NORMAL" | "FULL"
 const BACKLOG = Number(process.env.BACKLOG ?? 100_000)
 const RUNS = Number(process.env.RUNS ?? 3)
+const ONLY = process.env.ONLY?.split(",")
+const wanted = (section: string) => ONLY === undefined || ONLY.includes(section)
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-pipeline-bench-"))
 let files = 0
 const freshFile = () => path.join(dir, `p-${++files}.db`)
@@ -119,9 +122,12 @@ const main = Effect.gen(function*() {
     out[name] = value
     console.log(JSON.stringify({ sync: SYNC, name, value: Math.round(value) }))
   }
-  record("raw better-sqlite3 msgs/s, one commit per message", median(Array.from({ length: RUNS }, () => raw(5_000, 1))))
-  record("raw better-sqlite3 msgs/s, batches of 500", median(Array.from({ length: RUNS }, () => raw(100_000, 500))))
+  if (wanted("raw")) {
+    record("raw better-sqlite3 msgs/s, one commit per message", median(Array.from({ length: RUNS }, () => raw(5_000, 1))))
+    record("raw better-sqlite3 msgs/s, batches of 500", median(Array.from({ length: RUNS }, () => raw(100_000, 500))))
+  }
   for (const [concurrency, total] of [[1, 2_000], [64, 20_000], [512, 50_000]] as const) {
+    if (!wanted(`live${concurrency}`)) continue
     const runs: Array<number> = []
     const cpu: Array<number> = []
     for (let r = 0; r < RUNS; r++) {
@@ -133,12 +139,14 @@ const main = Effect.gen(function*() {
   }
   const drains: Array<number> = []
   const drainCpu: Array<number> = []
-  for (let r = 0; r < RUNS; r++) {
+  for (let r = 0; r < (wanted("drain") ? RUNS : 0); r++) {
     drains.push((yield* drain(BACKLOG)).rate)
     drainCpu.push(lastCpuPerMessage)
   }
-  record(`worker drain msgs/s, backlog ${BACKLOG}`, median(drains))
-  record(`worker drain CPU µs/msg, backlog ${BACKLOG}`, median(drainCpu))
+  if (drains.length > 0) {
+    record(`worker drain msgs/s, backlog ${BACKLOG}`, median(drains))
+    record(`worker drain CPU µs/msg, backlog ${BACKLOG}`, median(drainCpu))
+  }
   record("peak RSS MiB", process.resourceUsage().maxRSS / 1024)
   fs.rmSync(dir, { recursive: true, force: true })
 })

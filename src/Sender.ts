@@ -22,6 +22,7 @@ import type { ChunkConfig } from "./Chunking.js"
 import type { OutboxEntry } from "./Delivery.js"
 import { PartialDeliveryFailure, SendError } from "./DeliveryError.js"
 import { describeFailure } from "./internal/classify.js"
+import { syncFirstTimeout } from "./internal/syncFirstTimeout.js"
 import * as SendPlan from "./SendPlan.js"
 
 /** Defaults to 30 seconds per part (OutboxConfig's send timeout). */
@@ -161,15 +162,14 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
       // content the adapter cannot take will not become sendable by retrying
       onLeft: (reason) => Effect.fail(new SendError({ message: reason, retryable: false })),
       onRight: (method) =>
-        method(contextFor(entry, part, partCount, attempt)).pipe(
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () =>
-              new SendError({
-                message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
-                retryable: true
-              })
-          }),
+        syncFirstTimeout(method(contextFor(entry, part, partCount, attempt)), {
+          duration: timeout,
+          onTimeout: () =>
+            new SendError({
+              message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
+              retryable: true
+            })
+        }).pipe(
           Effect.map((result): DeliveredPart => ({
             index: part.index,
             kind: part.kind as DeliveredPart["kind"],
