@@ -3,12 +3,14 @@
  * recovery pass the worker repeats. The live path and recovery run the same send-and-record program on a
  * stored entry, so a recovered delivery makes exactly the adapter calls the live one would have made.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
@@ -130,6 +132,11 @@ type Attempt =
 
 const EVENT_BUFFER = 10_000
 
+// the span's source location would be a line of this file, not the caller's; capturing it costs a stack trace per call
+const SPAN_OPTIONS = { captureStackTrace: false } as const
+
+const errorMessage = (u: unknown): string => (u instanceof Error ? u.message : String(u))
+
 /** Builds the outbox in a scope (its group-commit writers live as long as the scope). */
 export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect.gen(
   function*() {
@@ -197,7 +204,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const request = yield* decodeRequest(input)
         const channel = yield* registry.get(request.channel)
         const now = yield* Clock.currentTimeMillis
-        const result: InsertResult = yield* insertBatch(yield* newEntry(request, now, live))
+        const result: InsertResult = yield* insertBatch.submit(yield* newEntry(request, now, live))
         if (result._tag === "Inserted") {
           yield* Metric.increment(Metrics.enqueued)
           yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: request.channel }))
@@ -352,7 +359,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const ackLive = (entry: OutboxEntry, partsDelivered: number) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const written = yield* ackBatch({ id: entry.id, partsDelivered, now }).pipe(Effect.retry(ackSchedule), Effect.either)
+        const written = yield* ackBatch.submit({ id: entry.id, partsDelivered, now }).pipe(Effect.retry(ackSchedule), Effect.either)
         if (Either.isRight(written) && written.right) return yield* onDelivered(entry, now)
         const message = Either.isLeft(written)
           ? `sent, but the ack write failed: ${written.left.message}`
@@ -381,10 +388,10 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             yield* ackLive(entry, attempt.report.partsDelivered)
             return DeliveryOutcome.Delivered({ entryId: entry.id, results: attempt.report.outcomes })
         }
-      }).pipe(Effect.withSpan("Outbox.deliver"))
+      }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS))
 
     const enqueue: OutboxShape["enqueue"] = (input) =>
-      Effect.map(store(input, false), ({ result }) => result.entry.id).pipe(Effect.withSpan("Outbox.enqueue"))
+      Effect.map(store(input, false), ({ result }) => result.entry.id).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS))
 
     const prune = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
@@ -397,7 +404,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         yield* Effect.logInfo(`pruned ${result.delivered} delivered and ${result.terminal} failed/expired rows`)
       }
       return result.delivered + result.terminal
-    }).pipe(Effect.withSpan("Outbox.prune"))
+    }).pipe(Effect.withSpan("Outbox.prune", SPAN_OPTIONS))
 
     /** The worker's handling of one claimed row; a `Sent` row is acked by the caller. */
     const recover = (
@@ -470,19 +477,27 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     // running totals; a pass reports the difference over its duration
     const tally = { delivered: 0, retried: 0, terminal: 0, possibleDuplicates: 0 }
 
+    /**
+     * Queues a worker row's ack without waiting for it (the send's slot is free at once); the writer records the
+     * outcome. A failed write is not retried on the ack schedule here: the ack is kept and the next pass writes it
+     * first (that pass is the worker's retry), and this process does not send the row again meanwhile.
+     */
     const ackRecovered = (entry: OutboxEntry, partsDelivered: number) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const written = yield* ackBatch({ id: entry.id, partsDelivered, now }).pipe(Effect.retry(ackSchedule), Effect.either)
-        if (Either.isLeft(written)) {
-          yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, { entry, partsDelivered }))
-          yield* Metric.increment(Metrics.ackFailures)
-          return yield* Effect.logError(`entry ${entry.id} was sent but its ack failed; kept for the next pass: ${written.left.message}`)
-        }
-        if (!written.right) return yield* Effect.logWarning(`entry ${entry.id} was sent but its lease was lost before the ack`)
-        tally.delivered++
-        yield* onDelivered(entry, now)
-      })
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        ackBatch.submitWith({ id: entry.id, partsDelivered, now }, (written) => {
+          if (Exit.isSuccess(written)) {
+            if (!written.value) return Effect.logWarning(`entry ${entry.id} was sent but its lease was lost before the ack`)
+            tally.delivered++
+            return onDelivered(entry, now)
+          }
+          return Effect.gen(function*() {
+            yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, { entry, partsDelivered }))
+            yield* Metric.increment(Metrics.ackFailures)
+            yield* Effect.logError(
+              `entry ${entry.id} was sent but its ack failed; kept for the next pass: ${Cause.isInterruptedOnly(written.cause) ? "interrupted" : errorMessage(Cause.squash(written.cause))}`
+            )
+          })
+        }))
 
     const work = (claimed: { readonly entry: OutboxEntry; readonly reclaimed: boolean }) =>
       recover(claimed).pipe(
@@ -529,7 +544,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           yield* Effect.logWarning(`expired ${expired.length} rows past maxAge`)
         }
 
-        const started: Array<Fiber.RuntimeFiber<void, never>> = []
+        // row fibers start at once: a send that does not suspend is done (and its ack queued) before the next row
+        const startWork = yield* FiberSet.runtime(workerSends)()
+        const running: Array<Fiber.RuntimeFiber<void, never>> = []
         while (!(yield* outOfTime)) {
           // a free slot, waited for no longer than the budget
           const slot = yield* slots.take(1).pipe(Effect.timeoutOption(yield* untilDeadline))
@@ -548,14 +565,18 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           const batch = yield* repo.claim({ owner, now, leaseMs, limit }).pipe(Effect.onError(() => releaseSlots(limit)))
           // hand every slot on (to a send, or back) before anything else here can fail
           if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
-          for (const claimed of batch.claimed) started.push(yield* FiberSet.run(workerSends, work(claimed)))
+          for (const claimed of batch.claimed) {
+            const fiber = startWork(work(claimed))
+            if (fiber.unsafePoll() === null) running.push(fiber)
+          }
           counts.claimed += batch.claimed.length
           for (const bad of batch.malformed) yield* quarantine(bad, now)
           counts.quarantined += batch.malformed.length
           if (batch.claimed.length + batch.malformed.length < limit) break // nothing more is due
         }
         // wait for this pass's sends within the budget; a slower one goes on in the background
-        yield* Effect.forEach(started, Fiber.await, { discard: true }).pipe(Effect.timeoutOption(yield* untilDeadline))
+        yield* Effect.forEach(running, Fiber.await, { discard: true }).pipe(Effect.timeoutOption(yield* untilDeadline))
+        yield* ackBatch.flush // the acks of the rows sent so far are written before the pass reports them
 
         const last = yield* Ref.get(lastPrune)
         if (last === null || start - last >= Duration.toMillis(config.pruneInterval)) counts.pruned = yield* prune
@@ -568,23 +589,23 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           possibleDuplicates: tally.possibleDuplicates - before.possibleDuplicates,
           inFlight: yield* FiberSet.size(workerSends)
         } satisfies RecoveryReport
-      }).pipe(Effect.withSpan("Outbox.runRecoveryPass"))
+      }).pipe(Effect.withSpan("Outbox.runRecoveryPass", SPAN_OPTIONS))
 
     return {
       deliver,
       enqueue,
-      get: (id) => repo.get(id).pipe(Effect.withSpan("Outbox.get")),
-      list: (filter) => repo.list(filter).pipe(Effect.withSpan("Outbox.list")),
-      stats: Effect.flatMap(Clock.currentTimeMillis, repo.stats).pipe(Effect.withSpan("Outbox.stats")),
+      get: (id) => repo.get(id).pipe(Effect.withSpan("Outbox.get", SPAN_OPTIONS)),
+      list: (filter) => repo.list(filter).pipe(Effect.withSpan("Outbox.list", SPAN_OPTIONS)),
+      stats: Effect.flatMap(Clock.currentTimeMillis, repo.stats).pipe(Effect.withSpan("Outbox.stats", SPAN_OPTIONS)),
       retry: (id) =>
         Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           yield* repo.requeue(id, now, now + maxAgeMs)
           yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
-        }).pipe(Effect.withSpan("Outbox.retry")),
+        }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS)),
       runRecoveryPass: runRecoveryPassUntil(Effect.succeed(false)),
       runRecoveryPassUntil,
-      awaitWorkerSends: FiberSet.awaitEmpty(workerSends),
+      awaitWorkerSends: Effect.zipRight(FiberSet.awaitEmpty(workerSends), ackBatch.flush),
       interruptWorkerSends: FiberSet.clear(workerSends),
       prune,
       reclaimPreviousBoots: Effect.gen(function*() {
@@ -592,7 +613,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const ids = yield* repo.reclaimPreviousBoots({ nodeId: config.nodeId, owner, now })
         if (ids.length > 0) yield* Effect.logWarning(`reclaimed ${ids.length} rows left in flight by a previous boot of ${config.nodeId}`)
         return ids.length
-      }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots")),
+      }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS)),
       events: Stream.fromPubSub(events),
       owner
     }

@@ -111,7 +111,8 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
   const run = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) =>
     effect.pipe(
       Effect.catchIf((e): e is SqlError => (e as { _tag?: string })._tag === "SqlError", (e) => Effect.fail(storeError(operation)(e))),
-      Effect.withSpan(`OutboxRepo.${operation}`)
+      // no stack trace: it would point here, and it costs one per call
+      Effect.withSpan(`OutboxRepo.${operation}`, { captureStackTrace: false })
     ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
 
   const selectMutableByIds = (ids: ReadonlyArray<string>) =>

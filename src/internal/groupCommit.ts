@@ -9,33 +9,71 @@ import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 
-/** Starts the writer fiber in the current scope and returns the submit function. */
+/** The submit side of a group-commit writer. */
+export interface GroupCommit<A, B, E> {
+  /** submits one item and waits for its result */
+  readonly submit: (item: A) => Effect.Effect<B, E>
+  /**
+   * submits one item without waiting; `onDone` runs in the writer fiber with the item's result, right after its batch
+   * (it must be quick: the next batch waits for it)
+   */
+  readonly submitWith: (item: A, onDone: (exit: Exit.Exit<B, E>) => Effect.Effect<void>) => Effect.Effect<void>
+  /** waits until every item submitted before it is written and its `onDone` has run */
+  readonly flush: Effect.Effect<void>
+}
+
+type Entry<A, B, E> =
+  | { readonly _tag: "Item"; readonly item: A; readonly onDone: (exit: Exit.Exit<B, E>) => Effect.Effect<void> }
+  | { readonly _tag: "Flush"; readonly done: Deferred.Deferred<void> }
+
+/** Starts the writer fiber in the current scope. */
 export const make = <A, B, E>(
   write: (items: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<B>, E>,
   maxBatch: number
-): Effect.Effect<(item: A) => Effect.Effect<B, E>, never, Scope.Scope> =>
+): Effect.Effect<GroupCommit<A, B, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* Queue.unbounded<readonly [A, Deferred.Deferred<B, E>]>()
+    const queue = yield* Queue.unbounded<Entry<A, B, E>>()
     const writeBatch = Effect.gen(function*() {
-      const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(queue, 1, maxBatch))
-      const exit = yield* Effect.exit(write(batch.map(([item]) => item)))
-      yield* Exit.match(exit, {
-        onFailure: (cause) => Effect.forEach(batch, ([, done]) => Deferred.failCause(done, cause), { discard: true }),
-        onSuccess: (results) =>
-          Effect.forEach(batch, ([, done], i) =>
-            i < results.length
-              ? Deferred.succeed(done, results[i]!)
-              : Deferred.die(done, new Error(`group commit: no result for item ${i} of ${batch.length}`)), { discard: true })
-      })
+      const taken = Chunk.toReadonlyArray(yield* Queue.takeBetween(queue, 1, maxBatch))
+      const items = taken.filter((e): e is Extract<Entry<A, B, E>, { _tag: "Item" }> => e._tag === "Item")
+      if (items.length > 0) {
+        const exit = yield* Effect.exit(write(items.map((e) => e.item)))
+        yield* Exit.match(exit, {
+          onFailure: (cause) => Effect.forEach(items, (e) => e.onDone(Exit.failCause(cause)), { discard: true }),
+          onSuccess: (results) =>
+            Effect.forEach(items, (e, i) =>
+              e.onDone(
+                i < results.length
+                  ? Exit.succeed(results[i]!)
+                  : Exit.die(new Error(`group commit: no result for item ${i} of ${items.length}`))
+              ), { discard: true })
+        })
+      }
+      // flushes taken with this batch waited only for items before them, all of which are written now
+      for (const e of taken) if (e._tag === "Flush") yield* Deferred.succeed(e.done, undefined)
     })
     yield* Effect.forkScoped(Effect.forever(writeBatch))
     // callers still waiting when the scope closes are interrupted rather than left hanging
     yield* Effect.addFinalizer(() =>
       Queue.takeAll(queue).pipe(
-        Effect.flatMap((rest) => Effect.forEach(rest, ([, done]) => Deferred.interrupt(done), { discard: true })),
+        Effect.flatMap((rest) =>
+          Effect.forEach(
+            rest,
+            (e) => e._tag === "Flush" ? Deferred.interrupt(e.done) : Effect.fiberIdWith((id) => e.onDone(Exit.interrupt(id))),
+            { discard: true }
+          )
+        ),
         Effect.zipRight(Queue.shutdown(queue))
       )
     )
-    return (item: A) =>
-      Effect.flatMap(Deferred.make<B, E>(), (done) => Effect.zipRight(Queue.offer(queue, [item, done]), Deferred.await(done)))
+    const submitWith: GroupCommit<A, B, E>["submitWith"] = (item, onDone) =>
+      Effect.asVoid(Queue.offer(queue, { _tag: "Item", item, onDone }))
+    return {
+      submit: (item) =>
+        Effect.flatMap(Deferred.make<B, E>(), (done) =>
+          Effect.zipRight(submitWith(item, (exit) => Deferred.done(done, exit)), Deferred.await(done))),
+      submitWith,
+      flush: Effect.flatMap(Deferred.make<void>(), (done) =>
+        Effect.zipRight(Queue.offer(queue, { _tag: "Flush", done }), Deferred.await(done)))
+    }
   })
