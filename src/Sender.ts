@@ -22,7 +22,7 @@ import type { ChunkConfig } from "./Chunking.js"
 import type { OutboxEntry } from "./Delivery.js"
 import { PartialDeliveryFailure, SendError } from "./DeliveryError.js"
 import { describeFailure } from "./internal/classify.js"
-import { syncFirstTimeout } from "./internal/syncFirstTimeout.js"
+import { DeadlineWatch, syncFirstTimeout } from "./internal/syncFirstTimeout.js"
 import * as SendPlan from "./SendPlan.js"
 
 /** Defaults to 30 seconds per part (OutboxConfig's send timeout). */
@@ -149,6 +149,8 @@ const withProgress = (error: SendError, partIndex: number, partsDelivered: numbe
 /** Builds a sender; `options` come from config (send timeout, chunk limits and modes). */
 export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> => {
   const timeout = Duration.decode(options.sendTimeout ?? DEFAULT_SEND_TIMEOUT)
+  // one watchdog times out every part of this sender that suspends, instead of a timer race per part
+  const watch = new DeadlineWatch()
   const plan = (entry: SendPlan.PlanEntry, channel: Channel) => SendPlan.make(entry, channel, options.chunking)
 
   const sendPart = (
@@ -164,6 +166,7 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
       onRight: (method) =>
         syncFirstTimeout(method(contextFor(entry, part, partCount, attempt)), {
           duration: timeout,
+          watch,
           onTimeout: () =>
             new SendError({
               message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,

@@ -1,36 +1,106 @@
 /**
- * A timeout that costs nothing when the effect completes synchronously. `Effect.timeoutFail` races two forked
- * fibers and a timer on every call, which under a few hundred concurrent sends cost more CPU than the rest of the
- * delivery; most adapter calls that are cheap to make (in-process channels, buffers, test doubles) never suspend.
- * Here the effect starts at once in a fiber of its own that carries the caller's context and fiber refs (span,
- * log annotations, clock); only if it suspends is a timer raced against it, and on timeout the fiber is
- * interrupted (its interruption awaited) before the timeout error is returned.
+ * Timeouts for many concurrent calls that share one duration (the sender's per-part timeout).
+ *
+ * `Effect.timeoutFail` races two forked fibers and arms a timer on every call; under a few hundred concurrent sends
+ * that cost more CPU than the rest of the delivery. Here the call starts at once in a fiber of its own that carries
+ * the caller's context and fiber refs (span, log annotations, clock):
+ * - if it completes without suspending (in-process channels, buffers, test doubles), nothing else happens;
+ * - if it suspends (a network call), its fiber and deadline join a `DeadlineWatch`, whose one watchdog fiber sleeps
+ *   until the earliest deadline and interrupts the calls whose time is up (their interruption is awaited before the
+ *   timeout error is returned, as with `Effect.timeout`).
  */
-import type * as Duration from "effect/Duration"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 
-/** `effect` with a timeout that is only armed if the effect suspends. */
+interface Watched {
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  readonly deadline: number
+  timedOut: boolean
+}
+
+/**
+ * The calls in flight past their first suspension, and the one watchdog fiber that times them out. The watchdog runs
+ * only while a call is registered (it is stopped when the last one leaves, so an idle process has no timer pending),
+ * on the clock of the call that started it.
+ */
+export class DeadlineWatch {
+  private readonly watched = new Set<Watched>()
+  private watchdog: Fiber.RuntimeFiber<void, never> | null = null
+
+  private readonly loop: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.fiberIdWith((self) => {
+      let next = Number.POSITIVE_INFINITY
+      for (const w of this.watched) {
+        if (w.deadline <= now) {
+          this.watched.delete(w)
+          w.timedOut = true
+          w.fiber.unsafeInterruptAsFork(self)
+        } else if (w.deadline < next) {
+          next = w.deadline
+        }
+      }
+      if (this.watched.size === 0) {
+        this.watchdog = null
+        return Effect.void
+      }
+      return Effect.zipRight(Effect.sleep(next - now), this.loop)
+    }))
+
+  /** Whether the watchdog is running (only while a call is watched). */
+  get active(): boolean {
+    return this.watchdog !== null
+  }
+
+  /** Watches `fiber` until `deadline`; the returned entry says whether the watchdog interrupted it. */
+  readonly watch = (fiber: Fiber.RuntimeFiber<unknown, unknown>, deadline: number): Effect.Effect<Watched> =>
+    Effect.suspend(() => {
+      const w: Watched = { fiber, deadline, timedOut: false }
+      this.watched.add(w)
+      if (this.watchdog !== null) return Effect.succeed(w)
+      // a daemon: the watchdog serves every caller, not only the one that happened to start it
+      return Effect.map(Effect.forkDaemon(this.loop), (watchdog) => {
+        this.watchdog = watchdog
+        return w
+      })
+    })
+
+  /** Stops watching (the call finished or was abandoned); the last one out stops the watchdog and its timer. */
+  readonly unwatch = (w: Watched): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      this.watched.delete(w)
+      const watchdog = this.watchdog
+      if (this.watched.size > 0 || watchdog === null) return Effect.void
+      this.watchdog = null
+      return Effect.fiberIdWith((self) => Effect.sync(() => watchdog.unsafeInterruptAsFork(self)))
+    })
+}
+
+/** `effect` with a timeout that is only armed (on `watch`) if the effect suspends. */
 export const syncFirstTimeout = <A, E, R, E2>(
   effect: Effect.Effect<A, E, R>,
-  options: { readonly duration: Duration.Duration; readonly onTimeout: () => E2 }
+  options: { readonly duration: Duration.Duration; readonly onTimeout: () => E2; readonly watch: DeadlineWatch }
 ): Effect.Effect<A, E | E2, R> =>
   Effect.flatMap(Effect.runtime<R>(), (runtime) => {
     // the fiber succeeds with the effect's exit, so a failing send is not also reported as an unhandled fiber error
     const fiber = Runtime.runFork(runtime)(Effect.exit(effect))
     const done = fiber.unsafePoll()
     if (done !== null) return Exit.flatten(done)
-    return Fiber.await(fiber).pipe(
-      Effect.timeoutOption(options.duration),
-      Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
-        Option.isSome(exit)
-          ? Exit.flatten(exit.value)
-          : Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(options.onTimeout()))
-      ),
-      // the caller gave up (interrupted): the send must not go on without it
-      Effect.onInterrupt(() => Fiber.interrupt(fiber))
-    )
+    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.acquireUseRelease(
+        options.watch.watch(fiber, now + Duration.toMillis(options.duration)),
+        (w) =>
+          Effect.flatMap(Fiber.await(fiber), (exit): Effect.Effect<A, E | E2> =>
+            Exit.isFailure(exit) && w.timedOut
+              ? Effect.fail(options.onTimeout())
+              : Exit.flatten(exit)).pipe(
+              // the caller gave up (interrupted): the call must not go on without it
+              Effect.onInterrupt(() => Fiber.interrupt(fiber))
+            ),
+        options.watch.unwatch
+      ))
   })
+

@@ -216,6 +216,22 @@ describe("Sender send timeout", () => {
     }))
 })
 
+describe("Sender send timeout: one watchdog for all suspended parts", () => {
+  it.effect("parts started at different times each time out at their own deadline", () =>
+    Effect.gen(function*() {
+      const channel = yield* normalize({ outboundContract: "v2", sendFinal: () => Effect.never })
+      const sender = Sender.make({ sendTimeout: "30 seconds" })
+      const first = yield* Effect.fork(sender.send(entry([{ text: "a" }]), channel, { attempt: 1 }))
+      yield* TestClock.adjust("10 seconds")
+      const second = yield* Effect.fork(sender.send(entry([{ text: "b" }]), channel, { attempt: 1 }))
+      yield* TestClock.adjust("20 seconds")
+      expect(yield* Fiber.join(first).pipe(Effect.flip)).toMatchObject({ retryable: true, message: "chat: payload part 0 timed out after 30s" })
+      expect(yield* Fiber.poll(second)).toEqual(Option.none())
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* Fiber.join(second).pipe(Effect.flip)).toMatchObject({ retryable: true })
+    }))
+})
+
 describe("Sender.reconcile", () => {
   it.effect("is unknown when the adapter cannot tell", () =>
     Effect.gen(function*() {
