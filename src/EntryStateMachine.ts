@@ -92,9 +92,13 @@ export const transition = (
     return reject(`allowed only from ${sourceStates[event._tag].join(", ")}`)
   }
   const next = (changes: Partial<OutboxEntry>) => {
-    const { deliveredParts, ...rest } = { ...entry, ...changes, updatedAt: now }
-    // an empty list is stored as no list, so every backend returns the same entry
-    return Either.right<OutboxEntry>(deliveredParts !== undefined && deliveredParts.length > 0 ? { ...rest, deliveredParts } : rest)
+    const merged: OutboxEntry = { ...entry, ...changes, updatedAt: now }
+    // an empty list is stored as no list, so every backend returns the same entry (one copy in the common case)
+    if (!("deliveredParts" in merged) || (merged.deliveredParts !== undefined && merged.deliveredParts.length > 0)) {
+      return Either.right(merged)
+    }
+    const { deliveredParts: _, ...rest } = merged
+    return Either.right<OutboxEntry>(rest)
   }
   const ownedBy = (owner: string) => entry.leaseOwner === owner
   const partsCheck = (parts: number) =>

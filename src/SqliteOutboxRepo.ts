@@ -142,14 +142,15 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
     const rejected: Array<EntryId> = []
     const malformed: Array<MalformedRow> = []
     for (const row of rows) {
-      Either.match(decode(row), {
-        onLeft: (message) => malformed.push({ id: String(row.id) as EntryId, message }),
-        onRight: (entry) =>
-          Either.match(Machine.transition(entry, eventFor(entry), now), {
-            onLeft: () => rejected.push(entry.id),
-            onRight: (next) => pairs.push([entry, next])
-          })
-      })
+      const decoded = decode(row)
+      if (Either.isLeft(decoded)) {
+        malformed.push({ id: String(row.id) as EntryId, message: decoded.left })
+        continue
+      }
+      const entry = decoded.right
+      const next = Machine.transition(entry, eventFor(entry), now)
+      if (Either.isLeft(next)) rejected.push(entry.id)
+      else pairs.push([entry, next.right])
     }
     return { pairs, rejected, malformed }
   }

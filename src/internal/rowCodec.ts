@@ -55,19 +55,39 @@ export const groupChanges = (
   pairs: ReadonlyArray<readonly [before: OutboxEntry, after: OutboxEntry]>
 ): ReadonlyArray<{ readonly set: Partial<MutableColumns>; readonly ids: ReadonlyArray<EntryId> }> => {
   const groups = new Map<string, { set: Partial<MutableColumns>; ids: Array<EntryId> }>()
+  // rows of a batch usually change the same way: compare with the last group before building a signature
+  let last: { set: Partial<MutableColumns>; ids: Array<EntryId> } | undefined
   for (const [before, after] of pairs) {
     const b = mutableColumns(before)
     const a = mutableColumns(after)
     const set: Record<string, unknown> = {}
+    let size = 0
     for (const key of Object.keys(a) as Array<keyof MutableColumns>) {
-      if (a[key] !== b[key]) set[key] = a[key]
+      if (a[key] !== b[key]) {
+        set[key] = a[key]
+        size++
+      }
+    }
+    if (last !== undefined && sameSet(last.set, set, size)) {
+      last.ids.push(after.id)
+      continue
     }
     const signature = JSON.stringify(set)
     const group = groups.get(signature) ?? { set: set as Partial<MutableColumns>, ids: [] }
     group.ids.push(after.id)
     groups.set(signature, group)
+    last = group
   }
   return [...groups.values()]
+}
+
+const sameSet = (x: Record<string, unknown>, y: Record<string, unknown>, ySize: number): boolean => {
+  let n = 0
+  for (const key in x) {
+    if (!(key in y) || x[key] !== y[key]) return false
+    n++
+  }
+  return n === ySize
 }
 
 const decodeEntry = Schema.decodeUnknownEither(OutboxEntrySchema)
