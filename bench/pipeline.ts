@@ -5,9 +5,10 @@
  * - the same live (c=512) and drain figures with an adapter whose call suspends (a resolved Promise), so the
  *   send timeout's timer is armed as for a network call;
  * - the raw better-sqlite3 figure in the same run: insert + mark delivered, one commit per message and batched;
+ * - better-sqlite3 alone running the outbox's own statements on its schema ("floor"): what the database costs;
  * - peak RSS.
  * Run: npm run bench:pipeline   (SYNC=FULL for synchronous FULL; BACKLOG=20000 for a quick run;
- * ONLY=raw,live1,live64,live512,drain,live512Async,drainAsync to run some sections, e.g. under `node --cpu-prof --import tsx`)
+ * ONLY=raw,floor,live1,live64,live512,drain,live512Async,drainAsync to run some sections, e.g. under `node --cpu-prof --import tsx`)
  */
 import Database from "better-sqlite3"
 import * as Duration from "effect/Duration"
@@ -121,6 +122,63 @@ const raw = (total: number, batch: number) => {
   return (total / ms) * 1000
 }
 
+/**
+ * The database's share: better-sqlite3 alone running the statements the outbox runs, on its schema (indexes
+ * included), in batches of 500 — insert (live `deliver`'s write-ahead), then claim and ack (the worker's drain).
+ * Each returns µs per row, commits included; 1e6 / (the sum) bounds what the library could reach on this schema.
+ */
+const rawOnSchema = (rows: number) =>
+  Effect.gen(function*() {
+    const filename = freshFile()
+    yield* Effect.provide(Effect.void, SqliteOutboxRepo.layerFile({ filename, synchronous: SYNC }).pipe(Layer.orDie))
+    const db = new Database(filename)
+    db.exec(`PRAGMA synchronous = ${SYNC}`)
+    const batch = 500
+    const marks = Array.from({ length: batch }, () => "?").join(", ")
+    const insert = db.prepare(`INSERT INTO outbox_entries (id, channel, recipient, ordering_key, dispatch_kind, payloads_json,
+      options_json, state, enqueued_at, next_attempt_at, expires_at, updated_at)
+      VALUES (?, 'chat', ?, ?, 'final', ?, '{"bestEffort":false}', 'queued', 0, 0, 1800000, 0)`)
+    const claim = db.prepare(`SELECT * FROM outbox_entries e
+      WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= 1
+        AND NOT EXISTS (SELECT 1 FROM outbox_entries p WHERE p.ordering_key = e.ordering_key
+          AND p.next_attempt_at IS NOT NULL AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
+      ORDER BY e.next_attempt_at, e.id LIMIT ${batch}`)
+    const lease = db.prepare(`UPDATE outbox_entries SET state = 'in_flight', lease_owner = 'bench/1',
+      lease_expires_at = 300001, next_attempt_at = 300001, last_attempt_at = 1, updated_at = 1 WHERE id IN (${marks})`)
+    const read = db.prepare(`SELECT id, state, attempt_count, parts_delivered, next_attempt_at, lease_owner
+      FROM outbox_entries WHERE id IN (${marks})`)
+    const ack = db.prepare(`UPDATE outbox_entries SET state = 'delivered', parts_delivered = 1, next_attempt_at = NULL,
+      delivered_at = 2, lease_owner = NULL, lease_expires_at = NULL, updated_at = 2 WHERE id IN (${marks})`)
+    const lock = () => db.exec("BEGIN IMMEDIATE")
+    let t0 = performance.now()
+    for (let i = 0; i < rows; i += batch) {
+      lock()
+      for (let j = i; j < i + batch; j++) {
+        insert.run(`01BENCH${String(j).padStart(19, "0")}`, `user-${j}`, JSON.stringify(["chat", null, `user-${j}`, null]), JSON.stringify([{ text: `reply ${j}` }]))
+      }
+      db.exec("COMMIT")
+    }
+    const insertMicros = ((performance.now() - t0) * 1000) / rows
+    let claimMs = 0
+    let ackMs = 0
+    for (let done = 0; done < rows; done += batch) {
+      t0 = performance.now()
+      lock()
+      const ids = (claim.all() as Array<{ id: string }>).map((r) => r.id)
+      lease.run(...ids)
+      db.exec("COMMIT")
+      const t1 = performance.now()
+      lock()
+      read.all(...ids)
+      ack.run(...ids)
+      db.exec("COMMIT")
+      claimMs += t1 - t0
+      ackMs += performance.now() - t1
+    }
+    db.close()
+    return { insertMicros, claimMicros: (claimMs * 1000) / rows, ackMicros: (ackMs * 1000) / rows }
+  })
+
 const main = Effect.gen(function*() {
   const out: Record<string, number> = {}
   const record = (name: string, value: number) => {
@@ -130,6 +188,21 @@ const main = Effect.gen(function*() {
   if (wanted("raw")) {
     record("raw better-sqlite3 msgs/s, one commit per message", median(Array.from({ length: RUNS }, () => raw(5_000, 1))))
     record("raw better-sqlite3 msgs/s, batches of 500", median(Array.from({ length: RUNS }, () => raw(100_000, 500))))
+  }
+  if (wanted("floor")) {
+    const runs = yield* Effect.forEach(Array.from({ length: RUNS }, () => 20_000), rawOnSchema)
+    const insertMicros = median(runs.map((r) => r.insertMicros))
+    const claimMicros = median(runs.map((r) => r.claimMicros))
+    const ackMicros = median(runs.map((r) => r.ackMicros))
+    const decimal = (name: string, value: number) => {
+      out[name] = value
+      console.log(JSON.stringify({ sync: SYNC, name, value: Math.round(value * 10) / 10 }))
+    }
+    decimal("raw better-sqlite3 on the outbox schema, insert µs/row (batches of 500)", insertMicros)
+    decimal("raw better-sqlite3 on the outbox schema, claim µs/row (batches of 500)", claimMicros)
+    decimal("raw better-sqlite3 on the outbox schema, ack µs/row (batches of 500)", ackMicros)
+    record("database-only ceiling, live deliver (1e6 / (insert + ack)) msgs/s", 1e6 / (insertMicros + ackMicros))
+    record("database-only ceiling, worker drain (1e6 / (claim + ack)) msgs/s", 1e6 / (claimMicros + ackMicros))
   }
   for (const [concurrency, total] of [[1, 2_000], [64, 20_000], [512, 50_000]] as const) {
     if (!wanted(`live${concurrency}`)) continue

@@ -26,12 +26,13 @@ export interface OutboxConfigShape {
   readonly workerInterval: Duration.Duration
   /** share of the interval a worker pass may use before it stops claiming */
   readonly workerBudget: number
+  /** rows claimed per query; a claim takes at most as many rows as there are free send slots */
   readonly claimBatch: number
-  /** parallel conversations in a worker pass */
+  /** worker sends at once (send slots); each to its own conversation */
   readonly workerConcurrency: number
   readonly leaseDuration: Duration.Duration
   readonly sendTimeout: Duration.Duration
-  /** retries of a failed ack write, exponential from `ackRetryBase` */
+  /** retries of a failed live ack write, exponential from `ackRetryBase` (a worker's failed ack waits for its next pass) */
   readonly ackRetries: number
   readonly ackRetryBase: Duration.Duration
   readonly deliveredRetention: Duration.Duration
