@@ -12,6 +12,7 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
@@ -30,9 +31,12 @@ interface Watched {
 export class DeadlineWatch {
   private readonly watched = new Set<Watched>()
   private watchdog: Fiber.RuntimeFiber<void, never> | null = null
+  private lastWatchdog: Fiber.RuntimeFiber<void, never> | null = null
 
-  private readonly loop: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Effect.fiberIdWith((self) => {
+  private readonly loop: Effect.Effect<void> = Effect.fiberIdWith((self) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      // a watchdog that was stopped (or replaced) while its next step was already scheduled ends here
+      if (this.watchdog === null || !Equal.equals(this.watchdog.id(), self)) return Effect.void
       let next = Number.POSITIVE_INFINITY
       for (const w of this.watched) {
         if (w.deadline <= now) {
@@ -48,11 +52,17 @@ export class DeadlineWatch {
         return Effect.void
       }
       return Effect.zipRight(Effect.sleep(next - now), this.loop)
-    }))
+    })
+  )
 
   /** Whether the watchdog is running (only while a call is watched). */
   get active(): boolean {
     return this.watchdog !== null
+  }
+
+  /** Waits until the most recent watchdog fiber has ended (for tests: an idle watch holds no fiber or timer). */
+  get stopped(): Effect.Effect<void> {
+    return this.lastWatchdog === null ? Effect.void : Effect.asVoid(Fiber.await(this.lastWatchdog))
   }
 
   /** Watches `fiber` until `deadline`; the returned entry says whether the watchdog interrupted it. */
@@ -61,9 +71,11 @@ export class DeadlineWatch {
       const w: Watched = { fiber, deadline, timedOut: false }
       this.watched.add(w)
       if (this.watchdog !== null) return Effect.succeed(w)
-      // a daemon: the watchdog serves every caller, not only the one that happened to start it
-      return Effect.map(Effect.forkDaemon(this.loop), (watchdog) => {
+      // a daemon, as the watchdog serves every caller, not only the one that started it; interruptible although
+      // started from an acquire step (a fiber forked there inherits uninterruptibility), so `unwatch` can stop it
+      return Effect.map(Effect.forkDaemon(Effect.interruptible(this.loop)), (watchdog) => {
         this.watchdog = watchdog
+        this.lastWatchdog = watchdog
         return w
       })
     })

@@ -33,6 +33,16 @@ describe("syncFirstTimeout", () => {
       expect(yield* Fiber.await(fiber)).toEqual(Exit.succeed("done"))
     }))
 
+  it.live("the watchdog fiber ends as soon as the last call leaves, without waiting out its timer", () =>
+    Effect.gen(function*() {
+      const watch = new DeadlineWatch()
+      expect(yield* timeout(watch, 10)(Effect.as(Effect.sleep("5 millis"), "done"))).toBe("done")
+      // its timer was 10 s away: a watchdog that could not be stopped would keep an idle process alive that long
+      const stopped = yield* watch.stopped.pipe(Effect.timeoutOption("1 second"))
+      expect(Option.isSome(stopped)).toBe(true)
+      expect(watch.active).toBe(false)
+    }))
+
   it.effect("one watchdog times out many calls, each at its own deadline, interrupting each (awaited)", () =>
     Effect.gen(function*() {
       const watch = new DeadlineWatch()
