@@ -96,23 +96,22 @@ export const syncFirstTimeout = <A, E, R, E2>(
   effect: Effect.Effect<A, E, R>,
   options: { readonly duration: Duration.Duration; readonly onTimeout: () => E2; readonly watch: DeadlineWatch }
 ): Effect.Effect<A, E | E2, R> =>
-  Effect.flatMap(Effect.runtime<R>(), (runtime) => {
-    // the fiber succeeds with the effect's exit, so a failing send is not also reported as an unhandled fiber error
-    const fiber = Runtime.runFork(runtime)(Effect.exit(effect))
-    const done = fiber.unsafePoll()
-    if (done !== null) return Exit.flatten(done)
-    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.acquireUseRelease(
-        options.watch.watch(fiber, now + Duration.toMillis(options.duration)),
-        (w) =>
-          Effect.flatMap(Fiber.await(fiber), (exit): Effect.Effect<A, E | E2> =>
-            Exit.isFailure(exit) && w.timedOut
-              ? Effect.fail(options.onTimeout())
-              : Exit.flatten(exit)).pipe(
-              // the caller gave up (interrupted): the call must not go on without it
-              Effect.onInterrupt(() => Fiber.interrupt(fiber))
-            ),
-        options.watch.unwatch
-      ))
-  })
-
+  // the runtime (context, fiber refs, interruptibility) is the caller's; the start is masked so that an interruption
+  // cannot fall between starting the call and watching it, which would leave it running unwatched
+  Effect.flatMap(Effect.runtime<R>(), (runtime) =>
+    Effect.uninterruptibleMask((restore) => {
+      // the fiber succeeds with the effect's exit, so a failing send is not also reported as an unhandled fiber error
+      const fiber = Runtime.runFork(runtime)(Effect.exit(effect))
+      const done = fiber.unsafePoll()
+      if (done !== null) return Exit.flatten(done)
+      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(options.watch.watch(fiber, now + Duration.toMillis(options.duration)), (w) =>
+          restore(Fiber.await(fiber)).pipe(
+            // the caller gave up (interrupted): the call must not go on without it
+            Effect.onInterrupt(() => Fiber.interrupt(fiber)),
+            Effect.ensuring(options.watch.unwatch(w)),
+            Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
+              Exit.isFailure(exit) && w.timedOut ? Effect.fail(options.onTimeout()) : Exit.flatten(exit)
+            )
+          )))
+    }))
