@@ -36,21 +36,32 @@ export const make = <A, B, E>(
     const writeBatch = Effect.gen(function*() {
       const taken = Chunk.toReadonlyArray(yield* Queue.takeBetween(queue, 1, maxBatch))
       const items = taken.filter((e): e is Extract<Entry<A, B, E>, { _tag: "Item" }> => e._tag === "Item")
-      if (items.length > 0) {
-        const exit = yield* Effect.exit(write(items.map((e) => e.item)))
-        yield* Exit.match(exit, {
-          onFailure: (cause) => Effect.forEach(items, (e) => e.onDone(Exit.failCause(cause)), { discard: true }),
-          onSuccess: (results) =>
-            Effect.forEach(items, (e, i) =>
-              e.onDone(
-                i < results.length
-                  ? Exit.succeed(results[i]!)
-                  : Exit.die(new Error(`group commit: no result for item ${i} of ${items.length}`))
-              ), { discard: true })
-        })
-      }
-      // flushes taken with this batch waited only for items before them, all of which are written now
-      for (const e of taken) if (e._tag === "Flush") yield* Deferred.succeed(e.done, undefined)
+      const flushes = taken.filter((e): e is Extract<Entry<A, B, E>, { _tag: "Flush" }> => e._tag === "Flush")
+      // every taken item hears of its outcome, and a failing handler cannot stop the writer (it would stall all callers)
+      const settle = (outcome: (i: number) => Exit.Exit<B, E>, flushed: (done: Deferred.Deferred<void>) => Effect.Effect<boolean>) =>
+        Effect.zipRight(
+          Effect.forEach(items, (e, i) =>
+            e.onDone(outcome(i)).pipe(
+              Effect.catchAllCause((cause) => Effect.logError("group commit: a completion handler failed", cause))
+            ), { discard: true }),
+          // flushes taken with this batch waited only for items before them, all of which are settled now
+          Effect.forEach(flushes, (f) => flushed(f.done), { discard: true })
+        )
+      const exit = items.length === 0 ? Exit.succeed<ReadonlyArray<B>>([]) : yield* Effect.exit(write(items.map((e) => e.item))).pipe(
+        // closing the scope mid-write: the callers of this batch are interrupted rather than left waiting
+        Effect.onInterrupt(() =>
+          Effect.fiberIdWith((id) => settle(() => Exit.interrupt(id), (done) => Deferred.interrupt(done)))
+        )
+      )
+      yield* Effect.uninterruptible(settle(
+        (i) =>
+          Exit.isFailure(exit)
+            ? Exit.failCause(exit.cause)
+            : i < exit.value.length
+            ? Exit.succeed(exit.value[i]!)
+            : Exit.die(new Error(`group commit: no result for item ${i} of ${items.length}`)),
+        (done) => Deferred.succeed(done, undefined)
+      ))
     })
     yield* Effect.forkScoped(Effect.forever(writeBatch))
     // callers still waiting when the scope closes are interrupted rather than left hanging

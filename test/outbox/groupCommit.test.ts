@@ -3,6 +3,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as GroupCommit from "../../src/internal/groupCommit.js"
 
 describe("group commit", () => {
@@ -81,5 +82,27 @@ describe("group commit", () => {
       for (let i = 0; i < 5; i++) yield* writer.submitWith(i, () => Effect.void)
       yield* writer.flush
       expect(sizes).toEqual([2, 2, 1])
+    }))
+
+  it.scoped("a completion handler that dies is logged; the writer goes on", () =>
+    Effect.gen(function*() {
+      const writer = yield* GroupCommit.make((items: ReadonlyArray<number>) => Effect.succeed(items), 100)
+      yield* writer.submitWith(1, () => Effect.die(new Error("handler bug")))
+      expect(yield* writer.submit(2)).toBe(2)
+    }))
+
+  it.effect("closing the scope during a write interrupts the callers of that batch instead of leaving them waiting", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const started = yield* Deferred.make<void>()
+      const writer = yield* GroupCommit.make(
+        (_: ReadonlyArray<number>) => Effect.zipRight(Deferred.succeed(started, undefined), Effect.never),
+        100
+      ).pipe(Scope.extend(scope))
+      const caller = yield* Effect.fork(writer.submit(1))
+      yield* Deferred.await(started)
+      yield* Scope.close(scope, Exit.void)
+      const exit = yield* Fiber.await(caller)
+      expect(Exit.isInterrupted(exit)).toBe(true)
     }))
 })
