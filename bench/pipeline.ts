@@ -181,9 +181,10 @@ const rawOnSchema = (rows: number) =>
 
 const main = Effect.gen(function*() {
   const out: Record<string, number> = {}
-  const record = (name: string, value: number) => {
+  /** prints a figure, rounded to `decimals` places */
+  const record = (name: string, value: number, decimals = 0) => {
     out[name] = value
-    console.log(JSON.stringify({ sync: SYNC, name, value: Math.round(value) }))
+    console.log(JSON.stringify({ sync: SYNC, name, value: Math.round(value * 10 ** decimals) / 10 ** decimals }))
   }
   if (wanted("raw")) {
     record("raw better-sqlite3 msgs/s, one commit per message", median(Array.from({ length: RUNS }, () => raw(5_000, 1))))
@@ -194,13 +195,9 @@ const main = Effect.gen(function*() {
     const insertMicros = median(runs.map((r) => r.insertMicros))
     const claimMicros = median(runs.map((r) => r.claimMicros))
     const ackMicros = median(runs.map((r) => r.ackMicros))
-    const decimal = (name: string, value: number) => {
-      out[name] = value
-      console.log(JSON.stringify({ sync: SYNC, name, value: Math.round(value * 10) / 10 }))
-    }
-    decimal("raw better-sqlite3 on the outbox schema, insert µs/row (batches of 500)", insertMicros)
-    decimal("raw better-sqlite3 on the outbox schema, claim µs/row (batches of 500)", claimMicros)
-    decimal("raw better-sqlite3 on the outbox schema, ack µs/row (batches of 500)", ackMicros)
+    record("raw better-sqlite3 on the outbox schema, insert µs/row (batches of 500)", insertMicros, 1)
+    record("raw better-sqlite3 on the outbox schema, claim µs/row (batches of 500)", claimMicros, 1)
+    record("raw better-sqlite3 on the outbox schema, ack µs/row (batches of 500)", ackMicros, 1)
     record("database-only ceiling, live deliver (1e6 / (insert + ack)) msgs/s", 1e6 / (insertMicros + ackMicros))
     record("database-only ceiling, worker drain (1e6 / (claim + ack)) msgs/s", 1e6 / (claimMicros + ackMicros))
   }

@@ -5,16 +5,13 @@
  * stored row reads back the same (what recovery would replay) — or fails with InvalidRequest/UnknownChannel and
  * leaves the table unchanged and the adapter uncalled. Nothing may ever pollute Object.prototype.
  */
-import { afterAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import type { AdapterV2, SendContext } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import { isBlank } from "../../src/Chunking.js"
@@ -23,11 +20,10 @@ import type { EntryId, OutboxEntry } from "../../src/Delivery.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as OutboxConfig from "../../src/OutboxConfig.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
+import { tempDatabases } from "../support/files.js"
 
 const fc = FastCheck
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-badinput-"))
-let files = 0
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+const databases = tempDatabases("badinput")
 
 /** An outbox on a fresh SQLite file whose "chat" channel (v2: whole payloads) records every call. */
 const recordingOutbox = () => {
@@ -41,7 +37,7 @@ const recordingOutbox = () => {
       })
   }
   const layer = Outbox.layer.pipe(Layer.provideMerge(Layer.mergeAll(
-    SqliteOutboxRepo.layerFile({ filename: path.join(dir, `input-${++files}.db`) }),
+    SqliteOutboxRepo.layerFile({ filename: databases.fresh() }),
     ChannelRegistry.layer({ chat }),
     OutboxConfig.layer({ nodeId: "bad-input", retryJitter: false })
   )))

@@ -5,7 +5,7 @@
  * delivered. An unknown state cannot be written at all: the table's CHECK refuses it (also tested at the store
  * level in test/store/SqliteFile.test.ts), so the row is not damaged and is delivered as usual.
  */
-import { afterAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -13,9 +13,6 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import type { AdapterV1, SendContext } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import type { EntryId } from "../../src/Delivery.js"
@@ -23,10 +20,9 @@ import * as Metrics from "../../src/Metrics.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as OutboxConfig from "../../src/OutboxConfig.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
+import { tempDatabases } from "../support/files.js"
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-corrupted-"))
-let files = 0
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+const databases = tempDatabases("corrupted")
 
 const recordingOutbox = () => {
   const sent: Array<string> = []
@@ -38,7 +34,7 @@ const recordingOutbox = () => {
       })
   }
   const layer = Outbox.layer.pipe(Layer.provideMerge(Layer.mergeAll(
-    SqliteOutboxRepo.layerFile({ filename: path.join(dir, `corrupted-${++files}.db`) }),
+    SqliteOutboxRepo.layerFile({ filename: databases.fresh() }),
     ChannelRegistry.layer({ chat: adapter }),
     OutboxConfig.layer({ nodeId: "corrupted", retryJitter: false })
   )))

@@ -22,6 +22,7 @@ import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { entryId } from "../support/entries.js"
 import { snapshot } from "../support/files.js"
+import { memoryStoreWith } from "../support/stores.js"
 
 const FIXTURE = fileURLToPath(new URL("../../../shared/fixtures/legacy-delivery-queue/", import.meta.url))
 
@@ -405,13 +406,9 @@ legacyImportSuite("sqlite file", () => SqliteOutboxRepo.layerFile({ filename: pa
 
 describe("LegacyFileQueue.importDirectory: store failures", () => {
   it.effect("a StoreError from the insert passes through and no marker is written, so the next start retries", () => {
-    const failingInsert = Layer.effect(
-      OutboxRepo,
-      Effect.map(MemoryOutboxRepo.make, (repo) => ({
-        ...repo,
-        insert: () => Effect.fail(new StoreError({ operation: "insert", message: "database is locked" }))
-      }))
-    )
+    const failingInsert = memoryStoreWith(() => ({
+      insert: () => Effect.fail(new StoreError({ operation: "insert", message: "database is locked" }))
+    }))
     const dir = copyFixture()
     return Effect.gen(function*() {
       yield* TestClock.setTime(NOW)

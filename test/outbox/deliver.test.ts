@@ -10,11 +10,11 @@ import * as Stream from "effect/Stream"
 import * as Chunk from "effect/Chunk"
 import type { EntryId } from "../../src/Delivery.js"
 import { StoreError } from "../../src/DeliveryError.js"
-import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
+import { memoryStoreWith } from "../support/stores.js"
 
 const SEC = 1000
 const MIN = 60 * SEC
@@ -55,13 +55,9 @@ describe("Outbox.deliver", () => {
   it.effect("nothing is sent when the write-ahead insert fails; the caller gets StoreError", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter()
-      const failingInsert = Layer.effect(
-        OutboxRepo,
-        Effect.map(MemoryOutboxRepo.make, (repo) => ({
-          ...repo,
-          insert: () => Effect.fail(new StoreError({ operation: "insert", message: "disk I/O error" }))
-        }))
-      )
+      const failingInsert = memoryStoreWith(() => ({
+        insert: () => Effect.fail(new StoreError({ operation: "insert", message: "disk I/O error" }))
+      }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const error = yield* Effect.flip(outbox.deliver(reply("hello")))
@@ -323,16 +319,12 @@ describe("Outbox.deliver", () => {
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter()
       let ackFailuresLeft = 4 // the first try and its 3 retries
-      const flakyAck = Layer.effect(
-        OutboxRepo,
-        Effect.map(MemoryOutboxRepo.make, (repo) => ({
-          ...repo,
-          ack: (owner: string, items: Parameters<typeof repo.ack>[1], now: number) =>
-            ackFailuresLeft-- > 0
-              ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" }))
-              : repo.ack(owner, items, now)
-        }))
-      )
+      const flakyAck = memoryStoreWith((repo) => ({
+        ack: (owner, items, now) =>
+          ackFailuresLeft-- > 0
+            ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" }))
+            : repo.ack(owner, items, now)
+      }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const ackFailuresBefore = yield* counter(Metrics.ackFailures)

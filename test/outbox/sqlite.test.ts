@@ -5,19 +5,15 @@ import * as Effect from "effect/Effect"
 import * as TestClock from "effect/TestClock"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import type { EntryId } from "../../src/Delivery.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
+import { tempDatabases } from "../support/files.js"
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-pipeline-"))
-let n = 0
-const freshFile = () => path.join(dir, `p-${++n}.db`)
+const { fresh: freshFile } = tempDatabases("pipeline")
 const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
 
 describe("Outbox on a SQLite file", () => {

@@ -10,13 +10,13 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import type { EntryId, OutboxEntry } from "../../src/Delivery.js"
 import { StoreError } from "../../src/DeliveryError.js"
-import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import { queuedEntry } from "../support/entries.js"
 import { outboxLayer, reply, scriptedAdapter, testConfig } from "./harness.js"
+import { memoryStoreWith } from "../support/stores.js"
 
 const SEC = 1000
 const MIN = 60 * SEC
@@ -153,14 +153,10 @@ describe("RecoveryWorker", () => {
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter()
       let claimFailures = 1
-      const flakyClaim = Layer.effect(
-        OutboxRepo,
-        Effect.map(MemoryOutboxRepo.make, (repo) => ({
-          ...repo,
-          claim: (options: Parameters<typeof repo.claim>[0]) =>
-            claimFailures-- > 0 ? Effect.fail(new StoreError({ operation: "claim", message: "disk I/O error" })) : repo.claim(options)
-        }))
-      )
+      const flakyClaim = memoryStoreWith((repo) => ({
+        claim: (options) =>
+          claimFailures-- > 0 ? Effect.fail(new StoreError({ operation: "claim", message: "disk I/O error" })) : repo.claim(options)
+      }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const id = yield* outbox.enqueue(reply("eventually"))

@@ -4,15 +4,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { entryId, queuedEntry } from "../support/entries.js"
+import { tempDatabases } from "../support/files.js"
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-sqlite-"))
-let n = 0
-const freshFile = () => path.join(dir, `db-${++n}.db`)
+const { dir, fresh: freshFile } = tempDatabases("sqlite")
 
 const pragma = (name: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<Record<string, unknown>>(`PRAGMA ${name}`)).pipe(

@@ -1,6 +1,8 @@
 /** File-system helpers for tests. */
+import { afterAll } from "vitest"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 
 /** Every file under `dir` with the hash of its bytes: any delete, move, rename or rewrite changes it. */
@@ -12,3 +14,11 @@ export const snapshot = (dir: string): Array<string> =>
       return `${path.relative(dir, full)} ${crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex")}`
     })
     .sort()
+
+/** A temporary directory for one test file's databases, removed after its tests; `fresh()` names a new file in it. */
+export const tempDatabases = (name: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `outbox-${name}-`))
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+  let n = 0
+  return { dir, fresh: () => path.join(dir, `${name}-${++n}.db`) }
+}
