@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -31,7 +32,7 @@ import * as GroupCommit from "./internal/groupCommit.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Metrics from "./Metrics.js"
 import { OutboxConfig } from "./OutboxConfig.js"
-import type { FailureRecord, InsertResult, ListFilter } from "./OutboxRepo.js"
+import type { ClaimedEntry, FailureRecord, InsertResult, ListFilter } from "./OutboxRepo.js"
 import { OutboxRepo } from "./OutboxRepo.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 import type { DeliveredPart, SendReport } from "./Sender.js"
@@ -124,6 +125,14 @@ type Recovered =
   | { readonly _tag: "Terminal" }
   /** the row could not be handled now (store trouble, lease lost); it stays leased and is retried after its lease */
   | { readonly _tag: "Errored" }
+
+type RecoveredRow = Recovered & { readonly possibleDuplicate?: boolean }
+
+/** Where a worker row's send leaves its outcome when it finishes while the pass is still starting it. */
+interface Handoff {
+  inline: boolean
+  outcome: RecoveredRow | undefined
+}
 
 type Attempt =
   | { readonly _tag: "Sent"; readonly report: SendReport }
@@ -320,11 +329,14 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       }
     })
     yield* Effect.forkScoped(renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 4)))))
-    const whileSending = <A, E, R>(entry: OutboxEntry, effect: Effect.Effect<A, E, R>) =>
-      Effect.acquireUseRelease(
-        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => sending.set(entry.id, { entry, renewedAt: now }))),
-        () => effect,
-        () => Effect.sync(() => sending.delete(entry.id))
+    // the finalizer is in place before the row is registered, so an interruption cannot leave it registered
+    const whileSending = <A, E, R>(entry: OutboxEntry, now: number, effect: Effect.Effect<A, E, R>) =>
+      Effect.ensuring(
+        Effect.suspend(() => {
+          sending.set(entry.id, { entry, renewedAt: now })
+          return effect
+        }),
+        Effect.sync(() => void sending.delete(entry.id))
       )
 
     /** TTL check, then send with lease renewal, then record a failure; success is acked by the caller. */
@@ -340,7 +352,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           }
           return { _tag: "Expired" } as const
         }
-        const sent = yield* whileSending(entry, Effect.either(sender.send(entry, channel, { attempt: entry.attemptCount + 1 })))
+        const sent = yield* whileSending(entry, now, Effect.either(sender.send(entry, channel, { attempt: entry.attemptCount + 1 })))
         if (Either.isRight(sent)) {
           yield* emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: sent.right.outcomes.length }))
           return { _tag: "Sent", report: sent.right } as const
@@ -348,19 +360,24 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         return { _tag: "Failed", error: yield* recordSendFailure(entry, sent.left) } as const
       })
 
-    const onDelivered = (entry: OutboxEntry, now: number) =>
-      Effect.gen(function*() {
-        yield* Metric.increment(Metrics.delivered)
-        yield* Metric.update(Metrics.deliveryLatency, Math.max(0, now - entry.enqueuedAt))
-        yield* emit(OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel }))
-      })
+    /** Counts, measures and announces delivered rows: one metric update and one publish for a whole batch. */
+    const onDelivered = (entries: ReadonlyArray<OutboxEntry>, now: number): Effect.Effect<void> =>
+      entries.length === 0 ? Effect.void : Effect.zipRight(
+        // the metric effects would read the labels once per row; a batch reads them once
+        FiberRef.getWith(FiberRef.currentMetricLabels, (labels) =>
+          Effect.sync(() => {
+            Metrics.delivered.unsafeUpdate(entries.length, labels)
+            for (const entry of entries) Metrics.deliveryLatency.unsafeUpdate(Math.max(0, now - entry.enqueuedAt), labels)
+          })),
+        PubSub.publishAll(events, entries.map((entry) => OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })))
+      )
 
     /** Acks one live delivery through the group-commit writer, retried on the ack schedule. */
     const ackLive = (entry: OutboxEntry, partsDelivered: number) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const written = yield* ackBatch.submit({ id: entry.id, partsDelivered, now }).pipe(Effect.retry(ackSchedule), Effect.either)
-        if (Either.isRight(written) && written.right) return yield* onDelivered(entry, now)
+        if (Either.isRight(written) && written.right) return yield* onDelivered([entry], now)
         const message = Either.isLeft(written)
           ? `sent, but the ack write failed: ${written.left.message}`
           : "sent, but the row is no longer leased to this process (another worker may send it again)"
@@ -409,7 +426,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     /** The worker's handling of one claimed row; a `Sent` row is acked by the caller. */
     const recover = (
       claimed: { readonly entry: OutboxEntry; readonly reclaimed: boolean }
-    ): Effect.Effect<Recovered & { readonly possibleDuplicate?: boolean }> =>
+    ): Effect.Effect<RecoveredRow> =>
       Effect.gen(function*() {
         const { entry, reclaimed } = claimed
         const pendingAck = (yield* Ref.get(pendingAcks)).get(entry.id)
@@ -454,7 +471,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       const now = yield* Clock.currentTimeMillis
       const items = [...pending].map(([id, { partsDelivered }]) => ({ id, partsDelivered }))
       const result = yield* repo.ack(owner, items, now)
-      for (const id of result.written) yield* onDelivered(pending.get(id)!.entry, now)
+      yield* onDelivered(result.written.map((id) => pending.get(id)!.entry), now)
       for (const id of result.rejected) {
         yield* Effect.logWarning(`pending ack of entry ${id} was rejected: the row is no longer leased to this process`)
       }
@@ -488,7 +505,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           if (Exit.isSuccess(written)) {
             if (!written.value) return Effect.logWarning(`entry ${entry.id} was sent but its lease was lost before the ack`)
             tally.delivered++
-            return onDelivered(entry, now)
+            return onDelivered([entry], now)
           }
           return Effect.gen(function*() {
             yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, { entry, partsDelivered }))
@@ -499,23 +516,52 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           })
         }))
 
-    const work = (claimed: { readonly entry: OutboxEntry; readonly reclaimed: boolean }) =>
+    const count = (outcome: RecoveredRow) => {
+      if (outcome.possibleDuplicate === true) tally.possibleDuplicates++
+      if (outcome._tag === "Terminal" || (outcome._tag === "Failed" && !outcome.error.retryable)) tally.terminal++
+      else if (outcome._tag === "Failed") tally.retried++
+    }
+
+    /**
+     * A worker row's send. One that finishes while the pass starts it (the adapter did not suspend) leaves its
+     * outcome in `handoff`, and the pass acks it with the rest of its batch in one write. One that suspends acks
+     * itself when it ends and frees its slot.
+     */
+    const work = (claimed: ClaimedEntry, handoff: Handoff) =>
       recover(claimed).pipe(
         Effect.flatMap((outcome) => {
-          if (outcome.possibleDuplicate === true) tally.possibleDuplicates++
-          switch (outcome._tag) {
-            case "Sent":
-              return ackRecovered(claimed.entry, outcome.report.partsDelivered)
-            case "Failed":
-              return Effect.sync(() => void (outcome.error.retryable ? tally.retried++ : tally.terminal++))
-            case "Terminal":
-              return Effect.sync(() => void tally.terminal++)
-            default:
-              return Effect.void
-          }
+          if (handoff.inline) return Effect.sync(() => void (handoff.outcome = outcome))
+          count(outcome)
+          return outcome._tag === "Sent" ? ackRecovered(claimed.entry, outcome.report.partsDelivered) : Effect.void
         }),
-        Effect.ensuring(releaseSlots(1))
+        Effect.ensuring(Effect.suspend(() => (handoff.inline ? Effect.void : releaseSlots(1))))
       )
+
+    /** Acks in one write the rows a pass sent without suspending; a write that fails is kept for the next pass. */
+    const ackSentInline = (sent: ReadonlyArray<{ readonly entry: OutboxEntry; readonly partsDelivered: number }>) =>
+      Effect.gen(function*() {
+        if (sent.length === 0) return
+        const now = yield* Clock.currentTimeMillis
+        const items = sent.map(({ entry, partsDelivered }) => ({ id: entry.id, partsDelivered }))
+        const written = yield* Effect.either(repo.ack(owner, items, now))
+        if (Either.isLeft(written)) {
+          yield* Ref.update(pendingAcks, (m) => {
+            const next = new Map(m)
+            for (const row of sent) next.set(row.entry.id, row)
+            return next
+          })
+          yield* Metric.incrementBy(Metrics.ackFailures, sent.length)
+          yield* Effect.logError(
+            `entries ${items.map((i) => i.id).join(", ")} were sent but their ack failed; kept for the next pass: ${written.left.message}`
+          )
+          return
+        }
+        const rejected = new Set(written.right.rejected)
+        for (const id of rejected) yield* Effect.logWarning(`entry ${id} was sent but its lease was lost before the ack`)
+        const delivered = sent.filter((row) => !rejected.has(row.entry.id)).map((row) => row.entry)
+        tally.delivered += delivered.length
+        yield* onDelivered(delivered, now)
+      })
 
     const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
       Effect.gen(function*() {
@@ -565,10 +611,30 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           const batch = yield* repo.claim({ owner, now, leaseMs, limit }).pipe(Effect.onError(() => releaseSlots(limit)))
           // hand every slot on (to a send, or back) before anything else here can fail
           if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
+          let finished = 0
+          const sent: Array<{ readonly entry: OutboxEntry; readonly partsDelivered: number }> = []
           for (const claimed of batch.claimed) {
-            const fiber = startWork(work(claimed))
-            if (fiber.unsafePoll() === null) running.push(fiber)
+            const handoff: Handoff = { inline: true, outcome: undefined }
+            const fiber = startWork(work(claimed, handoff))
+            handoff.inline = false
+            if (handoff.outcome === undefined) {
+              const exit = fiber.unsafePoll()
+              if (exit === null) {
+                running.push(fiber) // suspended: it acks itself and frees its slot
+                continue
+              }
+              // it ended without an outcome (a defect): its slot is the pass's to free
+              yield* Effect.logError(`recovery of entry ${claimed.entry.id} died`, Exit.isFailure(exit) ? exit.cause : Cause.empty)
+            } else {
+              count(handoff.outcome)
+              if (handoff.outcome._tag === "Sent") {
+                sent.push({ entry: claimed.entry, partsDelivered: handoff.outcome.report.partsDelivered })
+              }
+            }
+            finished++
           }
+          yield* releaseSlots(finished)
+          yield* ackSentInline(sent)
           counts.claimed += batch.claimed.length
           for (const bad of batch.malformed) yield* quarantine(bad, now)
           counts.quarantined += batch.malformed.length
