@@ -91,8 +91,10 @@ export const transition = (
   if (!sourceStates[event._tag].includes(entry.state)) {
     return reject(`allowed only from ${sourceStates[event._tag].join(", ")}`)
   }
-  const next = (changes: Partial<OutboxEntry>) => {
-    const merged: OutboxEntry = { ...entry, ...changes, updatedAt: now }
+  // `finish` clears the lease and due time. It is applied here, not spread into `changes` by the callers: V8 builds
+  // an object literal that starts with a spread and adds keys an order of magnitude slower (µs per transition)
+  const next = (changes: Partial<OutboxEntry>, finish = false) => {
+    const merged: OutboxEntry = finish ? { ...entry, ...finished, ...changes, updatedAt: now } : { ...entry, ...changes, updatedAt: now }
     // an empty list is stored as no list, so every backend returns the same entry (one copy in the common case)
     if (!("deliveredParts" in merged) || (merged.deliveredParts !== undefined && merged.deliveredParts.length > 0)) {
       return Either.right(merged)
@@ -131,7 +133,9 @@ export const transition = (
       const bad = partsCheck(event.partsDelivered)
       if (bad) return reject(bad)
       // lastError stays: a delivered row still tells that an earlier attempt failed
-      return next({ ...finished, state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered, deliveredParts: [] })
+      const delivered = { state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered } as const
+      // a row without the list does not need it cleared (that takes the slow path of `next`)
+      return next(entry.deliveredParts === undefined ? delivered : { ...delivered, deliveredParts: [] }, true)
     }
     case "Retry": {
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
@@ -141,14 +145,13 @@ export const transition = (
       const islands = deliveredPast(entry, event.partsDelivered, event.deliveredParts)
       if (attemptCount >= event.maxAttempts) {
         return next({
-          ...finished,
           ...islands,
           state: "failed_terminal",
           terminalReason: "max_attempts",
           attemptCount,
           partsDelivered: event.partsDelivered,
           lastError: event.error
-        })
+        }, true)
       }
       return next({
         ...islands,
@@ -166,14 +169,13 @@ export const transition = (
       const bad = partsCheck(event.partsDelivered)
       if (bad) return reject(bad)
       return next({
-        ...finished,
         state: "failed_terminal",
         terminalReason: event.reason,
         // an attempt that reached the channel counts; a skip (non-final, unknown channel) did not try
         attemptCount: event.reason === "permanent_error" ? entry.attemptCount + 1 : entry.attemptCount,
         partsDelivered: event.partsDelivered,
         lastError: event.error
-      })
+      }, true)
     }
     case "Release": {
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
@@ -192,7 +194,7 @@ export const transition = (
       if (entry.state === "in_flight" && (event.owner === undefined || !ownedBy(event.owner))) {
         return reject("an in-flight row is expired only by its lease owner")
       }
-      return next({ ...finished, state: "expired" })
+      return next({ state: "expired" }, true)
     }
     case "Requeue":
       // its data does not decode: queued again it could only be quarantined again
@@ -207,7 +209,7 @@ export const transition = (
         leaseExpiresAt: null
       })
     case "Quarantine":
-      return next({ ...finished, state: "failed_terminal", terminalReason: "decode_error", lastError: event.error })
+      return next({ state: "failed_terminal", terminalReason: "decode_error", lastError: event.error }, true)
   }
 }
 
