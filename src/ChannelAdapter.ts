@@ -155,11 +155,22 @@ const invoke = (
   ctx: SendContext
 ): Effect.Effect<unknown, SendError> =>
   Effect.suspend(() => {
-    const controller = new AbortController()
+    // made on first use: most adapters never read the signal, and a controller costs more than a no-op send
+    let controller: AbortController | undefined
+    let aborted = false
+    const options: CallOptions = {
+      get signal() {
+        if (controller === undefined) {
+          controller = new AbortController()
+          if (aborted) controller.abort() // read only after the call was given up
+        }
+        return controller.signal
+      }
+    }
     let out: unknown
     let then: unknown
     try {
-      out = method(ctx, { signal: controller.signal })
+      out = method(ctx, options)
       then = Effect.isEffect(out) ? undefined : thenOf(out)
     } catch (error) {
       return Effect.fail(classifySafely(error))
@@ -191,7 +202,10 @@ const invoke = (
           resume(Effect.fail(classifySafely(error)))
         }
         // on timeout/interruption, tell the plugin so it can cancel its HTTP request
-        return Effect.sync(() => controller.abort())
+        return Effect.sync(() => {
+          aborted = true
+          controller?.abort()
+        })
       })
     }
     return Effect.succeed(out)

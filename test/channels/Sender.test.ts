@@ -194,6 +194,22 @@ describe("Sender send timeout", () => {
       expect((yield* rec.calls).length).toBe(2)
     }))
 
+  it.effect("a plugin that reads its abort signal only after the timeout finds it aborted", () =>
+    Effect.gen(function*() {
+      let options: ChannelAdapter.CallOptions | undefined
+      const channel = yield* normalize({
+        outboundContract: "v2",
+        sendFinal: (_ctx, o) => {
+          options = o // the signal is not read during the call
+          return new Promise<never>(() => {})
+        }
+      })
+      const fiber = yield* Effect.fork(Sender.make({ sendTimeout: "5 seconds" }).send(entry([{ text: "x" }]), channel, { attempt: 1 }))
+      yield* TestClock.adjust("6 seconds")
+      expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({ _tag: "SendError", retryable: true })
+      expect(options?.signal.aborted).toBe(true)
+    }))
+
   it.effect("the timeout comes from the options", () =>
     Effect.gen(function*() {
       const { channel } = yield* scripted([{ hang: true }])
