@@ -19,6 +19,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -126,6 +127,27 @@ type Recovered =
   /** the row could not be handled now (store trouble, lease lost); it stays leased and is retried after its lease */
   | { readonly _tag: "Errored" }
 
+/** A new row for the writer, with its channel and its caller's runtime (a live send runs with the caller's context). */
+interface Write {
+  readonly entry: OutboxEntry
+  readonly channel: Channel
+  readonly runtime: Runtime.Runtime<never>
+}
+
+/** What the writer did with a row. */
+type Written =
+  /** stored and not sent: enqueued, deferred behind its conversation, or a repeated idempotency key */
+  | { readonly _tag: "Stored"; readonly result: InsertResult }
+  /** its send suspended: the caller waits for the fiber, then acks */
+  | { readonly _tag: "Sending"; readonly entry: OutboxEntry; readonly fiber: Fiber.RuntimeFiber<Attempt, StoreError> }
+  /** its send finished at once; `ack` is the writer's batched ack of a sent row (true: written, false: lease lost) */
+  | {
+    readonly _tag: "Done"
+    readonly entry: OutboxEntry
+    readonly attempt: Exit.Exit<Attempt, StoreError>
+    readonly ack: Either.Either<boolean, StoreError> | undefined
+  }
+
 type RecoveredRow = Recovered & { readonly possibleDuplicate?: boolean }
 
 /** Where a worker row's send leaves its outcome when it finishes while the pass is still starting it. */
@@ -164,10 +186,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const pendingAcks = yield* Ref.make(new Map<EntryId, { readonly entry: OutboxEntry; readonly partsDelivered: number }>())
     const lastPrune = yield* Ref.make<number | null>(null)
 
-    const insertBatch = yield* GroupCommit.make(
-      (entries: ReadonlyArray<OutboxEntry>) => repo.insert(entries, { deferBusyConversations: true }),
-      config.writeBatch
-    )
+    // every write-ahead insert goes through one group-commit writer; see `writeAndSend`
+    const writes = yield* GroupCommit.make((items: ReadonlyArray<Write>) => writeAndSend(items), config.writeBatch)
     const ackBatch = yield* GroupCommit.make(
       (items: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number; readonly now: number }>) =>
         Effect.map(
@@ -207,19 +227,19 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         updatedAt: now
       }))
 
-    /** Decodes, resolves the channel, and stores the row (leased to us when `live`). */
-    const store = (input: DeliverInput, live: boolean) =>
+    /** Decodes, resolves the channel, and hands the new row to the writer (leased to us, and sent, when `live`). */
+    const submit = (input: DeliverInput, live: boolean) =>
       Effect.gen(function*() {
         const request = yield* decodeRequest(input)
         const channel = yield* registry.get(request.channel)
         const now = yield* Clock.currentTimeMillis
-        const result: InsertResult = yield* insertBatch.submit(yield* newEntry(request, now, live))
-        if (result._tag === "Inserted") {
-          yield* Metric.increment(Metrics.enqueued)
-          yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: request.channel }))
-        }
-        return { result, channel }
+        const entry = yield* newEntry(request, now, live)
+        return yield* writes.submit({ entry, channel, runtime: yield* Effect.runtime<never>() })
       })
+
+    /** Counts and announces a stored row (in the caller's fiber, which holds its metric labels). */
+    const onEnqueued = (entry: OutboxEntry) =>
+      Effect.zipRight(Metric.increment(Metrics.enqueued), emit(OutboxEvent.enqueued({ entryId: entry.id, channel: entry.channel })))
 
     const recordTerminal = (entry: OutboxEntry, reason: TerminalReason, error: string) =>
       Effect.gen(function*() {
@@ -372,12 +392,27 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         PubSub.publishAll(events, entries.map((entry) => OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })))
       )
 
-    /** Acks one live delivery through the group-commit writer, retried on the ack schedule. */
-    const ackLive = (entry: OutboxEntry, partsDelivered: number) =>
+    /**
+     * Acks one live delivery through the group-commit writer, retried on the ack schedule. `firstTry` is the failure
+     * of a write already made for it (the writer's batched ack): it counts as the schedule's first try.
+     */
+    const ackLive = (entry: OutboxEntry, partsDelivered: number, firstTry?: StoreError) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const written = yield* ackBatch.submit({ id: entry.id, partsDelivered, now }).pipe(Effect.retry(ackSchedule), Effect.either)
+        let replay = firstTry
+        const write = Effect.suspend(() => {
+          if (replay === undefined) return ackBatch.submit({ id: entry.id, partsDelivered, now })
+          const failed = replay
+          replay = undefined
+          return Effect.fail(failed)
+        })
+        const written = yield* write.pipe(Effect.retry(ackSchedule), Effect.either)
         if (Either.isRight(written) && written.right) return yield* onDelivered([entry], now)
+        return yield* ackFailed(entry, partsDelivered, written)
+      })
+
+    const ackFailed = (entry: OutboxEntry, partsDelivered: number, written: Either.Either<boolean, StoreError>) =>
+      Effect.gen(function*() {
         const message = Either.isLeft(written)
           ? `sent, but the ack write failed: ${written.left.message}`
           : "sent, but the row is no longer leased to this process (another worker may send it again)"
@@ -387,13 +422,55 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         return yield* Effect.fail(new AckFailed({ entryId: entry.id, message }))
       })
 
-    const deliver: OutboxShape["deliver"] = (input) =>
+    /**
+     * The writer's batch: one transaction inserts every row (write-ahead), then each live row's send starts at once in a
+     * fiber of its own, with its caller's context. Sends that finish without suspending (the adapter answered at once)
+     * are acked together in one more write; a send that suspends is handed back to its caller, who waits for it and
+     * acks it. Failed sends are recorded by the send itself, as on every path.
+     */
+    const writeAndSend = (items: ReadonlyArray<Write>) =>
       Effect.gen(function*() {
-        const { channel, result } = yield* store(input, true)
-        const entry = result.entry
-        if (result._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
-        if (entry.state !== "in_flight") return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
-        const attempt = yield* attemptSend(entry, channel)
+        const stored = yield* repo.insert(items.map((item) => item.entry), { deferBusyConversations: true })
+        const written: Array<Written> = []
+        const sent: Array<{ readonly at: number; readonly id: EntryId; readonly partsDelivered: number }> = []
+        for (let i = 0; i < items.length; i++) {
+          const result = stored[i]!
+          if (result._tag !== "Inserted" || result.entry.state !== "in_flight") {
+            written.push({ _tag: "Stored", result })
+            continue
+          }
+          const { channel, runtime } = items[i]!
+          // announced before the send starts, so observers see enqueued, then sent
+          const fiber = Runtime.runFork(runtime)(Effect.zipRight(onEnqueued(result.entry), attemptSend(result.entry, channel)))
+          const exit = fiber.unsafePoll()
+          if (exit === null) {
+            written.push({ _tag: "Sending", entry: result.entry, fiber })
+            continue
+          }
+          written.push({ _tag: "Done", entry: result.entry, attempt: exit, ack: undefined })
+          if (Exit.isSuccess(exit) && exit.value._tag === "Sent") {
+            sent.push({ at: i, id: result.entry.id, partsDelivered: exit.value.report.partsDelivered })
+          }
+        }
+        if (sent.length > 0) {
+          const acked = yield* Effect.either(repo.ack(owner, sent, yield* Clock.currentTimeMillis))
+          const rejected = new Set(Either.isRight(acked) ? acked.right.rejected : [])
+          for (const { at, id } of sent) {
+            const done = written[at] as Extract<Written, { readonly _tag: "Done" }>
+            written[at] = { ...done, ack: Either.map(acked, () => !rejected.has(id)) }
+          }
+        }
+        return written
+      })
+
+    /** The caller's side of a live send: waits for it if it suspended, and acks it if the writer could not. */
+    const finishLive = (written: Extract<Written, { readonly _tag: "Sending" | "Done" }>) =>
+      Effect.gen(function*() {
+        const { entry } = written
+        const attempt = written._tag === "Done"
+          ? yield* written.attempt
+          // the caller gave up: its send must not go on without it
+          : yield* Fiber.join(written.fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(written.fiber)))
         switch (attempt._tag) {
           case "Expired":
             return yield* Effect.fail(
@@ -401,14 +478,36 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             )
           case "Failed":
             return yield* Effect.fail(attempt.error)
-          case "Sent":
-            yield* ackLive(entry, attempt.report.partsDelivered)
+          case "Sent": {
+            const { partsDelivered } = attempt.report
+            const ack = written._tag === "Done" ? written.ack : undefined
+            if (ack === undefined) yield* ackLive(entry, partsDelivered)
+            else if (Either.isLeft(ack)) yield* ackLive(entry, partsDelivered, ack.left)
+            else if (!ack.right) yield* ackFailed(entry, partsDelivered, ack)
+            else yield* onDelivered([entry], yield* Clock.currentTimeMillis)
             return DeliveryOutcome.Delivered({ entryId: entry.id, results: attempt.report.outcomes })
+          }
         }
+      })
+
+    const deliver: OutboxShape["deliver"] = (input) =>
+      Effect.gen(function*() {
+        const written = yield* submit(input, true)
+        if (written._tag !== "Stored") return yield* finishLive(written)
+        const { entry } = written.result
+        if (written.result._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
+        yield* onEnqueued(entry)
+        return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
       }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS))
 
     const enqueue: OutboxShape["enqueue"] = (input) =>
-      Effect.map(store(input, false), ({ result }) => result.entry.id).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS))
+      Effect.gen(function*() {
+        const written = yield* submit(input, false)
+        // an enqueued row is never sent by the writer
+        const { result } = written as Extract<Written, { readonly _tag: "Stored" }>
+        if (result._tag === "Inserted") yield* onEnqueued(result.entry)
+        return result.entry.id
+      }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS))
 
     const prune = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
