@@ -182,26 +182,24 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
         )
     })
 
-  const send = (entry: SendEntry, channel: Channel, sendOptions: SendOptions) =>
-    Effect.gen(function*() {
+  // a loop of effects rather than a generator: this runs once per message, and a generator costs more than a no-op send
+  const send = (
+    entry: SendEntry,
+    channel: Channel,
+    sendOptions: SendOptions
+  ): Effect.Effect<SendReport, SendError | PartialDeliveryFailure> =>
+    Effect.suspend(() => {
       const { parts, warnings } = plan(entry, channel)
-      for (const warning of warnings) yield* Effect.logWarning(warning).pipe(Effect.annotateLogs({ channel: entry.channel, entryId: entry.id }))
       const start = Math.min(Math.max(0, entry.partsDelivered), parts.length)
       // best effort: parts that went out in an earlier attempt past a failed one are not sent again
       const already = new Set(entry.deliveredParts ?? [])
-      const remaining = parts.slice(start).filter((part) => !already.has(part.index))
+      const remaining = already.size === 0 ? parts.slice(start) : parts.slice(start).filter((part) => !already.has(part.index))
       const outcomes: Array<DeliveredPart> = []
       const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> = []
-      for (const part of remaining) {
-        const outcome = yield* Effect.either(sendPart(entry, channel, part, parts.length, sendOptions.attempt))
-        if (Either.isRight(outcome)) {
-          outcomes.push(outcome.right)
-          continue
+      const finish = (): Effect.Effect<SendReport, PartialDeliveryFailure> => {
+        if (failures.length === 0) {
+          return Effect.succeed({ entryId: entry.id, partsTotal: parts.length, partsDelivered: parts.length, outcomes })
         }
-        if (!entry.bestEffort) return yield* Effect.fail(withProgress(outcome.left, part.index, part.index))
-        failures.push({ index: part.index, kind: part.kind, error: outcome.left })
-      }
-      if (failures.length > 0) {
         const retryable = failures.every((f) => f.error.retryable)
         const retryAfterMs = retryable
           ? failures.reduce<number | undefined>(
@@ -211,7 +209,7 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
           : undefined
         const resumeAt = failures[0]!.index
         const deliveredPast = [...already, ...outcomes.map((o) => o.index)].filter((i) => i > resumeAt).sort((a, b) => a - b)
-        return yield* Effect.fail(
+        return Effect.fail(
           new PartialDeliveryFailure({
             entryId: entry.id,
             partsDelivered: resumeAt,
@@ -223,7 +221,28 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
           })
         )
       }
-      return { entryId: entry.id, partsTotal: parts.length, partsDelivered: parts.length, outcomes } satisfies SendReport
+      const from = (i: number): Effect.Effect<SendReport, SendError | PartialDeliveryFailure> => {
+        const part = remaining[i]
+        if (part === undefined) return finish()
+        return Effect.matchEffect(sendPart(entry, channel, part, parts.length, sendOptions.attempt), {
+          onSuccess: (delivered) => {
+            outcomes.push(delivered)
+            return from(i + 1)
+          },
+          onFailure: (error) => {
+            if (!entry.bestEffort) return Effect.fail(withProgress(error, part.index, part.index))
+            failures.push({ index: part.index, kind: part.kind, error })
+            return from(i + 1)
+          }
+        })
+      }
+      if (warnings.length === 0) return from(0)
+      return Effect.zipRight(
+        Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true }).pipe(
+          Effect.annotateLogs({ channel: entry.channel, entryId: entry.id })
+        ),
+        from(0)
+      )
     })
   // no span or log annotation per send: on this hot path they cost more than a no-op adapter call
   // (the caller's `Outbox.deliver` / `Outbox.runRecoveryPass` spans cover it)
