@@ -229,13 +229,11 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
     /** Decodes, resolves the channel, and hands the new row to the writer (leased to us, and sent, when `live`). */
     const submit = (input: DeliverInput, live: boolean) =>
-      Effect.gen(function*() {
-        const request = yield* decodeRequest(input)
-        const channel = yield* registry.get(request.channel)
-        const now = yield* Clock.currentTimeMillis
-        const entry = yield* newEntry(request, now, live)
-        return yield* writes.submit({ entry, channel, runtime: yield* Effect.runtime<never>() })
-      })
+      // effects chained rather than a generator on the per-message path (see Sender.send)
+      Effect.flatMap(decodeRequest(input), (request) =>
+        Effect.flatMap(registry.get(request.channel), (channel) =>
+          Effect.flatMap(Effect.zip(Clock.currentTimeMillis, Effect.runtime<never>()), ([now, runtime]) =>
+            Effect.flatMap(newEntry(request, now, live), (entry) => writes.submit({ entry, channel, runtime })))))
 
     /** Counts and announces a stored row (in the caller's fiber, which holds its metric labels). */
     const onEnqueued = (entry: OutboxEntry) =>
@@ -361,23 +359,31 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
     /** TTL check, then send with lease renewal, then record a failure; success is acked by the caller. */
     const attemptSend = (entry: OutboxEntry, channel: Channel): Effect.Effect<Attempt, StoreError> =>
+      // effects chained rather than a generator: this runs once per message (see Sender.send)
+      Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Attempt, StoreError> => {
+        if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") return expireUnsent(entry, now)
+        return whileSending(entry, now, sender.send(entry, channel, { attempt: entry.attemptCount + 1 })).pipe(
+          Effect.matchEffect({
+            onSuccess: (report) =>
+              Effect.as(
+                emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: report.outcomes.length })),
+                { _tag: "Sent", report } as const
+              ),
+            onFailure: (error) => Effect.map(recordSendFailure(entry, error), (recorded) => ({ _tag: "Failed", error: recorded }) as const)
+          })
+        )
+      })
+
+    /** A leased row found past its TTL before its send: expired, not sent. */
+    const expireUnsent = (entry: OutboxEntry, now: number): Effect.Effect<Attempt, StoreError> =>
       Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") {
-          const expired = yield* repo.expire(now, { ids: [entry.id], owner })
-          if (expired.length > 0) {
-            yield* Metric.increment(Metrics.expired)
-            yield* emit(OutboxEvent.expired({ entryId: entry.id }))
-            yield* Effect.logWarning(`entry ${entry.id} expired before sending (enqueued ${now - entry.enqueuedAt} ms ago)`)
-          }
-          return { _tag: "Expired" } as const
+        const expired = yield* repo.expire(now, { ids: [entry.id], owner })
+        if (expired.length > 0) {
+          yield* Metric.increment(Metrics.expired)
+          yield* emit(OutboxEvent.expired({ entryId: entry.id }))
+          yield* Effect.logWarning(`entry ${entry.id} expired before sending (enqueued ${now - entry.enqueuedAt} ms ago)`)
         }
-        const sent = yield* whileSending(entry, now, Effect.either(sender.send(entry, channel, { attempt: entry.attemptCount + 1 })))
-        if (Either.isRight(sent)) {
-          yield* emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: sent.right.outcomes.length }))
-          return { _tag: "Sent", report: sent.right } as const
-        }
-        return { _tag: "Failed", error: yield* recordSendFailure(entry, sent.left) } as const
+        return { _tag: "Expired" } as const
       })
 
     /** Counts, measures and announces delivered rows: one metric update and one publish for a whole batch. */
@@ -464,40 +470,42 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       })
 
     /** The caller's side of a live send: waits for it if it suspended, and acks it if the writer could not. */
-    const finishLive = (written: Extract<Written, { readonly _tag: "Sending" | "Done" }>) =>
-      Effect.gen(function*() {
-        const { entry } = written
-        const attempt = written._tag === "Done"
-          ? yield* written.attempt
-          // the caller gave up: its send must not go on without it
-          : yield* Fiber.join(written.fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(written.fiber)))
+    const finishLive = (written: Extract<Written, { readonly _tag: "Sending" | "Done" }>) => {
+      const { entry } = written
+      const attempted = written._tag === "Done"
+        ? written.attempt
+        // the caller gave up: its send must not go on without it
+        : Fiber.join(written.fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(written.fiber)))
+      return Effect.flatMap(attempted, (attempt): Effect.Effect<DeliveryOutcome, SendFailed | PartialDeliveryFailure | AckFailed> => {
         switch (attempt._tag) {
           case "Expired":
-            return yield* Effect.fail(
+            return Effect.fail(
               new SendFailed({ entryId: entry.id, channel: entry.channel, retryable: false, message: "expired before sending" })
             )
           case "Failed":
-            return yield* Effect.fail(attempt.error)
+            return Effect.fail(attempt.error)
           case "Sent": {
             const { partsDelivered } = attempt.report
             const ack = written._tag === "Done" ? written.ack : undefined
-            if (ack === undefined) yield* ackLive(entry, partsDelivered)
-            else if (Either.isLeft(ack)) yield* ackLive(entry, partsDelivered, ack.left)
-            else if (!ack.right) yield* ackFailed(entry, partsDelivered, ack)
-            else yield* onDelivered([entry], yield* Clock.currentTimeMillis)
-            return DeliveryOutcome.Delivered({ entryId: entry.id, results: attempt.report.outcomes })
+            const acked = ack === undefined
+              ? ackLive(entry, partsDelivered)
+              : Either.isLeft(ack)
+              ? ackLive(entry, partsDelivered, ack.left)
+              : ack.right
+              ? Effect.flatMap(Clock.currentTimeMillis, (now) => onDelivered([entry], now))
+              : ackFailed(entry, partsDelivered, ack)
+            return Effect.as(acked, DeliveryOutcome.Delivered({ entryId: entry.id, results: attempt.report.outcomes }))
           }
         }
       })
+    }
 
     const deliver: OutboxShape["deliver"] = (input) =>
-      Effect.gen(function*() {
-        const written = yield* submit(input, true)
-        if (written._tag !== "Stored") return yield* finishLive(written)
+      Effect.flatMap(submit(input, true), (written) => {
+        if (written._tag !== "Stored") return finishLive(written)
         const { entry } = written.result
-        if (written.result._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
-        yield* onEnqueued(entry)
-        return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
+        if (written.result._tag === "Duplicate") return Effect.succeed(DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state }))
+        return Effect.as(onEnqueued(entry), DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" }))
       }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS))
 
     const enqueue: OutboxShape["enqueue"] = (input) =>
