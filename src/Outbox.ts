@@ -27,7 +27,7 @@ import type { Channel } from "./ChannelAdapter.js"
 import { ChannelRegistry } from "./ChannelRegistry.js"
 import type { EntryId, EntryState, OutboxEntry, OutboxStats, TerminalReason } from "./Delivery.js"
 import { decodeRequest } from "./Delivery.js"
-import type { EntryNotFound, InvalidRequest, SendError, TransitionRejected, UnknownChannel } from "./DeliveryError.js"
+import type { EntryNotFound, InvalidRequest, LeaseLost, SendError, TransitionRejected, UnknownChannel } from "./DeliveryError.js"
 import { AckFailed, PartialDeliveryFailure, SendFailed, StoreError } from "./DeliveryError.js"
 import * as GroupCommit from "./internal/groupCommit.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
@@ -531,9 +531,25 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     }).pipe(Effect.withSpan("Outbox.prune", SPAN_OPTIONS))
 
     /** The worker's handling of one claimed row; a `Sent` row is acked by the caller. */
-    const recover = (
-      claimed: { readonly entry: OutboxEntry; readonly reclaimed: boolean }
-    ): Effect.Effect<RecoveredRow> =>
+    const recover = (claimed: ClaimedEntry): Effect.Effect<RecoveredRow> =>
+      // the common row (a final reply of a known channel, not reclaimed from a crash, no ack pending) goes straight to
+      // its send, with no generator on the per-message path (see Sender.send)
+      Effect.flatMap(Ref.get(pendingAcks), (pending) =>
+        pending.has(claimed.entry.id) || claimed.entry.kind !== "final" || claimed.reclaimed
+          ? recoverAny(claimed)
+          : Effect.flatMap(
+            Effect.either(registry.get(claimed.entry.channel)),
+            (channel): Effect.Effect<RecoveredRow, StoreError | LeaseLost> =>
+              Either.isRight(channel) ? attemptSend(claimed.entry, channel.right) : recoverAny(claimed)
+          )).pipe(
+          // one row's store trouble must not sink the batch: the others are still acked
+          Effect.catchAll((error) =>
+            Effect.as(Effect.logError(`recovery of entry ${claimed.entry.id} failed: ${error.message}`), { _tag: "Errored" } as const)
+          )
+        )
+
+    /** Any claimed row: an ack still pending, a progress message, an unknown channel, a row reclaimed from a crash. */
+    const recoverAny = (claimed: ClaimedEntry): Effect.Effect<RecoveredRow, StoreError | LeaseLost> =>
       Effect.gen(function*() {
         const { entry, reclaimed } = claimed
         const pendingAck = (yield* Ref.get(pendingAcks)).get(entry.id)
@@ -565,12 +581,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           yield* Effect.logWarning(`entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`)
         }
         return { ...attempt, possibleDuplicate }
-      }).pipe(
-        // one row's store trouble must not sink the batch: the others are still acked
-        Effect.catchAll((error) =>
-          Effect.as(Effect.logError(`recovery of entry ${claimed.entry.id} failed: ${error.message}`), { _tag: "Errored" } as const)
-        )
-      )
+      })
 
     const flushPendingAcks = Effect.gen(function*() {
       const pending = yield* Ref.get(pendingAcks)
