@@ -138,13 +138,13 @@ interface Write {
 type Written =
   /** stored and not sent: enqueued, deferred behind its conversation, or a repeated idempotency key */
   | { readonly _tag: "Stored"; readonly result: InsertResult }
-  /** its send suspended: the caller waits for the fiber, then acks */
-  | { readonly _tag: "Sending"; readonly entry: OutboxEntry; readonly fiber: Fiber.RuntimeFiber<Attempt, StoreError> }
+  /** its send suspended: the caller waits for the fiber, which acks a sent row itself */
+  | { readonly _tag: "Sending"; readonly entry: OutboxEntry; readonly fiber: Fiber.RuntimeFiber<Attempt, StoreError | AckFailed> }
   /** its send finished at once; `ack` is the writer's batched ack of a sent row (true: written, false: lease lost) */
   | {
     readonly _tag: "Done"
     readonly entry: OutboxEntry
-    readonly attempt: Exit.Exit<Attempt, StoreError>
+    readonly attempt: Exit.Exit<Attempt, StoreError | AckFailed>
     readonly ack: Either.Either<boolean, StoreError> | undefined
   }
 
@@ -446,8 +446,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             continue
           }
           const { channel, runtime } = items[i]!
-          // announced before the send starts, so observers see enqueued, then sent
-          const fiber = Runtime.runFork(runtime)(Effect.zipRight(onEnqueued(result.entry), attemptSend(result.entry, channel)))
+          const handoff = { inline: true }
+          const fiber = Runtime.runFork(runtime)(liveSend(result.entry, channel, handoff))
+          handoff.inline = false
           const exit = fiber.unsafePoll()
           if (exit === null) {
             written.push({ _tag: "Sending", entry: result.entry, fiber })
@@ -469,6 +470,16 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         return written
       })
 
+    /**
+     * A live row's send, started by the writer. One that finishes while the writer starts it leaves its ack to the
+     * writer's batch; one that suspends acks itself when it ends, so its row is acked even if its caller is gone.
+     */
+    const liveSend = (entry: OutboxEntry, channel: Channel, handoff: { readonly inline: boolean }) =>
+      // announced before the send starts, so observers see enqueued, then sent
+      Effect.zipRight(onEnqueued(entry), attemptSend(entry, channel)).pipe(
+        Effect.tap((attempt) => handoff.inline || attempt._tag !== "Sent" ? Effect.void : ackLive(entry, attempt.report.partsDelivered))
+      )
+
     /** The caller's side of a live send: waits for it if it suspended, and acks it if the writer could not. */
     const finishLive = (written: Extract<Written, { readonly _tag: "Sending" | "Done" }>) => {
       const { entry } = written
@@ -486,7 +497,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             return Effect.fail(attempt.error)
           case "Sent": {
             const { partsDelivered } = attempt.report
-            const ack = written._tag === "Done" ? written.ack : undefined
+            const delivered = DeliveryOutcome.Delivered({ entryId: entry.id, results: attempt.report.outcomes })
+            if (written._tag === "Sending") return Effect.succeed(delivered) // it acked itself
+            const ack = written.ack
             const acked = ack === undefined
               ? ackLive(entry, partsDelivered)
               : Either.isLeft(ack)
@@ -494,7 +507,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
               : ack.right
               ? Effect.flatMap(Clock.currentTimeMillis, (now) => onDelivered([entry], now))
               : ackFailed(entry, partsDelivered, ack)
-            return Effect.as(acked, DeliveryOutcome.Delivered({ entryId: entry.id, results: attempt.report.outcomes }))
+            return Effect.as(acked, delivered)
           }
         }
       })
