@@ -132,10 +132,9 @@ export const transition = (
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
       const bad = partsCheck(event.partsDelivered)
       if (bad) return reject(bad)
-      // lastError stays: a delivered row still tells that an earlier attempt failed
-      const delivered = { state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered } as const
+      const { deliveredParts: _, ...delivered } = ackWrite(event, now).set
       // a row without the list does not need it cleared (that takes the slow path of `next`)
-      return next(entry.deliveredParts === undefined ? delivered : { ...delivered, deliveredParts: [] }, true)
+      return next(entry.deliveredParts === undefined ? delivered : { ...delivered, deliveredParts: [] })
     }
     case "Retry": {
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
@@ -212,6 +211,26 @@ export const transition = (
       return next({ state: "failed_terminal", terminalReason: "decode_error", lastError: event.error }, true)
   }
 }
+
+/**
+ * The Ack transition as a guarded write, for stores that apply it without reading the row first: on a row that
+ * satisfies `guard`, `transition(row, Ack)` is exactly the row with `set` applied (`deliveredParts: undefined` means the
+ * row has none), and on any other row it is rejected. A property test holds `transition` to this.
+ */
+export const ackWrite = (event: { readonly owner: string; readonly partsDelivered: number }, now: number) => ({
+  guard: { state: "in_flight", leaseOwner: event.owner, partsDeliveredAtMost: event.partsDelivered },
+  set: {
+    state: "delivered",
+    // lastError stays: a delivered row still tells that an earlier attempt failed
+    deliveredAt: now,
+    partsDelivered: event.partsDelivered,
+    deliveredParts: undefined,
+    nextAttemptAt: null,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    updatedAt: now
+  }
+} as const)
 
 /** The delivered parts past the resume point, old and new, never forgetting one that went out. */
 const deliveredPast = (

@@ -247,15 +247,35 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         return { claimed, malformed }
       })).pipe(run("claim")),
 
-    ack: (owner, items, now) => {
-      const parts = new Map(items.map((i) => [i.id as string, i.partsDelivered]))
-      return batchWrite(
-        "ack",
-        items.map((i) => i.id),
-        (e) => Machine.EntryEvent.Ack({ owner, partsDelivered: parts.get(e.id) ?? e.partsDelivered }),
-        now
-      )
-    },
+    ack: (owner, items, now) =>
+      // the Ack transition as its guarded write (`Machine.ackWrite`): one UPDATE per distinct partsDelivered (usually
+      // one) and no read of the rows first; the rows it did not return are rejected
+      writeTx(Effect.gen(function*() {
+        const done = new Set<string>()
+        const byParts = new Map<number, Array<EntryId>>()
+        for (const item of items) {
+          const ids = byParts.get(item.partsDelivered)
+          if (ids === undefined) byParts.set(item.partsDelivered, [item.id])
+          else ids.push(item.id)
+        }
+        for (const [partsDelivered, ids] of byParts) {
+          const { guard, set } = Machine.ackWrite({ owner, partsDelivered }, now)
+          for (const part of chunks(ids, IN_CHUNK)) {
+            const rows = yield* sql<{ id: string }>`UPDATE outbox_entries
+              SET state = ${set.state}, delivered_at = ${set.deliveredAt}, parts_delivered = ${set.partsDelivered},
+                delivered_parts = NULL, next_attempt_at = ${set.nextAttemptAt}, lease_owner = ${set.leaseOwner},
+                lease_expires_at = ${set.leaseExpiresAt}, updated_at = ${set.updatedAt}
+              WHERE id IN ${sql.in(part)} AND state = ${guard.state} AND lease_owner = ${guard.leaseOwner}
+                AND parts_delivered <= ${guard.partsDeliveredAtMost}
+              RETURNING id`
+            for (const row of rows) done.add(row.id)
+          }
+        }
+        return {
+          written: items.filter((i) => done.has(i.id)).map((i) => i.id),
+          rejected: items.filter((i) => !done.has(i.id)).map((i) => i.id)
+        }
+      })).pipe(run("ack")),
 
     recordFailure: (id, owner, failure, now) => fenced("recordFailure", id, owner, [failureEvent(owner, failure)], now),
 

@@ -4,7 +4,7 @@ import * as FastCheck from "effect/FastCheck"
 import type { OutboxEntry, TerminalReason } from "../src/Delivery.js"
 import { TerminalReason as TerminalReasons } from "../src/Delivery.js"
 import type { EntryEvent } from "../src/EntryStateMachine.js"
-import { checkInvariants, EntryEvent as Ev, transition } from "../src/EntryStateMachine.js"
+import { ackWrite, checkInvariants, EntryEvent as Ev, transition } from "../src/EntryStateMachine.js"
 import { queuedEntry } from "./support/entries.js"
 
 const owner = FastCheck.constantFrom("node/a", "node/b")
@@ -89,6 +89,26 @@ describe("EntryStateMachine", () => {
       }
     }
   }, runs)
+
+  it.prop(
+    "an ack is the guarded write stores apply without reading the row: accepted exactly when the guard holds, and then the row with `set` applied",
+    [steps, owner, parts, time],
+    ([sequence, ackOwner, ackParts, now]) => {
+      for (const { after: row } of run(start, sequence)) {
+        const { guard, set } = ackWrite({ owner: ackOwner, partsDelivered: ackParts }, now)
+        const result = transition(row, Ev.Ack({ owner: ackOwner, partsDelivered: ackParts }), now)
+        const holds = row.state === guard.state && row.leaseOwner === guard.leaseOwner &&
+          row.partsDelivered <= guard.partsDeliveredAtMost
+        expect(Either.isRight(result)).toBe(holds)
+        if (Either.isRight(result)) {
+          const { deliveredParts: _, ...rest } = row
+          const { deliveredParts: __, ...changes } = set
+          expect(result.right).toStrictEqual({ ...rest, ...changes })
+        }
+      }
+    },
+    runs
+  )
 
   it("the diagram's arrows, one by one", () => {
     const claimed = Either.getOrThrow(transition(start, Ev.Claim({ owner: "n/a", leaseUntil: 100 }), 0))
