@@ -12,6 +12,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Chunker, ChunkerMode } from "./Chunking.js"
@@ -93,7 +94,15 @@ export type Adapter = AdapterV1 | AdapterV2
 export type Contract = "v1" | "v2"
 
 /** A normalized send: never throws, never rejects; every failure is a classified `SendError`. */
-export type Send = (ctx: SendContext) => Effect.Effect<SendResult, SendError>
+export interface Send {
+  (ctx: SendContext): Effect.Effect<SendResult, SendError>
+  /**
+   * Calls the adapter at once instead of when the effect runs: a call that completed synchronously (a plain value, or an
+   * Effect that is already an `Exit`, as `Effect.succeed` is) comes back as an `Exit`, so the caller needs no fiber
+   * or timer for it; anything else comes back as the effect still to wait for.
+   */
+  readonly now?: (ctx: SendContext) => Effect.Effect<SendResult, SendError>
+}
 
 /** A normalized reconcile. */
 export type Reconcile = (ctx: SendContext) => Effect.Effect<ReconcileResult, SendError>
@@ -149,67 +158,88 @@ const unreadable = (u: unknown): string => {
   }
 }
 
-/** Calls a plugin method whatever it returns (Promise, Effect or a plain value) and classifies every failure. */
+/** `call`, when the effect runs. */
 const invoke = (
   method: (ctx: SendContext, options: CallOptions) => unknown,
   ctx: SendContext
-): Effect.Effect<unknown, SendError> =>
-  Effect.suspend(() => {
-    // made on first use: most adapters never read the signal, and a controller costs more than a no-op send
-    let controller: AbortController | undefined
-    let aborted = false
-    const options: CallOptions = {
-      get signal() {
-        if (controller === undefined) {
-          controller = new AbortController()
-          if (aborted) controller.abort() // read only after the call was given up
-        }
-        return controller.signal
+): Effect.Effect<unknown, SendError> => Effect.suspend(() => call(method, ctx))
+
+/** An adapter's own Effect classified: its failures and defects become `SendError`s. */
+const classified = (cause: Cause.Cause<unknown>): Exit.Exit<never, SendError> => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) return Exit.fail(classifySafely(failure.value))
+  const defect = Cause.dieOption(cause)
+  if (Option.isSome(defect)) return Exit.fail(classifySafely(defect.value))
+  return Cause.isInterruptedOnly(cause)
+    ? Exit.fail(new SendError({ message: "the adapter's Effect interrupted itself", retryable: true }))
+    : Exit.failCause(cause as Cause.Cause<never>)
+}
+
+/**
+ * Calls a plugin method now, whatever it returns (Promise, Effect or a plain value), and classifies every failure.
+ * A call that completed synchronously comes back as an `Exit`.
+ */
+const call = (
+  method: (ctx: SendContext, options: CallOptions) => unknown,
+  ctx: SendContext
+): Effect.Effect<unknown, SendError> => {
+  // made on first use: most adapters never read the signal, and a controller costs more than a no-op send
+  let controller: AbortController | undefined
+  let aborted = false
+  const options: CallOptions = {
+    get signal() {
+      if (controller === undefined) {
+        controller = new AbortController()
+        if (aborted) controller.abort() // read only after the call was given up
       }
+      return controller.signal
     }
-    let out: unknown
-    let then: unknown
-    try {
-      out = method(ctx, options)
-      then = Effect.isEffect(out) ? undefined : thenOf(out)
-    } catch (error) {
-      return Effect.fail(classifySafely(error))
-    }
-    if (Effect.isEffect(out)) {
-      // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
-      return (out as Effect.Effect<unknown, unknown>).pipe(
-        Effect.mapError(classifySafely),
-        Effect.catchAllDefect((defect) => Effect.fail(classifySafely(defect))),
-        // so is an Effect that interrupts itself; an interruption from outside (the send timeout) is not caught here
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.fail(new SendError({ message: "the adapter's Effect interrupted itself", retryable: true }))
-            : Effect.failCause(cause)
-        )
+  }
+  let out: unknown
+  let then: unknown
+  try {
+    out = method(ctx, options)
+    then = Effect.isEffect(out) ? undefined : thenOf(out)
+  } catch (error) {
+    return Exit.fail(classifySafely(error))
+  }
+  if (Effect.isEffect(out)) {
+    // already done (`Effect.succeed`, `Effect.fail` are exits): nothing to wait for
+    if (Exit.isExit(out)) return Exit.isSuccess(out) ? Exit.succeed(out.value) : classified(out.cause)
+    // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
+    return (out as Effect.Effect<unknown, unknown>).pipe(
+      Effect.mapError(classifySafely),
+      Effect.catchAllDefect((defect) => Effect.fail(classifySafely(defect))),
+      // so is an Effect that interrupts itself; an interruption from outside (the send timeout) is not caught here
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.fail(new SendError({ message: "the adapter's Effect interrupted itself", retryable: true }))
+          : Effect.failCause(cause)
       )
-    }
-    if (typeof then === "function") {
-      const thenable = out
-      return Effect.async<unknown, SendError>((resume) => {
-        try {
-          then.call(
-            thenable,
-            (value: unknown) => resume(Effect.succeed(value)),
-            (error: unknown) => resume(Effect.fail(classifySafely(error)))
-          )
-        } catch (error) {
-          // a thenable whose `then` throws
-          resume(Effect.fail(classifySafely(error)))
-        }
-        // on timeout/interruption, tell the plugin so it can cancel its HTTP request
-        return Effect.sync(() => {
-          aborted = true
-          controller?.abort()
-        })
+    )
+  }
+  if (typeof then === "function") {
+    const thenable = out
+    return Effect.async<unknown, SendError>((resume) => {
+      try {
+        then.call(
+          thenable,
+          (value: unknown) => resume(Effect.succeed(value)),
+          (error: unknown) => resume(Effect.fail(classifySafely(error)))
+        )
+      } catch (error) {
+        // a thenable whose `then` throws
+        resume(Effect.fail(classifySafely(error)))
+      }
+      // on timeout/interruption, tell the plugin so it can cancel its HTTP request
+      return Effect.sync(() => {
+        aborted = true
+        controller?.abort()
       })
-    }
-    return Effect.succeed(out)
-  })
+    })
+  }
+  return Exit.succeed(out)
+}
 
 const preview = (u: unknown): string => {
   if (u === undefined) return "undefined"
@@ -234,20 +264,24 @@ const messageIdOf = (result: unknown): string | undefined => {
   }
 }
 
-const toSend = (channel: string, name: string, method: SendMethod): Send => (ctx) =>
-  invoke(method, ctx).pipe(
-    Effect.flatMap((result) =>
-      messageIdOf(result) !== undefined
-        ? Effect.succeed(result as unknown as SendResult)
-        : Effect.fail(
-          new SendError({
-            // the message may well have gone out: retrying a broken adapter would only duplicate it
-            message: `${channel}.${name} returned a malformed result (expected { messageId: string }, got ${preview(result)})`,
-            retryable: false
-          })
-        )
-    )
-  )
+const toSend = (channel: string, name: string, method: SendMethod): Send => {
+  const checked = (result: unknown): Exit.Exit<SendResult, SendError> =>
+    messageIdOf(result) !== undefined
+      ? Exit.succeed(result as unknown as SendResult)
+      : Exit.fail(
+        new SendError({
+          // the message may well have gone out: retrying a broken adapter would only duplicate it
+          message: `${channel}.${name} returned a malformed result (expected { messageId: string }, got ${preview(result)})`,
+          retryable: false
+        })
+      )
+  const now = (ctx: SendContext): Effect.Effect<SendResult, SendError> => {
+    const started = call(method, ctx)
+    if (!Exit.isExit(started)) return Effect.flatMap(started, checked)
+    return Exit.isSuccess(started) ? checked(started.value) : (started as Exit.Exit<never, SendError>)
+  }
+  return Object.assign((ctx: SendContext) => Effect.suspend(() => now(ctx)), { now })
+}
 
 const reconcileResults: ReadonlyArray<unknown> = ["sent", "not_sent", "unknown"]
 

@@ -15,6 +15,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Channel, ReconcileResult, Send, SendContext, SendResult } from "./ChannelAdapter.js"
@@ -164,14 +165,19 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
       // content the adapter cannot take will not become sendable by retrying
       onLeft: (reason) => Effect.fail(new SendError({ message: reason, retryable: false })),
       onRight: (method) =>
-        syncFirstTimeout(method(contextFor(entry, part, partCount, attempt)), {
-          duration: timeout,
-          watch,
-          onTimeout: () =>
-            new SendError({
-              message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
-              retryable: true
-            })
+        Effect.suspend(() => {
+          const ctx = contextFor(entry, part, partCount, attempt)
+          // an adapter call that completed at once needs no fiber and no timer
+          const started = method.now === undefined ? method(ctx) : method.now(ctx)
+          return Exit.isExit(started) ? started : syncFirstTimeout(started, {
+            duration: timeout,
+            watch,
+            onTimeout: () =>
+              new SendError({
+                message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
+                retryable: true
+              })
+          })
         }).pipe(
           Effect.map((result): DeliveredPart => ({
             index: part.index,

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type { Adapter, SendContext } from "../../src/ChannelAdapter.js"
@@ -87,6 +89,34 @@ describe("Effect-native adapters", () => {
       const error = yield* Sender.make().send(entry([{ text: "b" }]), channel, { attempt: 1 }).pipe(Effect.flip)
       expect(error).toMatchObject({ _tag: "SendError", message: "quota", retryable: false })
       expect(yield* Ref.get(seen)).toEqual(["a", "b"])
+    }))
+
+  it.effect("an adapter whose Effect is already complete (an Exit) gets the same outcome as one that runs", () =>
+    Effect.gen(function*() {
+      const results: ReadonlyArray<Exit.Exit<unknown, unknown>> = [
+        Exit.succeed({ messageId: "m1" }),
+        Exit.succeed({ id: "no messageId" }),
+        Exit.fail(new SendError({ message: "quota", retryable: false })),
+        Exit.fail({ status: 429, headers: { "retry-after": "3" }, message: "slow down" }),
+        Exit.die(new Error("adapter bug")),
+        Exit.interrupt(FiberId.none)
+      ]
+      for (const result of results) {
+        const outcome = (wrap: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<unknown, unknown>) =>
+          Effect.gen(function*() {
+            const channel = yield* ChannelAdapter.normalize({
+              outboundContract: "v2",
+              sendFinal: () => wrap(result) as Effect.Effect<{ messageId: string }, SendError>
+            }, "native")
+            return yield* Effect.exit(Sender.make().send(entry([{ text: "a" }]), channel, { attempt: 1 }))
+          })
+        const completed = yield* outcome((exit) => exit)
+        const running = yield* outcome((exit) => Effect.suspend(() => exit))
+        expect(completed).toStrictEqual(running)
+      }
+      const plain = yield* ChannelAdapter.normalize({ outboundContract: "v2", sendFinal: () => ({ messageId: "p1" }) } as never, "plain")
+      const report = yield* Sender.make().send(entry([{ text: "a" }]), plain, { attempt: 1 })
+      expect(report.outcomes.map((o) => o.messageId)).toEqual(["p1"])
     }))
 
   it.effect("a defect inside an Effect-native adapter becomes a SendError, not a crash", () =>
