@@ -614,10 +614,11 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       return result.written.length
     })
 
-    // Worker sends run in fibers of their own, each holding one of `workerConcurrency` slots and acking its row
-    // as soon as it is sent (the group-commit writer batches those acks). A pass claims only as many rows as
-    // there are free slots, so a hanging channel holds its slots, never a whole batch, the acks of rows already
-    // sent, or the next pass.
+    // Worker sends run in fibers of their own, each holding one of `workerConcurrency` slots. A send that completes
+    // while the pass starts it is acked with the rest of its claim batch in one write; one that suspends acks its own
+    // row when it ends (the group-commit writer batches those acks). A pass claims only as many rows as there are
+    // free slots, so a hanging channel holds its slots, never a whole batch, the acks of rows already sent, or the
+    // next pass.
     const slots = yield* Effect.makeSemaphore(config.workerConcurrency)
     let freeSlots = config.workerConcurrency // only the pass takes slots, so this mirror sizes its claims
     const releaseSlots = (n: number) => Effect.zipRight(Effect.sync(() => void (freeSlots += n)), slots.release(n))

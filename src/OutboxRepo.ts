@@ -1,6 +1,7 @@
 /**
  * The storage port: rows, leases and state transitions. Backends: `MemoryOutboxRepo`, `SqliteOutboxRepo`
- * (and `PgOutboxRepo`). Every write a backend makes is a transition accepted by `EntryStateMachine`.
+ * (and `PgOutboxRepo`). Every write a backend makes is a transition accepted by `EntryStateMachine`; an ack may be
+ * applied as its guarded write (`EntryStateMachine.ackWrite`) without reading the row first.
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
