@@ -38,6 +38,9 @@ describe("DeliveryRequest decoding", () => {
     ["text over 1 MB", { ...valid, payloads: [{ text: "é".repeat(MAX_TEXT_BYTES / 2 + 1) }] }, /payloads\[0\]\.text: text is larger than 1048576 bytes/],
     ["unknown kind", { ...valid, kind: "progress" }, /kind: must be "tool", "block" or "final", got "progress"$/],
     ["typo'd field", { ...valid, threadID: "T1" }, /threadID: is unexpected/],
+    ["typo'd payload field", { ...valid, payloads: [{ text: "x" }, { text: "y", mediaURL: "https://ok.test/a" }] }, /payloads\[1\]\.mediaURL: is unexpected/],
+    ["symbol key", { ...valid, [Symbol.for("extra")]: 1 }, /is unexpected/],
+    ["typo'd field and a bad one, both named", { ...valid, to: "", threadID: "T1" }, /to: must be a non-empty string.*threadID: is unexpected|threadID: is unexpected.*to: must be a non-empty string/],
     ["not an object", "hello", /request: Expected/]
   ]
   for (const [name, input, expected] of cases) {
