@@ -8,6 +8,7 @@ import * as TestClock from "effect/TestClock"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import type { EntryId } from "../../src/Delivery.js"
 import { StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
@@ -312,6 +313,53 @@ describe("Outbox.deliver", () => {
           expect(yield* getRow(id)).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
         }
         expect((yield* chat.calls).map((c) => c.text)).toEqual(["thinking…", "step 2", "the answer"])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("a caller that gives up while its row waits for the writer: the row is still written, sent once and acked", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      const gate = yield* Deferred.make<void>()
+      let inserts = 0
+      // the first batch's insert waits at the gate, so the second request waits for the writer behind it
+      const gatedInsert = memoryStoreWith((repo) => ({
+        insert: (entries, options) =>
+          Effect.zipRight(inserts++ === 0 ? Deferred.await(gate) : Effect.void, repo.insert(entries, options))
+      }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const first = yield* Effect.fork(outbox.deliver(reply("first", { to: "user-1" })))
+        yield* TestClock.adjust(0)
+        const second = yield* Effect.fork(outbox.deliver(reply("second", { to: "user-2" })))
+        yield* TestClock.adjust(0)
+        yield* Fiber.interrupt(second)
+        yield* Deferred.succeed(gate, undefined)
+        expect((yield* Fiber.join(first))._tag).toBe("Delivered")
+        yield* TestClock.adjust(0)
+        const rows = yield* outbox.list({})
+        expect(rows.map((r) => [r.to, r.state]).sort()).toEqual([["user-1", "delivered"], ["user-2", "delivered"]])
+        expect((yield* chat.calls).map((c) => c.text).sort()).toEqual(["first", "second"])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: gatedInsert })))
+    }))
+
+  it.effect("a caller that gives up during its send: the send is interrupted, the row stays leased, and the worker replays it once the lease runs out", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ sleep: 10 * MIN }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const duplicatesBefore = yield* counter(Metrics.possibleDuplicates)
+        const caller = yield* Effect.fork(outbox.deliver(reply("hello")))
+        yield* TestClock.adjust(SEC)
+        expect((yield* chat.calls).length).toBe(1)
+        yield* Fiber.interrupt(caller)
+        const [row] = yield* outbox.list({})
+        expect(row).toMatchObject({ state: "in_flight", leaseOwner: outbox.owner })
+        yield* TestClock.adjust(6 * MIN) // past the 5 min lease
+        const report = yield* outbox.runRecoveryPass
+        expect(report).toMatchObject({ claimed: 1, delivered: 1, possibleDuplicates: 1 })
+        expect(yield* getRow(row!.id)).toMatchObject({ state: "delivered" })
+        expect((yield* chat.calls).length).toBe(2)
+        expect((yield* counter(Metrics.possibleDuplicates)) - duplicatesBefore).toBe(1)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
