@@ -57,6 +57,11 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
     return heads
   }
 
+  const ackNow = (owner: string, items: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number }>, now: number) => {
+    const parts = new Map(items.map((i) => [i.id, i.partsDelivered]))
+    return batch(items.map((i) => i.id), (id) => Machine.EntryEvent.Ack({ owner, partsDelivered: parts.get(id)! }), now)
+  }
+
   const repo: OutboxRepoShape = {
     insert: (input, options = {}) =>
       Effect.suspend(() => {
@@ -72,8 +77,9 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
         }))
       }),
 
-    claim: ({ leaseMs, limit, now, owner }) =>
+    claim: ({ ack, leaseMs, limit, now, owner }) =>
       Effect.sync(() => {
+        const acked = ack === undefined || ack.length === 0 ? undefined : ackNow(owner, ack, now)
         const heads = conversationHeads()
         const due = [...rows.values()]
           .filter((e) => Machine.isDue(e, now) && heads.get(orderingKey(e))?.id === e.id)
@@ -84,14 +90,10 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
           const event = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
           Either.map(apply(entry, event, now), (next) => claimed.push({ entry: next, reclaimed: entry.state === "in_flight" }))
         }
-        return { claimed, malformed: [] }
+        return { claimed, malformed: [], ...(acked === undefined ? {} : { acked }) }
       }),
 
-    ack: (owner, items, now) =>
-      Effect.sync(() => {
-        const parts = new Map(items.map((i) => [i.id, i.partsDelivered]))
-        return batch(items.map((i) => i.id), (id) => Machine.EntryEvent.Ack({ owner, partsDelivered: parts.get(id)! }), now)
-      }),
+    ack: (owner, items, now) => Effect.sync(() => ackNow(owner, items, now)),
 
     recordFailure: (id, owner, failure, now) => fenced(id, owner, failureEvent(owner, failure), now),
 

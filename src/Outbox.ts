@@ -33,7 +33,7 @@ import * as GroupCommit from "./internal/groupCommit.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Metrics from "./Metrics.js"
 import { OutboxConfig } from "./OutboxConfig.js"
-import type { ClaimedEntry, FailureRecord, InsertResult, ListFilter } from "./OutboxRepo.js"
+import type { BatchWriteResult, ClaimedEntry, FailureRecord, InsertResult, ListFilter } from "./OutboxRepo.js"
 import { OutboxRepo } from "./OutboxRepo.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 import type { DeliveredPart, SendReport } from "./Sender.js"
@@ -669,31 +669,40 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         Effect.ensuring(Effect.suspend(() => (handoff.inline ? Effect.void : releaseSlots(1))))
       )
 
-    /** Acks in one write the rows a pass sent without suspending; a write that fails is kept for the next pass. */
-    const ackSentInline = (sent: ReadonlyArray<{ readonly entry: OutboxEntry; readonly partsDelivered: number }>) =>
+    type SentRow = { readonly entry: OutboxEntry; readonly partsDelivered: number }
+    const ackItems = (sent: ReadonlyArray<SentRow>) => sent.map(({ entry, partsDelivered }) => ({ id: entry.id, partsDelivered }))
+
+    /** Counts and announces the rows an ack write delivered; a rejected row lost its lease before the ack. */
+    const onAcked = (sent: ReadonlyArray<SentRow>, result: BatchWriteResult, now: number) =>
       Effect.gen(function*() {
-        if (sent.length === 0) return
-        const now = yield* Clock.currentTimeMillis
-        const items = sent.map(({ entry, partsDelivered }) => ({ id: entry.id, partsDelivered }))
-        const written = yield* Effect.either(repo.ack(owner, items, now))
-        if (Either.isLeft(written)) {
-          yield* Ref.update(pendingAcks, (m) => {
-            const next = new Map(m)
-            for (const row of sent) next.set(row.entry.id, row)
-            return next
-          })
-          yield* Metric.incrementBy(Metrics.ackFailures, sent.length)
-          yield* Effect.logError(
-            `entries ${items.map((i) => i.id).join(", ")} were sent but their ack failed; kept for the next pass: ${written.left.message}`
-          )
-          return
-        }
-        const rejected = new Set(written.right.rejected)
+        const rejected = new Set(result.rejected)
         for (const id of rejected) yield* Effect.logWarning(`entry ${id} was sent but its lease was lost before the ack`)
         const delivered = sent.filter((row) => !rejected.has(row.entry.id)).map((row) => row.entry)
         tally.delivered += delivered.length
         yield* onDelivered(delivered, now)
       })
+
+    /** Sent rows whose ack write failed: kept, counted and logged; the next pass writes them first. */
+    const keepUnacked = (sent: ReadonlyArray<SentRow>, error: StoreError) =>
+      sent.length === 0 ? Effect.void : Effect.gen(function*() {
+        yield* Ref.update(pendingAcks, (m) => {
+          const next = new Map(m)
+          for (const row of sent) next.set(row.entry.id, row)
+          return next
+        })
+        yield* Metric.incrementBy(Metrics.ackFailures, sent.length)
+        yield* Effect.logError(
+          `entries ${sent.map((row) => row.entry.id).join(", ")} were sent but their ack failed; kept for the next pass: ${error.message}`
+        )
+      })
+
+    /** Acks in one write the rows a pass sent without suspending; a write that fails is kept for the next pass. */
+    const ackSentInline = (sent: ReadonlyArray<SentRow>) =>
+      sent.length === 0 ? Effect.void : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.matchEffect(repo.ack(owner, ackItems(sent), now), {
+          onFailure: (error) => keepUnacked(sent, error),
+          onSuccess: (result) => onAcked(sent, result, now)
+        }))
 
     const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
       Effect.gen(function*() {
@@ -722,56 +731,74 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           yield* Effect.logWarning(`expired ${expired.length} rows past maxAge`)
         }
 
-        // row fibers start at once: a send that does not suspend is done (and its ack queued) before the next row
+        // row fibers start at once: a send that does not suspend is done before the next row starts
         const startWork = yield* FiberSet.runtime(workerSends)()
         const running: Array<Fiber.RuntimeFiber<void, never>> = []
-        while (!(yield* outOfTime)) {
-          // a free slot, waited for no longer than the budget
-          const slot = yield* slots.take(1).pipe(Effect.timeoutOption(yield* untilDeadline))
-          if (Option.isNone(slot)) break
-          freeSlots--
-          if (yield* outOfTime) {
-            yield* releaseSlots(1)
-            break
-          }
-          const limit = Math.min(config.claimBatch, 1 + freeSlots)
-          if (limit > 1) {
-            yield* slots.take(limit - 1)
-            freeSlots -= limit - 1
-          }
-          const now = yield* Clock.currentTimeMillis
-          const batch = yield* repo.claim({ owner, now, leaseMs, limit }).pipe(Effect.onError(() => releaseSlots(limit)))
-          // hand every slot on (to a send, or back) before anything else here can fail
-          if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
-          let finished = 0
-          const sent: Array<{ readonly entry: OutboxEntry; readonly partsDelivered: number }> = []
-          for (const claimed of batch.claimed) {
-            const handoff: Handoff = { inline: true, outcome: undefined }
-            const fiber = startWork(work(claimed, handoff))
-            handoff.inline = false
-            if (handoff.outcome === undefined) {
-              const exit = fiber.unsafePoll()
-              if (exit === null) {
-                running.push(fiber) // suspended: it acks itself and frees its slot
-                continue
-              }
-              // it ended without an outcome (a defect): its slot is the pass's to free
-              yield* Effect.logError(`recovery of entry ${claimed.entry.id} died`, Exit.isFailure(exit) ? exit.cause : Cause.empty)
-            } else {
-              count(handoff.outcome)
-              if (handoff.outcome._tag === "Sent") {
-                sent.push({ entry: claimed.entry, partsDelivered: handoff.outcome.report.partsDelivered })
-              }
+        // the sends of the last batch that finished at once: acked with the next claim, in its transaction, or
+        // on their own when the pass claims no more (also if it fails or is interrupted)
+        let unacked: ReadonlyArray<SentRow> = []
+        const claimLoop = Effect.gen(function*() {
+          while (!(yield* outOfTime)) {
+            // a free slot, waited for no longer than the budget
+            const slot = yield* slots.take(1).pipe(Effect.timeoutOption(yield* untilDeadline))
+            if (Option.isNone(slot)) break
+            freeSlots--
+            if (yield* outOfTime) {
+              yield* releaseSlots(1)
+              break
             }
-            finished++
+            const limit = Math.min(config.claimBatch, 1 + freeSlots)
+            if (limit > 1) {
+              yield* slots.take(limit - 1)
+              freeSlots -= limit - 1
+            }
+            const now = yield* Clock.currentTimeMillis
+            const acking = unacked
+            unacked = []
+            const batch = yield* repo.claim({ owner, now, leaseMs, limit, ack: ackItems(acking) }).pipe(
+              Effect.tapError((error) => keepUnacked(acking, error)),
+              Effect.onError(() => releaseSlots(limit))
+            )
+            if (batch.acked !== undefined) yield* onAcked(acking, batch.acked, now)
+            // hand every slot on (to a send, or back) before anything else here can fail
+            if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
+            let finished = 0
+            const sent: Array<{ readonly entry: OutboxEntry; readonly partsDelivered: number }> = []
+            for (const claimed of batch.claimed) {
+              const handoff: Handoff = { inline: true, outcome: undefined }
+              const fiber = startWork(work(claimed, handoff))
+              handoff.inline = false
+              if (handoff.outcome === undefined) {
+                const exit = fiber.unsafePoll()
+                if (exit === null) {
+                  running.push(fiber) // suspended: it acks itself and frees its slot
+                  continue
+                }
+                // it ended without an outcome (a defect): its slot is the pass's to free
+                yield* Effect.logError(`recovery of entry ${claimed.entry.id} died`, Exit.isFailure(exit) ? exit.cause : Cause.empty)
+              } else {
+                count(handoff.outcome)
+                if (handoff.outcome._tag === "Sent") {
+                  sent.push({ entry: claimed.entry, partsDelivered: handoff.outcome.report.partsDelivered })
+                }
+              }
+              finished++
+            }
+            yield* releaseSlots(finished)
+            unacked = sent
+            counts.claimed += batch.claimed.length
+            for (const bad of batch.malformed) yield* quarantine(bad, now)
+            counts.quarantined += batch.malformed.length
+            if (batch.claimed.length + batch.malformed.length < limit) break // nothing more is due
           }
-          yield* releaseSlots(finished)
-          yield* ackSentInline(sent)
-          counts.claimed += batch.claimed.length
-          for (const bad of batch.malformed) yield* quarantine(bad, now)
-          counts.quarantined += batch.malformed.length
-          if (batch.claimed.length + batch.malformed.length < limit) break // nothing more is due
-        }
+        })
+        yield* claimLoop.pipe(
+          Effect.ensuring(Effect.suspend(() => {
+            const last = unacked
+            unacked = []
+            return ackSentInline(last)
+          }))
+        )
         // wait for this pass's sends within the budget; a slower one goes on in the background
         yield* Effect.forEach(running, Fiber.await, { discard: true }).pipe(Effect.timeoutOption(yield* untilDeadline))
         yield* ackBatch.flush // the acks of the rows sent so far are written before the pass reports them

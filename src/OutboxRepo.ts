@@ -35,6 +35,8 @@ export interface MalformedRow {
 export interface ClaimBatch {
   readonly claimed: ReadonlyArray<ClaimedEntry>
   readonly malformed: ReadonlyArray<MalformedRow>
+  /** what the acks given with the claim did (present when there were any) */
+  readonly acked?: BatchWriteResult
 }
 
 /** Which of a batch of fenced writes landed; `rejected` rows are no longer leased to the writer. */
@@ -79,9 +81,19 @@ export interface OutboxRepoShape {
     entries: ReadonlyArray<OutboxEntry>,
     options?: { readonly deferBusyConversations?: boolean }
   ) => Effect.Effect<ReadonlyArray<InsertResult>, StoreError>
-  /** Leases up to `limit` due rows to `owner`, oldest due first, at most one (the oldest pending) per conversation. */
+  /**
+   * Leases up to `limit` due rows to `owner`, oldest due first, at most one (the oldest pending) per conversation.
+   * `ack` rows (leased to `owner`) are marked delivered first, in the same transaction: a worker acks the sends of one
+   * batch with the claim of the next. If the claim fails, those acks are not written either.
+   */
   readonly claim: (
-    options: { readonly owner: string; readonly now: number; readonly leaseMs: number; readonly limit: number }
+    options: {
+      readonly owner: string
+      readonly now: number
+      readonly leaseMs: number
+      readonly limit: number
+      readonly ack?: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number }> | undefined
+    }
   ) => Effect.Effect<ClaimBatch, StoreError>
   /** Marks leased rows delivered in one transaction. */
   readonly ack: (

@@ -188,6 +188,38 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
       }
     })).pipe(run(operation))
 
+  /**
+   * The Ack transition as its guarded write (`Machine.ackWrite`), inside the caller's transaction: one UPDATE per
+   * distinct partsDelivered (usually one) and no read of the rows first; the rows it did not return are rejected.
+   */
+  const ackRows = (owner: string, items: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number }>, now: number) =>
+    Effect.gen(function*() {
+      const done = new Set<string>()
+      const byParts = new Map<number, Array<EntryId>>()
+      for (const item of items) {
+        const ids = byParts.get(item.partsDelivered)
+        if (ids === undefined) byParts.set(item.partsDelivered, [item.id])
+        else ids.push(item.id)
+      }
+      for (const [partsDelivered, ids] of byParts) {
+        const { guard, set } = Machine.ackWrite({ owner, partsDelivered }, now)
+        for (const part of chunks(ids, IN_CHUNK)) {
+          const rows = yield* sql<{ id: string }>`UPDATE outbox_entries
+            SET state = ${set.state}, delivered_at = ${set.deliveredAt}, parts_delivered = ${set.partsDelivered},
+              delivered_parts = NULL, next_attempt_at = ${set.nextAttemptAt}, lease_owner = ${set.leaseOwner},
+              lease_expires_at = ${set.leaseExpiresAt}, updated_at = ${set.updatedAt}
+            WHERE id IN ${sql.in(part)} AND state = ${guard.state} AND lease_owner = ${guard.leaseOwner}
+              AND parts_delivered <= ${guard.partsDeliveredAtMost}
+            RETURNING id`
+          for (const row of rows) done.add(row.id)
+        }
+      }
+      return {
+        written: items.filter((i) => done.has(i.id)).map((i) => i.id),
+        rejected: items.filter((i) => !done.has(i.id)).map((i) => i.id)
+      }
+    })
+
   const repo: OutboxRepoShape = {
     insert: (input, options = {}) =>
       Effect.gen(function*() {
@@ -227,8 +259,10 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         }))
       }).pipe(run("insert")),
 
-    claim: ({ leaseMs, limit, now, owner }) =>
+    claim: ({ ack, leaseMs, limit, now, owner }) =>
       writeTx(Effect.gen(function*() {
+        // acked first: a conversation whose head is delivered here has its next row claimable in this same claim
+        const acked = ack === undefined || ack.length === 0 ? undefined : yield* ackRows(owner, ack, now)
         // the oldest pending row of each conversation is its head; only heads are claimable
         const rows = yield* sql<Row>`SELECT * FROM outbox_entries e
           WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${now}
@@ -244,38 +278,10 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
           entry: after,
           reclaimed: before.state === "in_flight"
         }))
-        return { claimed, malformed }
+        return { claimed, malformed, ...(acked === undefined ? {} : { acked }) }
       })).pipe(run("claim")),
 
-    ack: (owner, items, now) =>
-      // the Ack transition as its guarded write (`Machine.ackWrite`): one UPDATE per distinct partsDelivered (usually
-      // one) and no read of the rows first; the rows it did not return are rejected
-      writeTx(Effect.gen(function*() {
-        const done = new Set<string>()
-        const byParts = new Map<number, Array<EntryId>>()
-        for (const item of items) {
-          const ids = byParts.get(item.partsDelivered)
-          if (ids === undefined) byParts.set(item.partsDelivered, [item.id])
-          else ids.push(item.id)
-        }
-        for (const [partsDelivered, ids] of byParts) {
-          const { guard, set } = Machine.ackWrite({ owner, partsDelivered }, now)
-          for (const part of chunks(ids, IN_CHUNK)) {
-            const rows = yield* sql<{ id: string }>`UPDATE outbox_entries
-              SET state = ${set.state}, delivered_at = ${set.deliveredAt}, parts_delivered = ${set.partsDelivered},
-                delivered_parts = NULL, next_attempt_at = ${set.nextAttemptAt}, lease_owner = ${set.leaseOwner},
-                lease_expires_at = ${set.leaseExpiresAt}, updated_at = ${set.updatedAt}
-              WHERE id IN ${sql.in(part)} AND state = ${guard.state} AND lease_owner = ${guard.leaseOwner}
-                AND parts_delivered <= ${guard.partsDeliveredAtMost}
-              RETURNING id`
-            for (const row of rows) done.add(row.id)
-          }
-        }
-        return {
-          written: items.filter((i) => done.has(i.id)).map((i) => i.id),
-          rejected: items.filter((i) => !done.has(i.id)).map((i) => i.id)
-        }
-      })).pipe(run("ack")),
+    ack: (owner, items, now) => writeTx(ackRows(owner, items, now)).pipe(run("ack")),
 
     recordFailure: (id, owner, failure, now) => fenced("recordFailure", id, owner, [failureEvent(owner, failure)], now),
 

@@ -305,6 +305,31 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       expect(yield* claimedIds()).toEqual(["C2"])
     }))
 
+    test("acks given with a claim are written first, in its transaction: the acked head's successor is claimed by it", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      const head = queuedEntry({ id: entryId("K1"), enqueuedAt: 1, to: "same" })
+      const next = queuedEntry({ id: entryId("K2"), enqueuedAt: 2, to: "same" })
+      const foreign = queuedEntry({ id: entryId("K3"), enqueuedAt: 3, to: "other" })
+      yield* TestClock.setTime(5)
+      yield* repo.insert([foreign])
+      expect(yield* claimedIds(100, other)).toEqual(["K3"]) // leased to another process: its ack is rejected
+      yield* repo.insert([head, next])
+      expect(yield* claimedIds()).toEqual(["K1"])
+      const batch = yield* repo.claim({
+        owner,
+        now: 10,
+        leaseMs: lease,
+        limit: 100,
+        ack: [{ id: head.id, partsDelivered: 1 }, { id: foreign.id, partsDelivered: 1 }]
+      })
+      expect(batch.acked).toEqual({ written: [head.id], rejected: [foreign.id] })
+      expect(batch.claimed.map((c) => c.entry.id)).toEqual([next.id])
+      expect(yield* getEntry(head.id)).toMatchObject({ state: "delivered", deliveredAt: 10, partsDelivered: 1 })
+      expect(yield* getEntry(foreign.id)).toMatchObject({ state: "in_flight", leaseOwner: other })
+      // without acks there is no `acked`
+      expect((yield* claim()).acked).toBeUndefined()
+    }))
+
     test("rows of one conversation enqueued in the same millisecond go by id", Effect.gen(function*() {
       const repo = yield* OutboxRepo
       yield* repo.insert([
