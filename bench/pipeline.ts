@@ -136,18 +136,16 @@ const rawOnSchema = (rows: number) =>
     const batch = 500
     const marks = Array.from({ length: batch }, () => "?").join(", ")
     const insert = db.prepare(`INSERT INTO outbox_entries (id, channel, recipient, ordering_key, dispatch_kind, payloads_json,
-      options_json, state, enqueued_at, next_attempt_at, expires_at, updated_at)
-      VALUES (?, 'chat', ?, ?, 'final', ?, '{"bestEffort":false}', 'queued', 0, 0, 1800000, 0)`)
+      options_json, state, enqueued_at, next_attempt_at, expires_at, updated_at, pending)
+      VALUES (?, 'chat', ?, ?, 'final', ?, '{"bestEffort":false}', 'queued', 0, 0, 1800000, 0, 1)`)
     const claim = db.prepare(`SELECT * FROM outbox_entries e
       WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= 1
         AND NOT EXISTS (SELECT 1 FROM outbox_entries p WHERE p.ordering_key = e.ordering_key
-          AND p.next_attempt_at IS NOT NULL AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
+          AND p.pending = 1 AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
       ORDER BY e.next_attempt_at, e.id LIMIT ${batch}`)
     const lease = db.prepare(`UPDATE outbox_entries SET state = 'in_flight', lease_owner = 'bench/1',
       lease_expires_at = 300001, next_attempt_at = 300001, last_attempt_at = 1, updated_at = 1 WHERE id IN (${marks})`)
-    const read = db.prepare(`SELECT id, state, attempt_count, parts_delivered, next_attempt_at, lease_owner
-      FROM outbox_entries WHERE id IN (${marks})`)
-    const ack = db.prepare(`UPDATE outbox_entries SET state = 'delivered', parts_delivered = 1, next_attempt_at = NULL,
+    const ack = db.prepare(`UPDATE outbox_entries SET state = 'delivered', parts_delivered = 1, next_attempt_at = NULL, pending = NULL,
       delivered_at = 2, lease_owner = NULL, lease_expires_at = NULL, updated_at = 2 WHERE id IN (${marks})`)
     const lock = () => db.exec("BEGIN IMMEDIATE")
     let t0 = performance.now()
@@ -169,7 +167,6 @@ const rawOnSchema = (rows: number) =>
       db.exec("COMMIT")
       const t1 = performance.now()
       lock()
-      read.all(...ids)
       ack.run(...ids)
       db.exec("COMMIT")
       claimMs += t1 - t0

@@ -71,6 +71,18 @@ export const migrations = {
     const sql = yield* SqlClient.SqlClient
     // best-effort parts delivered past a failed one (JSON array of part indexes), so a retry skips them
     yield* sql`ALTER TABLE outbox_entries ADD COLUMN delivered_parts TEXT`
+  }),
+  "0003_pending_flag": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // 1 while the row may still be sent (next_attempt_at is set), NULL once it is finished. The conversation and expiry
+    // indexes are partial on it instead of on next_attempt_at, which every claim rewrites: SQLite updates an index
+    // whose WHERE clause names an assigned column, so each claim moved two index entries on random pages for nothing
+    yield* sql`ALTER TABLE outbox_entries ADD COLUMN pending INTEGER CHECK (pending = 1)`
+    yield* sql`UPDATE outbox_entries SET pending = 1 WHERE next_attempt_at IS NOT NULL`
+    yield* sql`DROP INDEX outbox_entries_conversation`
+    yield* sql`DROP INDEX outbox_entries_expiry`
+    yield* sql`CREATE INDEX outbox_entries_conversation ON outbox_entries (ordering_key, enqueued_at, id) WHERE pending = 1`
+    yield* sql`CREATE INDEX outbox_entries_expiry ON outbox_entries (expires_at) WHERE pending = 1`
   })
 }
 
@@ -206,7 +218,7 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         for (const part of chunks(ids, IN_CHUNK)) {
           const rows = yield* sql<{ id: string }>`UPDATE outbox_entries
             SET state = ${set.state}, delivered_at = ${set.deliveredAt}, parts_delivered = ${set.partsDelivered},
-              delivered_parts = NULL, next_attempt_at = ${set.nextAttemptAt}, lease_owner = ${set.leaseOwner},
+              delivered_parts = NULL, next_attempt_at = ${set.nextAttemptAt}, pending = NULL, lease_owner = ${set.leaseOwner},
               lease_expires_at = ${set.leaseExpiresAt}, updated_at = ${set.updatedAt}
             WHERE id IN ${sql.in(part)} AND state = ${guard.state} AND lease_owner = ${guard.leaseOwner}
               AND parts_delivered <= ${guard.partsDeliveredAtMost}
@@ -232,7 +244,7 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
             const keys = [...new Set(input.map(orderingKey))]
             const busy = yield* Effect.forEach(chunks(keys, IN_CHUNK), (part) =>
               sql<{ ordering_key: string }>`SELECT DISTINCT ordering_key FROM outbox_entries
-                WHERE ordering_key IN ${sql.in(part)} AND next_attempt_at IS NOT NULL`)
+                WHERE ordering_key IN ${sql.in(part)} AND pending = 1`)
             entries = deferBusy(input, new Set(busy.flat().map((r) => r.ordering_key)))
           }
           const inserted = new Set<string>()
@@ -268,7 +280,7 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
           WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${now}
             AND NOT EXISTS (
               SELECT 1 FROM outbox_entries p
-              WHERE p.ordering_key = e.ordering_key AND p.next_attempt_at IS NOT NULL
+              WHERE p.ordering_key = e.ordering_key AND p.pending = 1
                 AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
           ORDER BY e.next_attempt_at, e.id
           LIMIT ${limit}`
@@ -307,7 +319,7 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
       writeTx(Effect.gen(function*() {
         const owner = options.owner ?? null
         const rows = yield* sql<Row>`SELECT ${sql.literal(MUTABLE_SELECT)} FROM outbox_entries
-          WHERE next_attempt_at IS NOT NULL AND expires_at IS NOT NULL AND expires_at <= ${now}
+          WHERE pending = 1 AND expires_at IS NOT NULL AND expires_at <= ${now}
             AND (state != 'in_flight' OR lease_owner = ${owner})
             ${options.ids ? sql`AND id IN ${sql.in(options.ids)}` : sql``}
           ORDER BY expires_at
@@ -391,7 +403,7 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
     quarantine: (id, message, now) =>
       // the row does not decode, so the Quarantine transition is applied to its columns directly
       sql`UPDATE outbox_entries SET state = 'failed_terminal', terminal_reason = 'decode_error',
-            last_error = ${message}, next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+            last_error = ${message}, next_attempt_at = NULL, pending = NULL, lease_owner = NULL, lease_expires_at = NULL,
             updated_at = ${now}
           WHERE id = ${id} AND state IN ${sql.in(Machine.sourceStates.Quarantine)}`.pipe(
         Effect.asVoid,

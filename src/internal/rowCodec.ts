@@ -22,7 +22,9 @@ export const mutableColumns = (e: OutboxEntry) => ({
   terminal_reason: e.terminalReason,
   lease_owner: e.leaseOwner,
   lease_expires_at: e.leaseExpiresAt,
-  updated_at: e.updatedAt
+  updated_at: e.updatedAt,
+  // 1 exactly while nextAttemptAt is set (the row may still be sent); what the conversation and expiry indexes key on
+  pending: e.nextAttemptAt !== null ? 1 : null
 })
 export type MutableColumns = ReturnType<typeof mutableColumns>
 

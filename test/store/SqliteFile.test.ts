@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -7,6 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
+import { toRow } from "../../src/internal/rowCodec.js"
 import { entryId, queuedEntry } from "../support/entries.js"
 import { tempDatabases } from "../support/files.js"
 
@@ -54,6 +57,63 @@ describe("SqliteOutboxRepo.layerFile", () => {
     })
   })
 
+  it.effect("a file made before the pending flag is migrated: pending rows flagged, finished ones not, and claims go on", () => {
+    const filename = freshFile()
+    const earlier = Object.fromEntries(Object.entries(SqliteOutboxRepo.migrations).filter(([name]) => name < "0003"))
+    const queued = queuedEntry({ id: entryId("P1"), to: "a" })
+    const done = queuedEntry({ id: entryId("P2"), to: "b" })
+    return Effect.gen(function*() {
+      // the schema as the previous release left it, with one queued and one delivered row
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* Migrator.make({})({ loader: Migrator.fromRecord(earlier), table: "effect_outbox_migrations" })
+        for (const entry of [queued, done]) {
+          const { pending: _, ...row } = toRow(entry)
+          yield* sql`INSERT INTO outbox_entries ${sql.insert(row)}`
+        }
+        yield* sql`UPDATE outbox_entries SET state = 'delivered', next_attempt_at = NULL, delivered_at = 1 WHERE id = 'P2'`
+      }).pipe(Effect.provide(SqliteClient.layer({ filename })))
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const flags = yield* sql<{ id: string; pending: number | null }>`SELECT id, pending FROM outbox_entries ORDER BY id`
+        expect(flags).toEqual([{ id: "P1", pending: 1 }, { id: "P2", pending: null }])
+        const batch = yield* Effect.flatMap(OutboxRepo, (r) => r.claim({ owner: "n/1", now: 1_000_000, leaseMs: 60_000, limit: 10 }))
+        expect(batch.claimed.map((c) => c.entry.id)).toEqual(["P1"])
+      }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename })))
+    })
+  })
+
+  it.effect("the pending flag follows every kind of write: set exactly while next_attempt_at is", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const repo = yield* OutboxRepo
+      const owner = "n/1"
+      const seen = new Set<string>()
+      const write = <A, E>(op: Effect.Effect<A, E>) =>
+        Effect.gen(function*() {
+          yield* op
+          const [mismatch] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM outbox_entries
+            WHERE (pending IS NOT NULL) != (next_attempt_at IS NOT NULL)`
+          expect(mismatch?.n).toBe(0)
+          for (const row of yield* sql<{ state: string }>`SELECT state FROM outbox_entries`) seen.add(row.state)
+        })
+      const rows = ["Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7"].map((id, i) => queuedEntry({ id: entryId(id), to: `u${i}`, expiresAt: 500_000 }))
+      yield* write(repo.insert(rows))
+      yield* write(repo.claim({ owner, now: 1_000, leaseMs: 60_000, limit: 10 }))
+      yield* write(repo.ack(owner, [{ id: entryId("Q1"), partsDelivered: 1 }], 2_000))
+      yield* write(repo.recordFailure(entryId("Q2"), owner, {
+        _tag: "Retryable", error: "500", retryAt: 9_000, countsAttempt: true, partsDelivered: 0, maxAttempts: 5
+      }, 2_000))
+      yield* write(repo.recordFailure(entryId("Q3"), owner, { _tag: "Terminal", error: "403", reason: "permanent_error", partsDelivered: 0 }, 2_000))
+      yield* write(repo.release(owner, [entryId("Q4")], 2_000))
+      yield* write(repo.quarantine(entryId("Q5"), "bad json", 2_000))
+      yield* write(repo.requeue(entryId("Q3"), 3_000, 900_000))
+      yield* write(repo.claim({ owner, now: 600_000, leaseMs: 60_000, limit: 10, ack: [{ id: entryId("Q6"), partsDelivered: 1 }] }))
+      yield* write(repo.expire(800_000, { owner }))
+      // every state was reached along the way, so each kind of write was checked
+      expect(seen).toEqual(new Set(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"]))
+    }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))
+
   it.effect("fails with a clear StoreError when the path is a directory or not writable", () =>
     Effect.gen(function*() {
       const isDir = yield* Effect.flip(Layer.build(SqliteOutboxRepo.layerFile({ filename: dir })).pipe(Effect.scoped))
@@ -73,7 +133,7 @@ describe("SqliteOutboxRepo.layerFile", () => {
           WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${1}
             AND NOT EXISTS (
               SELECT 1 FROM outbox_entries p
-              WHERE p.ordering_key = e.ordering_key AND p.next_attempt_at IS NOT NULL
+              WHERE p.ordering_key = e.ordering_key AND p.pending = 1
                 AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
           ORDER BY e.next_attempt_at, e.id
           LIMIT ${100}`
