@@ -757,6 +757,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             unacked = []
             const batch = yield* repo.claim({ owner, now, leaseMs, limit, ack: ackItems(acking) }).pipe(
               Effect.tapError((error) => keepUnacked(acking, error)),
+              // interrupted with its transaction: the acks go back to be written on the way out
+              Effect.onInterrupt(() => Effect.sync(() => void (unacked = [...acking, ...unacked]))),
               Effect.onError(() => releaseSlots(limit))
             )
             if (batch.acked !== undefined) yield* onAcked(acking, batch.acked, now)

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -147,6 +148,28 @@ describe("RecoveryWorker", () => {
         expect(waiting.every((e) => e.attemptCount === 0)).toBe(true)
         expect((yield* chat.calls).length).toBe(75)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { workerConcurrency: 1 } })))
+    }))
+
+  it.effect("the acks riding on a claim that is interrupted are written on the way out, so a sent row is not sent again", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      const gate = yield* Deferred.make<void>() // never opened: the claim carrying acks hangs until interrupted
+      const hangingAckClaim = memoryStoreWith((repo) => ({
+        claim: (options) =>
+          options.ack !== undefined && options.ack.length > 0 ? Effect.zipRight(Deferred.await(gate), repo.claim(options)) : repo.claim(options)
+      }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const first = yield* outbox.enqueue(reply("first", { to: "user-1" }))
+        const second = yield* outbox.enqueue(reply("second", { to: "user-2" }))
+        const pass = yield* Effect.fork(outbox.runRecoveryPass)
+        yield* TestClock.adjust(0)
+        expect((yield* chat.calls).map((c) => c.text)).toEqual(["first"]) // sent; its ack rides on the next claim
+        yield* Fiber.interrupt(pass)
+        expect(yield* getRow(first)).toMatchObject({ state: "delivered" })
+        expect(yield* getRow(second)).toMatchObject({ state: "queued" })
+        expect((yield* chat.calls).map((c) => c.text)).toEqual(["first"])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: hangingAckClaim, config: { claimBatch: 1 } })))
     }))
 
   it.effect("the worker survives a store that fails a pass, counts it, and delivers on the next", () =>
