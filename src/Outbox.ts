@@ -413,6 +413,14 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           return Effect.fail(failed)
         })
         const written = yield* write.pipe(Effect.retry(ackSchedule), Effect.either)
+        // the writer kept a failed batched ack for the worker; written now, it is no longer needed
+        if (firstTry !== undefined && Either.isRight(written)) {
+          yield* Ref.update(pendingAcks, (m) => {
+            const next = new Map(m)
+            next.delete(entry.id)
+            return next
+          })
+        }
         if (Either.isRight(written) && written.right) return yield* onDelivered([entry], now)
         return yield* ackFailed(entry, partsDelivered, written)
       })
@@ -460,11 +468,23 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           }
         }
         if (sent.length > 0) {
-          const acked = yield* Effect.either(repo.ack(owner, sent, yield* Clock.currentTimeMillis))
+          const now = yield* Clock.currentTimeMillis
+          const acked = yield* Effect.either(repo.ack(owner, sent, now))
           const rejected = new Set(Either.isRight(acked) ? acked.right.rejected : [])
           for (const { at, id } of sent) {
             const done = written[at] as Extract<Written, { readonly _tag: "Done" }>
-            written[at] = { ...done, ack: Either.map(acked, () => !rejected.has(id)) }
+            const ack = Either.map(acked, () => !rejected.has(id))
+            written[at] = { ...done, ack }
+            // counted here, in the caller's context (its metric labels), so a caller that is gone is counted too
+            if (Either.isRight(ack) && ack.right) Runtime.runFork(items[at]!.runtime)(onDelivered([done.entry], now))
+          }
+          if (Either.isLeft(acked)) {
+            // kept until the callers' retries write them: if a caller is gone, the worker does
+            yield* Ref.update(pendingAcks, (m) => {
+              const next = new Map(m)
+              for (const { at, partsDelivered } of sent) next.set(items[at]!.entry.id, { entry: items[at]!.entry, partsDelivered })
+              return next
+            })
           }
         }
         return written
@@ -505,7 +525,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
               : Either.isLeft(ack)
               ? ackLive(entry, partsDelivered, ack.left)
               : ack.right
-              ? Effect.flatMap(Clock.currentTimeMillis, (now) => onDelivered([entry], now))
+              ? Effect.void // counted by the writer
               : ackFailed(entry, partsDelivered, ack)
             return Effect.as(acked, delivered)
           }

@@ -328,6 +328,7 @@ describe("Outbox.deliver", () => {
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
+        const deliveredBefore = yield* counter(Metrics.delivered)
         const first = yield* Effect.fork(outbox.deliver(reply("first", { to: "user-1" })))
         yield* TestClock.adjust(0)
         const second = yield* Effect.fork(outbox.deliver(reply("second", { to: "user-2" })))
@@ -339,7 +340,34 @@ describe("Outbox.deliver", () => {
         const rows = yield* outbox.list({})
         expect(rows.map((r) => [r.to, r.state]).sort()).toEqual([["user-1", "delivered"], ["user-2", "delivered"]])
         expect((yield* chat.calls).map((c) => c.text).sort()).toEqual(["first", "second"])
+        expect((yield* counter(Metrics.delivered)) - deliveredBefore).toBe(2) // counted although its caller was gone
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: gatedInsert })))
+    }))
+
+  it.effect("a caller that gives up while retrying its ack leaves the ack with the worker: written without a second send", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      let failing = true
+      const flakyAck = memoryStoreWith((repo) => ({
+        ack: (owner, items, now) =>
+          failing ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" })) : repo.ack(owner, items, now)
+      }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const caller = yield* Effect.fork(outbox.deliver(reply("hello")))
+        yield* TestClock.adjust(0) // sent; the writer's ack failed; the caller waits for its first retry
+        expect((yield* chat.calls).length).toBe(1)
+        yield* Fiber.interrupt(caller)
+        failing = false
+        const [row] = yield* outbox.list({})
+        expect(row).toMatchObject({ state: "in_flight" })
+        const report = yield* outbox.runRecoveryPass
+        expect(report.acksFlushed).toBe(1)
+        expect(yield* getRow(row!.id)).toMatchObject({ state: "delivered" })
+        yield* TestClock.adjust(10 * MIN) // past its lease: it is not sent again
+        yield* outbox.runRecoveryPass
+        expect((yield* chat.calls).length).toBe(1)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyAck })))
     }))
 
   it.effect("a caller that gives up during its send: the send is interrupted, the row stays leased, and the worker replays it once the lease runs out", () =>
