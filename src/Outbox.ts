@@ -781,7 +781,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
               Effect.onInterrupt(() => Effect.sync(() => void (unacked = [...acking, ...unacked]))),
               Effect.onError(() => releaseSlots(limit))
             )
+            // a store that does not take acks with its claim returns no `acked`: they are written on their own
             if (batch.acked !== undefined) yield* onAcked(acking, batch.acked, now)
+            else yield* ackSentInline(acking)
             // hand every slot on (to a send, or back) before anything else here can fail
             if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
             let finished = 0

@@ -84,7 +84,8 @@ export interface OutboxRepoShape {
   /**
    * Leases up to `limit` due rows to `owner`, oldest due first, at most one (the oldest pending) per conversation.
    * `ack` rows (leased to `owner`) are marked delivered first, in the same transaction: a worker acks the sends of one
-   * batch with the claim of the next. If the claim fails, those acks are not written either.
+   * batch with the claim of the next. If the claim fails, those acks are not written either. A backend that does not
+   * do this must leave `acked` out of its result; the worker then writes the acks with `ack`.
    */
   readonly claim: (
     options: {

@@ -172,6 +172,23 @@ describe("RecoveryWorker", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: hangingAckClaim, config: { claimBatch: 1 } })))
     }))
 
+  it.effect("a store that does not take acks with its claims still has every sent row acked, once", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      // a backend written before claims carried acks: it ignores them and reports none
+      const olderStore = memoryStoreWith((repo) => ({ claim: ({ ack: _, ...options }) => repo.claim(options) }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const ids = yield* Effect.forEach(["a", "b", "c"], (to) => outbox.enqueue(reply(`to ${to}`, { to })))
+        const report = yield* outbox.runRecoveryPass
+        expect(report).toMatchObject({ claimed: 3, delivered: 3 })
+        for (const id of ids) expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
+        yield* TestClock.adjust(10 * MIN)
+        yield* outbox.runRecoveryPass
+        expect((yield* chat.calls).length).toBe(3)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: olderStore, config: { claimBatch: 1 } })))
+    }))
+
   it.effect("the worker survives a store that fails a pass, counts it, and delivers on the next", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter()
