@@ -148,6 +148,12 @@ type Written =
     readonly ack: Either.Either<boolean, StoreError> | undefined
   }
 
+/** A row the adapter accepted, and the parts to record when it is acked. */
+interface SentRow {
+  readonly entry: OutboxEntry
+  readonly partsDelivered: number
+}
+
 type RecoveredRow = Recovered & { readonly possibleDuplicate?: boolean }
 
 /** Where a worker row's send leaves its outcome when it finishes while the pass is still starting it. */
@@ -182,8 +188,21 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const maxAgeMs = Duration.toMillis(config.maxAge)
     const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
     const emit = (event: OutboxEvent) => PubSub.publish(events, event)
-    // acks that failed after their retries: the message went out, so this process never sends the row again
-    const pendingAcks = yield* Ref.make(new Map<EntryId, { readonly entry: OutboxEntry; readonly partsDelivered: number }>())
+    // sent rows whose ack is not written yet (it failed, or waits for a caller's retries): the message went out, so
+    // this process never sends the row again; the worker writes them
+    const pendingAcks = yield* Ref.make(new Map<EntryId, SentRow>())
+    const keepAcks = (rows: ReadonlyArray<SentRow>) =>
+      Ref.update(pendingAcks, (m) => {
+        const next = new Map(m)
+        for (const row of rows) next.set(row.entry.id, row)
+        return next
+      })
+    const dropAcks = (ids: ReadonlyArray<EntryId>) =>
+      Ref.update(pendingAcks, (m) => {
+        const next = new Map(m)
+        for (const id of ids) next.delete(id)
+        return next
+      })
     const lastPrune = yield* Ref.make<number | null>(null)
 
     // every write-ahead insert goes through one group-commit writer; see `writeAndSend`
@@ -414,13 +433,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         })
         const written = yield* write.pipe(Effect.retry(ackSchedule), Effect.either)
         // the writer kept a failed batched ack for the worker; written now, it is no longer needed
-        if (firstTry !== undefined && Either.isRight(written)) {
-          yield* Ref.update(pendingAcks, (m) => {
-            const next = new Map(m)
-            next.delete(entry.id)
-            return next
-          })
-        }
+        if (firstTry !== undefined && Either.isRight(written)) yield* dropAcks([entry.id])
         if (Either.isRight(written) && written.right) return yield* onDelivered([entry], now)
         return yield* ackFailed(entry, partsDelivered, written)
       })
@@ -430,7 +443,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const message = Either.isLeft(written)
           ? `sent, but the ack write failed: ${written.left.message}`
           : "sent, but the row is no longer leased to this process (another worker may send it again)"
-        if (Either.isLeft(written)) yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, { entry, partsDelivered }))
+        if (Either.isLeft(written)) yield* keepAcks([{ entry, partsDelivered }])
         yield* Metric.increment(Metrics.ackFailures)
         yield* Effect.logError(`entry ${entry.id}: ${message}`)
         return yield* Effect.fail(new AckFailed({ entryId: entry.id, message }))
@@ -480,11 +493,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           }
           if (Either.isLeft(acked)) {
             // kept until the callers' retries write them: if a caller is gone, the worker does
-            yield* Ref.update(pendingAcks, (m) => {
-              const next = new Map(m)
-              for (const { at, partsDelivered } of sent) next.set(items[at]!.entry.id, { entry: items[at]!.entry, partsDelivered })
-              return next
-            })
+            yield* keepAcks(sent.map(({ at, partsDelivered }) => ({ entry: items[at]!.entry, partsDelivered })))
           }
         }
         return written
@@ -626,11 +635,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       for (const id of result.rejected) {
         yield* Effect.logWarning(`pending ack of entry ${id} was rejected: the row is no longer leased to this process`)
       }
-      yield* Ref.update(pendingAcks, (m) => {
-        const next = new Map(m)
-        for (const item of items) next.delete(item.id)
-        return next
-      })
+      yield* dropAcks(items.map((item) => item.id))
       return result.written.length
     })
 
@@ -660,7 +665,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             return onDelivered([entry], now)
           }
           return Effect.gen(function*() {
-            yield* Ref.update(pendingAcks, (m) => new Map(m).set(entry.id, { entry, partsDelivered }))
+            yield* keepAcks([{ entry, partsDelivered }])
             yield* Metric.increment(Metrics.ackFailures)
             yield* Effect.logError(
               `entry ${entry.id} was sent but its ack failed; kept for the next pass: ${Cause.isInterruptedOnly(written.cause) ? "interrupted" : errorMessage(Cause.squash(written.cause))}`
@@ -689,7 +694,6 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         Effect.ensuring(Effect.suspend(() => (handoff.inline ? Effect.void : releaseSlots(1))))
       )
 
-    type SentRow = { readonly entry: OutboxEntry; readonly partsDelivered: number }
     const ackItems = (sent: ReadonlyArray<SentRow>) => sent.map(({ entry, partsDelivered }) => ({ id: entry.id, partsDelivered }))
 
     /** Counts and announces the rows an ack write delivered; a rejected row lost its lease before the ack. */
@@ -705,11 +709,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     /** Sent rows whose ack write failed: kept, counted and logged; the next pass writes them first. */
     const keepUnacked = (sent: ReadonlyArray<SentRow>, error: StoreError) =>
       sent.length === 0 ? Effect.void : Effect.gen(function*() {
-        yield* Ref.update(pendingAcks, (m) => {
-          const next = new Map(m)
-          for (const row of sent) next.set(row.entry.id, row)
-          return next
-        })
+        yield* keepAcks(sent)
         yield* Metric.incrementBy(Metrics.ackFailures, sent.length)
         yield* Effect.logError(
           `entries ${sent.map((row) => row.entry.id).join(", ")} were sent but their ack failed; kept for the next pass: ${error.message}`
@@ -787,7 +787,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             // hand every slot on (to a send, or back) before anything else here can fail
             if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
             let finished = 0
-            const sent: Array<{ readonly entry: OutboxEntry; readonly partsDelivered: number }> = []
+            const sent: Array<SentRow> = []
             for (const claimed of batch.claimed) {
               const handoff: Handoff = { inline: true, outcome: undefined }
               const fiber = startWork(work(claimed, handoff))

@@ -284,7 +284,8 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
                 AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
           ORDER BY e.next_attempt_at, e.id
           LIMIT ${limit}`
-        const { malformed, pairs } = transitionRows(rows, () => Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs }), now)
+        const claim = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
+        const { malformed, pairs } = transitionRows(rows, () => claim, now)
         yield* writeChanges(pairs)
         const claimed: Array<ClaimedEntry> = pairs.map(([before, after]) => ({
           entry: after,
