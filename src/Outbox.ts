@@ -13,9 +13,11 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
@@ -405,16 +407,20 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         return { _tag: "Expired" } as const
       })
 
+    /** Counts and measures delivered rows under the given metric labels (the context of the rows' caller). */
+    const countDelivered = (entries: ReadonlyArray<OutboxEntry>, now: number, labels: ReadonlyArray<MetricLabel.MetricLabel>) => {
+      Metrics.delivered.unsafeUpdate(entries.length, labels)
+      for (const entry of entries) Metrics.deliveryLatency.unsafeUpdate(Math.max(0, now - entry.enqueuedAt), labels)
+    }
+    const announceDelivered = (entries: ReadonlyArray<OutboxEntry>) =>
+      PubSub.publishAll(events, entries.map((entry) => OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })))
+
     /** Counts, measures and announces delivered rows: one metric update and one publish for a whole batch. */
     const onDelivered = (entries: ReadonlyArray<OutboxEntry>, now: number): Effect.Effect<void> =>
       entries.length === 0 ? Effect.void : Effect.zipRight(
         // the metric effects would read the labels once per row; a batch reads them once
-        FiberRef.getWith(FiberRef.currentMetricLabels, (labels) =>
-          Effect.sync(() => {
-            Metrics.delivered.unsafeUpdate(entries.length, labels)
-            for (const entry of entries) Metrics.deliveryLatency.unsafeUpdate(Math.max(0, now - entry.enqueuedAt), labels)
-          })),
-        PubSub.publishAll(events, entries.map((entry) => OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })))
+        FiberRef.getWith(FiberRef.currentMetricLabels, (labels) => Effect.sync(() => countDelivered(entries, now, labels))),
+        announceDelivered(entries)
       )
 
     /**
@@ -484,13 +490,18 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           const now = yield* Clock.currentTimeMillis
           const acked = yield* Effect.either(repo.ack(owner, sent, now))
           const rejected = new Set(Either.isRight(acked) ? acked.right.rejected : [])
+          const delivered: Array<OutboxEntry> = []
           for (const { at, id } of sent) {
             const done = written[at] as Extract<Written, { readonly _tag: "Done" }>
             const ack = Either.map(acked, () => !rejected.has(id))
             written[at] = { ...done, ack }
-            // counted here, in the caller's context (its metric labels), so a caller that is gone is counted too
-            if (Either.isRight(ack) && ack.right) Runtime.runFork(items[at]!.runtime)(onDelivered([done.entry], now))
+            if (Either.isRight(ack) && ack.right) {
+              // counted here, under its caller's metric labels, so a caller that is gone is counted too
+              countDelivered([done.entry], now, FiberRefs.getOrDefault(items[at]!.runtime.fiberRefs, FiberRef.currentMetricLabels))
+              delivered.push(done.entry)
+            }
           }
+          yield* announceDelivered(delivered)
           if (Either.isLeft(acked)) {
             // kept until the callers' retries write them: if a caller is gone, the worker does
             yield* keepAcks(sent.map(({ at, partsDelivered }) => ({ entry: items[at]!.entry, partsDelivered })))

@@ -344,6 +344,26 @@ describe("Outbox.deliver", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: gatedInsert })))
     }))
 
+  it.effect("a delivery is counted and timed under its caller's metric labels, whether the writer or the send itself acked it", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter((call) => (call.text === "slow" ? { sleep: 1000 } : { ok: true }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const delivered = (gateway: string) => counter(Metric.tagged(Metrics.delivered, "gateway", gateway))
+        const latencies = (gateway: string) =>
+          Effect.map(Metric.value(Metric.tagged(Metrics.deliveryLatency, "gateway", gateway)), (h) => [h.count, h.sum])
+        // the adapter answers at once: the writer's batched ack counts it
+        const fast = yield* outbox.deliver(reply("fast", { to: "user-1" })).pipe(Effect.tagMetrics("gateway", "labels-fast"))
+        // the adapter suspends: the send acks its own row
+        const slow = yield* Effect.fork(outbox.deliver(reply("slow", { to: "user-2" })).pipe(Effect.tagMetrics("gateway", "labels-slow")))
+        yield* TestClock.adjust(1000)
+        expect(fast._tag).toBe("Delivered")
+        expect((yield* Fiber.join(slow))._tag).toBe("Delivered")
+        expect([yield* delivered("labels-fast"), yield* delivered("labels-slow")]).toEqual([1, 1])
+        expect([yield* latencies("labels-fast"), yield* latencies("labels-slow")]).toEqual([[1, 0], [1, 1000]])
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
   it.effect("a caller that gives up while retrying its ack leaves the ack with the worker: written without a second send", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter()
