@@ -7,10 +7,11 @@ import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import type { EntryId } from "../../src/Delivery.js"
-import { StoreError } from "../../src/DeliveryError.js"
+import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
@@ -362,6 +363,38 @@ describe("Outbox.deliver", () => {
         expect([yield* delivered("labels-fast"), yield* delivered("labels-slow")]).toEqual([1, 1])
         expect([yield* latencies("labels-fast"), yield* latencies("labels-slow")]).toEqual([[1, 0], [1, 1000]])
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
+
+  it.effect("the adapter call runs under the caller's Outbox.deliver span, which ends with the outcome", () =>
+    Effect.gen(function*() {
+      const gateway = yield* Effect.makeSpan("gateway.handle")
+      const current: Array<Option.Option<Tracer.Span>> = []
+      const chat = yield* scriptedAdapter((call) => ({
+        run: () =>
+          Effect.zipRight(
+            Effect.map(Effect.option(Effect.currentSpan), (span) => void current.push(span)),
+            call.text === "slow"
+              ? Effect.as(Effect.sleep(1000), { messageId: "m-slow" })
+              : call.text === "fail"
+              ? Effect.fail(new SendError({ message: "HTTP 500", retryable: true }))
+              : Effect.succeed({ messageId: "m-fast" })
+          )
+      }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const fast = yield* outbox.deliver(reply("fast", { to: "user-1" }))
+        const slow = yield* Effect.fork(outbox.deliver(reply("slow", { to: "user-2" })))
+        yield* TestClock.adjust(1000)
+        yield* Fiber.join(slow)
+        const failed = yield* Effect.flip(outbox.deliver(reply("fail", { to: "user-3" })))
+        expect([fast._tag, failed._tag]).toEqual(["Delivered", "SendFailed"])
+        const spans = current.map(Option.getOrThrow)
+        expect(spans.map((s) => s.name)).toEqual(["Outbox.deliver", "Outbox.deliver", "Outbox.deliver"])
+        expect(new Set(spans.map((s) => s.spanId)).size).toBe(3)
+        // each is a child of the gateway's span, and ended with its call's outcome
+        for (const span of spans) expect(Option.map(span.parent, (p) => p.spanId)).toEqual(Option.some(gateway.spanId))
+        expect(spans.map((s) => s.status._tag === "Ended" && s.status.exit._tag)).toEqual(["Success", "Success", "Failure"])
+      }).pipe(Effect.withParentSpan(gateway), Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
   it.effect("a caller that gives up while retrying its ack leaves the ack with the worker: written without a second send", () =>
