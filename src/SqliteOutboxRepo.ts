@@ -20,7 +20,7 @@ import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
-import { fromRow, groupChanges, lightEntry, MUTABLE_SELECT, toRow } from "./internal/rowCodec.js"
+import { fromRow, groupChanges, lightEntry, MUTABLE_SELECT, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
@@ -276,14 +276,16 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         // acked first: a conversation whose head is delivered here has its next row claimable in this same claim
         const acked = ack === undefined || ack.length === 0 ? undefined : yield* ackRows(owner, ack, now)
         // the oldest pending row of each conversation is its head; only heads are claimable
-        const rows = yield* sql<Row>`SELECT * FROM outbox_entries e
+        // read as arrays: better-sqlite3 builds a row object at about 4 µs, half the cost of the whole query per row
+        const values = yield* sql`SELECT ${sql.literal(ROW_SELECT)} FROM outbox_entries e
           WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${now}
             AND NOT EXISTS (
               SELECT 1 FROM outbox_entries p
               WHERE p.ordering_key = e.ordering_key AND p.pending = 1
                 AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
           ORDER BY e.next_attempt_at, e.id
-          LIMIT ${limit}`
+          LIMIT ${limit}`.values
+        const rows = values.map(rowFromValues)
         const claim = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
         const { malformed, pairs } = transitionRows(rows, () => claim, now)
         yield* writeChanges(pairs)

@@ -153,6 +153,46 @@ export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => {
   return quarantined && Either.isLeft(decoded) ? decodeWith(row, [], { bestEffort: false }) : decoded
 }
 
+/** Every column of `outbox_entries`, in the order `rowFromValues` reads them. */
+export const ROW_COLUMNS = [
+  "id",
+  "idempotency_key",
+  "channel",
+  "account_id",
+  "recipient",
+  "thread_id",
+  "reply_to_id",
+  "ordering_key",
+  "dispatch_kind",
+  "payloads_json",
+  "options_json",
+  "state",
+  "attempt_count",
+  "parts_delivered",
+  "delivered_parts",
+  "enqueued_at",
+  "next_attempt_at",
+  "last_attempt_at",
+  "delivered_at",
+  "expires_at",
+  "last_error",
+  "terminal_reason",
+  "lease_owner",
+  "lease_expires_at",
+  "updated_at",
+  "pending"
+] as const
+
+/** The select list of a query read with `rowFromValues` (table alias `e`). */
+export const ROW_SELECT = ROW_COLUMNS.map((column) => `e.${column}`).join(", ")
+
+/** A row read as an array of values (the `ROW_SELECT` columns, in order), as the row object `fromRow` decodes. */
+export const rowFromValues = (values: ReadonlyArray<unknown>): Row => {
+  const row: Row = {}
+  for (let i = 0; i < ROW_COLUMNS.length; i++) row[ROW_COLUMNS[i]!] = values[i]
+  return row
+}
+
 /** The columns `lightEntry` reads: the id and everything a transition may change. */
 export const MUTABLE_SELECT =
   "id, enqueued_at, state, attempt_count, parts_delivered, delivered_parts, next_attempt_at, last_attempt_at, delivered_at, expires_at, last_error, terminal_reason, lease_owner, lease_expires_at, updated_at"

@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
-import { toRow } from "../../src/internal/rowCodec.js"
+import { ROW_COLUMNS, toRow } from "../../src/internal/rowCodec.js"
 import { entryId, queuedEntry } from "../support/entries.js"
 import { tempDatabases } from "../support/files.js"
 
@@ -125,6 +125,44 @@ describe("SqliteOutboxRepo.layerFile", () => {
       expect(missing._tag).toBe("StoreError")
       expect(missing.message).toMatch(/cannot open outbox database .*no\/such\/dir\.db/)
     }))
+
+  it.effect("a claim, which reads rows as arrays, reads every column of the table and decodes them as a get does", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const repo = yield* OutboxRepo
+      const columns = yield* sql<{ name: string }>`SELECT name FROM pragma_table_info('outbox_entries')`
+      expect(new Set(columns.map((c) => c.name))).toEqual(new Set(ROW_COLUMNS))
+      const full = queuedEntry({
+        id: entryId("FULL"),
+        accountId: "acct",
+        threadId: "t-1",
+        replyToId: "r-1",
+        idempotencyKey: "key-1",
+        silent: true,
+        metadata: { trace: "x" },
+        payloads: [{ text: "a", mediaUrls: ["https://example.com/a.png"], channelData: { blocks: [1] } }, { text: "b" }],
+        kind: "final",
+        bestEffort: true,
+        attemptCount: 2,
+        partsDelivered: 1,
+        deliveredParts: [1],
+        lastError: "HTTP 500",
+        lastAttemptAt: 50
+      })
+      yield* repo.insert([full])
+      const { claimed } = yield* repo.claim({ owner: "n/1", now: 1_000, leaseMs: 60_000, limit: 10 })
+      const read = yield* repo.get(entryId("FULL"))
+      expect(claimed.map((c) => c.entry)).toEqual([Option.getOrThrow(read)])
+      expect(claimed[0]!.entry).toEqual({
+        ...full,
+        state: "in_flight",
+        leaseOwner: "n/1",
+        leaseExpiresAt: 61_000,
+        nextAttemptAt: 61_000,
+        lastAttemptAt: 1_000,
+        updatedAt: 1_000
+      })
+    }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))
 
   it.effect("claims with an index range scan, not a table scan or a sort", () =>
     Effect.gen(function*() {
