@@ -110,14 +110,7 @@ export const transition = (
     case "Claim": {
       if (!isDue(entry, now)) return reject("not due")
       if (event.leaseUntil <= now) return reject("lease must end in the future")
-      // while leased, nextAttemptAt is when the lease runs out: the time the row becomes claimable again
-      return next({
-        state: "in_flight",
-        leaseOwner: event.owner,
-        leaseExpiresAt: event.leaseUntil,
-        nextAttemptAt: event.leaseUntil,
-        lastAttemptAt: now
-      })
+      return next(claimWrite(event, now))
     }
     case "Renew": {
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
@@ -230,6 +223,20 @@ export const ackWrite = (event: { readonly owner: string; readonly partsDelivere
     leaseExpiresAt: null,
     updatedAt: now
   }
+} as const)
+
+/**
+ * The columns the Claim transition sets on a row it accepts: the same for every row of a claim, so a store writes a
+ * claimed batch as one UPDATE of these values. A property test holds `transition` to this.
+ */
+export const claimWrite = (event: { readonly owner: string; readonly leaseUntil: number }, now: number) => ({
+  state: "in_flight",
+  leaseOwner: event.owner,
+  leaseExpiresAt: event.leaseUntil,
+  // while leased, nextAttemptAt is when the lease runs out: the time the row becomes claimable again
+  nextAttemptAt: event.leaseUntil,
+  lastAttemptAt: now,
+  updatedAt: now
 } as const)
 
 /** The delivered parts past the resume point, old and new, never forgetting one that went out. */

@@ -288,7 +288,14 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         const rows = values.map(rowFromValues)
         const claim = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
         const { malformed, pairs } = transitionRows(rows, () => claim, now)
-        yield* writeChanges(pairs)
+        // every accepted row gets the same columns: one UPDATE, without diffing each row's before and after
+        const set = Machine.claimWrite(claim, now)
+        for (const ids of chunks(pairs.map(([, after]) => after.id), IN_CHUNK)) {
+          yield* sql`UPDATE outbox_entries SET state = ${set.state}, lease_owner = ${set.leaseOwner},
+            lease_expires_at = ${set.leaseExpiresAt}, next_attempt_at = ${set.nextAttemptAt},
+            last_attempt_at = ${set.lastAttemptAt}, updated_at = ${set.updatedAt}
+            WHERE id IN ${sql.in(ids)}`
+        }
         const claimed: Array<ClaimedEntry> = pairs.map(([before, after]) => ({
           entry: after,
           reclaimed: before.state === "in_flight"

@@ -4,7 +4,7 @@ import * as FastCheck from "effect/FastCheck"
 import type { OutboxEntry, TerminalReason } from "../src/Delivery.js"
 import { TerminalReason as TerminalReasons } from "../src/Delivery.js"
 import type { EntryEvent } from "../src/EntryStateMachine.js"
-import { ackWrite, checkInvariants, EntryEvent as Ev, transition } from "../src/EntryStateMachine.js"
+import { ackWrite, checkInvariants, claimWrite, EntryEvent as Ev, transition } from "../src/EntryStateMachine.js"
 import { queuedEntry } from "./support/entries.js"
 
 const owner = FastCheck.constantFrom("node/a", "node/b")
@@ -105,6 +105,19 @@ describe("EntryStateMachine", () => {
           const { deliveredParts: __, ...changes } = set
           expect(result.right).toStrictEqual({ ...rest, ...changes })
         }
+      }
+    },
+    runs
+  )
+
+  it.prop(
+    "a claim sets the same columns on every row it accepts (stores write a claimed batch as one UPDATE of `claimWrite`)",
+    [steps, owner, time, time],
+    ([sequence, claimOwner, leaseFor, now]) => {
+      for (const { after: row } of run(start, sequence)) {
+        const event = Ev.Claim({ owner: claimOwner, leaseUntil: now + 1 + leaseFor })
+        const result = transition(row, event, now)
+        if (Either.isRight(result)) expect(result.right).toStrictEqual({ ...row, ...claimWrite(event, now) })
       }
     },
     runs

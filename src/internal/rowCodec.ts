@@ -254,11 +254,35 @@ export const ROW_COLUMNS = [
 export const ROW_SELECT = ROW_COLUMNS.map((column) => `e.${column}`).join(", ")
 
 /** A row read as an array of values (the `ROW_SELECT` columns, in order), as the row object `fromRow` decodes. */
-export const rowFromValues = (values: ReadonlyArray<unknown>): Row => {
-  const row: Row = {}
-  for (let i = 0; i < ROW_COLUMNS.length; i++) row[ROW_COLUMNS[i]!] = values[i]
-  return row
-}
+// a literal, not a loop over ROW_COLUMNS: V8 builds it at once instead of adding 26 keys one by one
+export const rowFromValues = (values: ReadonlyArray<unknown>): Row => ({
+  id: values[0],
+  idempotency_key: values[1],
+  channel: values[2],
+  account_id: values[3],
+  recipient: values[4],
+  thread_id: values[5],
+  reply_to_id: values[6],
+  ordering_key: values[7],
+  dispatch_kind: values[8],
+  payloads_json: values[9],
+  options_json: values[10],
+  state: values[11],
+  attempt_count: values[12],
+  parts_delivered: values[13],
+  delivered_parts: values[14],
+  enqueued_at: values[15],
+  next_attempt_at: values[16],
+  last_attempt_at: values[17],
+  delivered_at: values[18],
+  expires_at: values[19],
+  last_error: values[20],
+  terminal_reason: values[21],
+  lease_owner: values[22],
+  lease_expires_at: values[23],
+  updated_at: values[24],
+  pending: values[25]
+})
 
 /** The columns `lightEntry` reads: the id and everything a transition may change. */
 export const MUTABLE_SELECT =
