@@ -168,15 +168,57 @@ export const formatParseError = (error: ParseResult.ParseError): string =>
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join("")
 
+/** The strict Schema decode: the reference `decodeRequest` must agree with (exported for the equivalence test). */
+export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryRequest, InvalidRequest> =>
+  Either.mapLeft(decodeRequestUnknown(input), (error) => new InvalidRequest({ message: formatParseError(error) }))
+
 /** Decodes untrusted input into a `DeliveryRequest`, failing with an `InvalidRequest` that names the field. */
 export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> => {
-  // the excess-property check is a third of a decode: a request with only declared keys, the common case, is decoded
-  // without it (same result); anything else, and any failure, goes through the strict decode and its full message
+  // Fast paths with the same result (a property test holds them to the strict decode):
+  // - the common request (declared keys only, plain field values, no metadata) is checked by hand with Schema only on
+  //   its payloads, as the full decode costs ~8 µs, a twentieth of a delivery;
+  // - any other request with declared keys only is decoded without the excess-property check (a third of a decode).
+  // Anything else, and any failure, goes through the strict decode and its full message.
   if (onlyKnownKeys(input)) {
+    const quick = quickRequest(input as { readonly [x: string]: unknown })
+    if (quick !== undefined) return Either.right(quick)
     const decoded = decodeRequestKnownKeys(input)
     if (Either.isRight(decoded)) return Either.right(decoded.right)
   }
-  return Either.mapLeft(decodeRequestUnknown(input), (error) => new InvalidRequest({ message: formatParseError(error) }))
+  return decodeRequestWithSchema(input)
+}
+
+const decodePayloads = Schema.decodeUnknownEither(Payloads)
+const dispatchKinds: ReadonlySet<unknown> = new Set(DispatchKind.literals)
+const isStored = (u: unknown): u is string => typeof u === "string" && !/\p{Cs}/u.test(u)
+const isNonEmpty = (u: unknown): u is string => isStored(u) && u.trim().length > 0
+/** An optional field: absent, or present with a value `ok` accepts (a present `undefined` is not absent to Schema). */
+const absentOr = (u: { readonly [x: string]: unknown }, key: string, ok: (value: unknown) => boolean): boolean =>
+  !Object.hasOwn(u, key) || ok(u[key])
+const isBoolean = (u: unknown): u is boolean => typeof u === "boolean"
+
+/** The request checked field by field as the schema would; undefined when it is not the common case or not valid. */
+const quickRequest = (u: { readonly [x: string]: unknown }): DeliveryRequest | undefined => {
+  if (
+    !isNonEmpty(u.channel) || !isNonEmpty(u.to) || !absentOr(u, "accountId", isStored) ||
+    !absentOr(u, "threadId", isStored) || !absentOr(u, "replyToId", isStored) ||
+    !absentOr(u, "kind", (k) => dispatchKinds.has(k)) || !absentOr(u, "bestEffort", isBoolean) ||
+    !absentOr(u, "idempotencyKey", isNonEmpty) || !absentOr(u, "silent", isBoolean) || Object.hasOwn(u, "metadata")
+  ) return undefined
+  const payloads = decodePayloads(u.payloads)
+  if (Either.isLeft(payloads)) return undefined
+  return new DeliveryRequest({
+    channel: u.channel,
+    to: u.to,
+    ...(Object.hasOwn(u, "accountId") ? { accountId: u.accountId as string } : {}),
+    ...(Object.hasOwn(u, "threadId") ? { threadId: u.threadId as string } : {}),
+    ...(Object.hasOwn(u, "replyToId") ? { replyToId: u.replyToId as string } : {}),
+    payloads: payloads.right,
+    kind: Object.hasOwn(u, "kind") ? u.kind as DispatchKind : "final",
+    bestEffort: Object.hasOwn(u, "bestEffort") ? u.bestEffort as boolean : false,
+    ...(Object.hasOwn(u, "idempotencyKey") ? { idempotencyKey: u.idempotencyKey as string } : {}),
+    ...(Object.hasOwn(u, "silent") ? { silent: u.silent as boolean } : {})
+  }, true) // checked above
 }
 
 /** The conversation a request belongs to; rows with the same key are delivered in enqueue order. */

@@ -15,7 +15,7 @@ import * as Runtime from "effect/Runtime"
 import type { AdapterV2, SendContext } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import { isBlank } from "../../src/Chunking.js"
-import { MAX_TEXT_BYTES } from "../../src/Delivery.js"
+import { decodeRequest, decodeRequestWithSchema, MAX_TEXT_BYTES } from "../../src/Delivery.js"
 import type { EntryId, OutboxEntry } from "../../src/Delivery.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as OutboxConfig from "../../src/OutboxConfig.js"
@@ -309,6 +309,16 @@ describe("bad input corpus", () => {
       expect(verdicts.rejected).toBeGreaterThan(40)
     }).pipe(Effect.provide(layer))
   }, 60_000)
+
+  it("the request decode's fast paths agree with the strict Schema decode on every request of the corpus", () => {
+    const decode = (input: unknown) => Effect.runSync(Effect.either(decodeRequest(input)))
+    // a key present with the value undefined is not an absent key to Schema
+    const presentUndefined = fc.constantFrom("accountId", "threadId", "replyToId", "kind", "bestEffort", "idempotencyKey", "silent", "metadata")
+      .map((key) => ({ channel: "chat", to: "u", payloads: [{ text: "hi" }], [key]: undefined }))
+    fc.assert(fc.property(fc.oneof(anyRequest, validRequest, presentUndefined), (input) => {
+      expect(decode(input)).toStrictEqual(decodeRequestWithSchema(input))
+    }), { numRuns: 1000 })
+  })
 
   it.effect("requests with edge-case content that a gateway may legitimately send are always delivered, exactly", () => {
     const { calls, layer } = recordingOutbox()
