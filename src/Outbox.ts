@@ -370,13 +370,22 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           })
       })
 
-    // Sends in progress, by entry id with their start time. One keeper fiber renews the lease of any send
-    // running longer than half the lease, so the worker cannot take the row however slow the channel is
-    // (one fiber for all sends: forking a renewal fiber per send cost more than the send itself).
-    const sending = new Map<EntryId, { readonly entry: OutboxEntry; renewedAt: number }>()
+    // Sends that suspended, by entry id, with the fiber running each and when its lease was last set. One keeper fiber
+    // renews the lease of any send running longer than half the lease, so the worker cannot take the row however
+    // slow the channel is (one fiber for all sends: forking a renewal fiber per send cost more than the send itself).
+    // Only a send that suspends is registered (by the writer or the pass that started it): one that completes at once
+    // needs no renewal, and a finalizer per send cost more effect steps than the send. A row's end takes it out; the
+    // keeper takes out one whose fiber ended without that (interrupted, or a defect), so its lease lapses.
+    const sending = new Map<EntryId, { readonly entry: OutboxEntry; readonly fiber: Fiber.RuntimeFiber<unknown, unknown>; renewedAt: number }>()
+    const trackSuspended = (entry: OutboxEntry, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+      sending.set(entry.id, { entry, fiber, renewedAt: (entry.leaseExpiresAt ?? leaseMs) - leaseMs })
     const renewLeases = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       for (const [id, inFlight] of sending) {
+        if (inFlight.fiber.unsafePoll() !== null) {
+          sending.delete(id)
+          continue
+        }
         if (now - inFlight.renewedAt < leaseMs / 2) continue
         inFlight.renewedAt = now
         yield* repo.recordProgress(id, owner, { partsDelivered: inFlight.entry.partsDelivered, leaseUntil: now + leaseMs }, now).pipe(
@@ -385,22 +394,13 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       }
     })
     yield* Effect.forkScoped(renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 4)))))
-    // the finalizer is in place before the row is registered, so an interruption cannot leave it registered
-    const whileSending = <A, E, R>(entry: OutboxEntry, now: number, effect: Effect.Effect<A, E, R>) =>
-      Effect.ensuring(
-        Effect.suspend(() => {
-          sending.set(entry.id, { entry, renewedAt: now })
-          return effect
-        }),
-        Effect.sync(() => void sending.delete(entry.id))
-      )
 
-    /** TTL check, then send with lease renewal, then record a failure; success is acked by the caller. */
+    /** TTL check, then send, then record a failure; success is acked by the caller (lease renewal: see `sending`). */
     const attemptSend = (entry: OutboxEntry, channel: Channel): Effect.Effect<Attempt, StoreError> =>
       // effects chained rather than a generator: this runs once per message (see Sender.send)
       Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Attempt, StoreError> => {
         if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") return expireUnsent(entry, now)
-        return whileSending(entry, now, sender.send(entry, channel, { attempt: entry.attemptCount + 1 })).pipe(
+        return sender.send(entry, channel, { attempt: entry.attemptCount + 1 }).pipe(
           Effect.matchEffect({
             onSuccess: (report) =>
               Effect.as(
@@ -496,6 +496,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           handoff.inline = false
           const exit = fiber.unsafePoll()
           if (exit === null) {
+            trackSuspended(result.entry, fiber)
             written.push({ _tag: "Sending", entry: result.entry, fiber })
             continue
           }
@@ -535,7 +536,10 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const liveSend = (entry: OutboxEntry, channel: Channel, handoff: { readonly inline: boolean }) =>
       // announced before the send starts, so observers see enqueued, then sent
       Effect.zipRight(onEnqueued(entry), attemptSend(entry, channel)).pipe(
-        Effect.tap((attempt) => handoff.inline || attempt._tag !== "Sent" ? Effect.void : ackLive(entry, attempt.report.partsDelivered))
+        Effect.tap((attempt) => {
+          sending.delete(entry.id) // sent or failed: no more renewals (an ack or failure write follows)
+          return handoff.inline || attempt._tag !== "Sent" ? Effect.void : ackLive(entry, attempt.report.partsDelivered)
+        })
       )
 
     /**
@@ -724,6 +728,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       recover(claimed).pipe(
         Effect.flatMap((outcome) => {
           if (handoff.inline) return Effect.sync(() => void (handoff.outcome = outcome))
+          sending.delete(claimed.entry.id) // no more renewals (its ack follows)
           count(outcome)
           return outcome._tag === "Sent" ? ackRecovered(claimed.entry, outcome.report.partsDelivered) : Effect.void
         }),
@@ -831,6 +836,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
               if (handoff.outcome === undefined) {
                 const exit = fiber.unsafePoll()
                 if (exit === null) {
+                  trackSuspended(claimed.entry, fiber)
                   running.push(fiber) // suspended: it acks itself and frees its slot
                   continue
                 }

@@ -66,6 +66,25 @@ describe("RecoveryWorker", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
     }))
 
+  it.effect("a worker send longer than half the lease renews it too, so no other owner can take the row", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ sleep: 12 * MIN }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const repo = yield* OutboxRepo
+        const id = yield* outbox.enqueue(reply("very slow"))
+        const pass = yield* Effect.fork(outbox.runRecoveryPass) // claims the row; its send suspends
+        yield* TestClock.adjust(11 * MIN)
+        expect((yield* Fiber.join(pass)).inFlight).toBe(1)
+        const stolen = yield* repo.claim({ owner: "other-node/1", now: 11 * MIN, leaseMs: MIN, limit: 10 })
+        expect(stolen.claimed).toEqual([])
+        yield* TestClock.adjust(MIN)
+        yield* outbox.awaitWorkerSends
+        expect(yield* getRow(id)).toMatchObject({ state: "delivered", attemptCount: 0 })
+        expect((yield* chat.calls).length).toBe(1)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
+    }))
+
   it.effect("rows left in flight by a dead boot of this node are recovered at start, counted as possible duplicates", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter()
