@@ -722,18 +722,20 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     /**
      * A worker row's send. One that finishes while the pass starts it (the adapter did not suspend) leaves its
      * outcome in `handoff`, and the pass acks it with the rest of its batch in one write. One that suspends acks
-     * itself when it ends and frees its slot.
+     * itself when it ends, and its slot is freed when its fiber ends (an observer the pass adds).
      */
     const work = (claimed: ClaimedEntry, handoff: Handoff) =>
-      recover(claimed).pipe(
-        Effect.flatMap((outcome) => {
-          if (handoff.inline) return Effect.sync(() => void (handoff.outcome = outcome))
-          sending.delete(claimed.entry.id) // no more renewals (its ack follows)
-          count(outcome)
-          return outcome._tag === "Sent" ? ackRecovered(claimed.entry, outcome.report.partsDelivered) : Effect.void
-        }),
-        Effect.ensuring(Effect.suspend(() => (handoff.inline ? Effect.void : releaseSlots(1))))
-      )
+      Effect.flatMap(recover(claimed), (outcome) => {
+        if (handoff.inline) {
+          handoff.outcome = outcome
+          return Effect.void
+        }
+        sending.delete(claimed.entry.id) // no more renewals (its ack follows)
+        count(outcome)
+        return outcome._tag === "Sent" ? ackRecovered(claimed.entry, outcome.report.partsDelivered) : Effect.void
+      })
+    // a suspended row's slot is freed when its fiber ends, however it ends (an observer, not a finalizer on every row)
+    const freeSlotOnExit = () => Effect.runSync(releaseSlots(1))
 
     const ackItems = (sent: ReadonlyArray<SentRow>) => sent.map(({ entry, partsDelivered }) => ({ id: entry.id, partsDelivered }))
 
@@ -836,8 +838,10 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
               if (handoff.outcome === undefined) {
                 const exit = fiber.unsafePoll()
                 if (exit === null) {
+                  // suspended: it acks itself, and frees its slot when it ends
                   trackSuspended(claimed.entry, fiber)
-                  running.push(fiber) // suspended: it acks itself and frees its slot
+                  fiber.addObserver(freeSlotOnExit)
+                  running.push(fiber)
                   continue
                 }
                 // it ended without an outcome (a defect): its slot is the pass's to free
