@@ -195,6 +195,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const maxAgeMs = Duration.toMillis(config.maxAge)
     const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
     const emit = (event: OutboxEvent) => PubSub.publish(events, event)
+    /** Publishes at once, with no effect step while the buffer has room; when it is full, `emit` slides it. */
+    const emitNow = (event: OutboxEvent): Effect.Effect<void> => (events.unsafeOffer(event) ? Effect.void : Effect.asVoid(emit(event)))
     // sent rows whose ack is not written yet (it failed, or waits for a caller's retries): the message went out, so
     // this process never sends the row again; the worker writes them
     const pendingAcks = yield* Ref.make(new Map<EntryId, SentRow>())
@@ -275,7 +277,10 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
     /** Counts and announces a stored row (in the caller's fiber, which holds its metric labels). */
     const onEnqueued = (entry: OutboxEntry) =>
-      Effect.zipRight(Metric.increment(Metrics.enqueued), emit(OutboxEvent.enqueued({ entryId: entry.id, channel: entry.channel })))
+      FiberRef.getWith(FiberRef.currentMetricLabels, (labels) => {
+        Metrics.enqueued.unsafeUpdate(1, labels)
+        return emitNow(OutboxEvent.enqueued({ entryId: entry.id, channel: entry.channel }))
+      })
 
     const recordTerminal = (entry: OutboxEntry, reason: TerminalReason, error: string) =>
       Effect.gen(function*() {
@@ -398,13 +403,14 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     /** TTL check, then send, then record a failure; success is acked by the caller (lease renewal: see `sending`). */
     const attemptSend = (entry: OutboxEntry, channel: Channel): Effect.Effect<Attempt, StoreError> =>
       // effects chained rather than a generator: this runs once per message (see Sender.send)
-      Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Attempt, StoreError> => {
+      Effect.clockWith((clock): Effect.Effect<Attempt, StoreError> => {
+        const now = clock.unsafeCurrentTimeMillis()
         if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") return expireUnsent(entry, now)
         return sender.send(entry, channel, { attempt: entry.attemptCount + 1 }).pipe(
           Effect.matchEffect({
             onSuccess: (report) =>
               Effect.as(
-                emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: report.outcomes.length })),
+                emitNow(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: report.outcomes.length })),
                 { _tag: "Sent", report } as const
               ),
             onFailure: (error) => Effect.map(recordSendFailure(entry, error), (recorded) => ({ _tag: "Failed", error: recorded }) as const)
@@ -616,14 +622,16 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const recover = (claimed: ClaimedEntry): Effect.Effect<RecoveredRow> =>
       // the common row (a final reply of a known channel, not reclaimed from a crash, no ack pending) goes straight to
       // its send, with no generator on the per-message path (see Sender.send)
-      Effect.flatMap(Ref.get(pendingAcks), (pending) =>
-        pending.has(claimed.entry.id) || claimed.entry.kind !== "final" || claimed.reclaimed
-          ? recoverAny(claimed)
-          : Effect.flatMap(
-            Effect.either(registry.get(claimed.entry.channel)),
-            (channel): Effect.Effect<RecoveredRow, StoreError | LeaseLost> =>
-              Either.isRight(channel) ? attemptSend(claimed.entry, channel.right) : recoverAny(claimed)
-          )).pipe(
+      Effect.flatMap(Ref.get(pendingAcks), (pending): Effect.Effect<RecoveredRow, StoreError | LeaseLost> => {
+        if (pending.has(claimed.entry.id) || claimed.entry.kind !== "final" || claimed.reclaimed) return recoverAny(claimed)
+        const channel = registry.get(claimed.entry.channel)
+        // the registry answers from a map: its lookup is a completed Exit, read here without an effect step
+        if (Exit.isExit(channel)) {
+          const found = channel as Exit.Exit<Channel, UnknownChannel>
+          return Exit.isSuccess(found) ? attemptSend(claimed.entry, found.value) : recoverAny(claimed)
+        }
+        return Effect.matchEffect(channel, { onFailure: () => recoverAny(claimed), onSuccess: (found) => attemptSend(claimed.entry, found) })
+      }).pipe(
           // one row's store trouble must not sink the batch: the others are still acked
           Effect.catchAll((error) =>
             Effect.as(Effect.logError(`recovery of entry ${claimed.entry.id} failed: ${error.message}`), { _tag: "Errored" } as const)

@@ -13,7 +13,7 @@ import * as Deferred from "effect/Deferred"
 import type { EntryId } from "../../src/Delivery.js"
 import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
-import { Outbox } from "../../src/Outbox.js"
+import { Outbox, type OutboxEvent } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
 import { memoryStoreWith } from "../support/stores.js"
@@ -510,5 +510,36 @@ describe("Outbox.deliver", () => {
         expect(events).toEqual(["enqueued", "sent", "delivered", "enqueued", "retry_scheduled", "enqueued", "terminal"])
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
-})
 
+  it.effect("a subscriber that falls behind loses the oldest events past the buffer, never the newest", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter()
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const gate = yield* Deferred.make<void>()
+        const idOf = (event: OutboxEvent) => (event as { readonly entryId: EntryId }).entryId
+        const all: Array<EntryId> = []
+        const slow: Array<EntryId> = []
+        const fast = yield* Effect.fork(Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(idOf(event)))))
+        // takes one chunk, then stops reading until the gate opens
+        const behind = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
+          Effect.zipRight(Deferred.await(gate), Effect.sync(() => void slow.push(idOf(event))))))
+        yield* TestClock.adjust(1) // let the subscribers start
+        yield* Effect.forEach(Array.from({ length: 15_000 }, (_, i) => i), (i) => outbox.enqueue(reply(`m${i}`, { to: `user-${i}` })), {
+          concurrency: 500,
+          discard: true
+        })
+        yield* TestClock.adjust(1)
+        yield* Deferred.succeed(gate, undefined)
+        yield* TestClock.adjust(1)
+        yield* Fiber.interrupt(fast)
+        yield* Fiber.interrupt(behind)
+        expect(all.length).toBe(15_000)
+        // what it got came in order, ends with the newest event, and is the chunk it held plus the newest 10,000
+        expect(slow.at(-1)).toBe(all.at(-1))
+        expect(slow.length).toBeLessThan(all.length)
+        expect(slow.slice(-10_000)).toEqual(all.slice(-10_000))
+        expect(slow.slice(0, slow.length - 10_000)).toEqual(all.slice(0, slow.length - 10_000))
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }), 60_000)
+})
