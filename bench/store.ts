@@ -33,7 +33,7 @@ const makeEntries = (n: number, conversations: number, now: number) =>
     const out: Array<OutboxEntry> = []
     for (let i = 0; i < n; i++) {
       out.push({
-        id: yield* nextId,
+        id: yield* nextId.next,
         channel: "slack",
         to: `C${i % conversations}`,
         payloads: [{ text: `reply number ${i}: the quick brown fox jumps over the lazy dog` }],

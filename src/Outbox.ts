@@ -187,8 +187,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const repo = yield* OutboxRepo
     const registry = yield* ChannelRegistry
     const config = yield* OutboxConfig
-    const nextId = yield* makeEntryIdGenerator
-    const owner = `${config.nodeId}/${yield* nextId}`
+    const ids = yield* makeEntryIdGenerator
+    const owner = `${config.nodeId}/${yield* ids.next}`
     const sender = Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking })
     const policy = RetryPolicy.fromConfig(config)
     const leaseMs = Duration.toMillis(config.leaseDuration)
@@ -227,7 +227,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(Schedule.intersect(Schedule.recurs(config.ackRetries)))
 
     const newEntry = (request: Effect.Effect.Success<ReturnType<typeof decodeRequest>>, now: number, live: boolean) =>
-      Effect.map(nextId, (id): OutboxEntry => ({
+      Effect.map(ids.at(now), (id): OutboxEntry => ({
         id,
         channel: request.channel,
         to: request.to,
@@ -263,9 +263,12 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       // effects chained rather than a generator on the per-message path (see Sender.send)
       Effect.flatMap(decodeRequest(input), (request) =>
         Effect.flatMap(registry.get(request.channel), (channel) =>
-          Effect.flatMap(Effect.zip(Clock.currentTimeMillis, Effect.runtime<never>()), ([now, runtime]) =>
-            Effect.flatMap(newEntry(request, now, live), (entry) =>
-              writes.submit({ entry, channel, runtime, span })))))
+          // the time and the caller's runtime (`Effect.runtime`) read in one step
+          Effect.withFiberRuntime<Written, StoreError>((fiber, status) => {
+            const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+            const runtime = Runtime.make({ context: fiber.currentContext, fiberRefs: fiber.getFiberRefs(), runtimeFlags: status.runtimeFlags })
+            return Effect.flatMap(newEntry(request, now, live), (entry) => writes.submit({ entry, channel, runtime, span }))
+          })))
 
     /** The caller's runtime with `span` as the parent span of what runs in it. */
     const underSpan = (runtime: Runtime.Runtime<never>, span: Tracer.Span): Runtime.Runtime<never> =>

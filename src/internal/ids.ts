@@ -15,8 +15,14 @@ const encodeTime = (ms: number): string => {
   return out
 }
 
+/** An id generator: `at(now)` is the next id for a time the caller read from the Clock; `next` reads it itself. */
+export interface EntryIdGenerator {
+  readonly next: Effect.Effect<EntryId>
+  readonly at: (now: number) => Effect.Effect<EntryId>
+}
+
 /** Makes an id generator; ids from one generator are strictly increasing, also within one millisecond. */
-export const makeEntryIdGenerator: Effect.Effect<Effect.Effect<EntryId>> = Effect.sync(() => {
+export const makeEntryIdGenerator: Effect.Effect<EntryIdGenerator> = Effect.sync(() => {
   let lastMs = -1
   const random: Array<number> = new Array(16).fill(0)
   const increment = () => {
@@ -28,16 +34,20 @@ export const makeEntryIdGenerator: Effect.Effect<Effect.Effect<EntryId>> = Effec
       random[i] = 0
     }
   }
-  return Effect.gen(function*() {
-    const now = yield* Clock.currentTimeMillis
-    if (now > lastMs) {
-      lastMs = now
+  const encode = () => (encodeTime(lastMs) + random.map((d) => ALPHABET[d]).join("")) as EntryId
+  const fresh = (now: number) =>
+    Effect.gen(function*() {
       for (let i = 0; i < 16; i++) random[i] = yield* Random.nextIntBetween(0, 32)
       // leave headroom so increments within one millisecond never overflow
       random[0] = random[0]! % 16
-    } else {
-      increment()
-    }
-    return (encodeTime(lastMs) + random.map((d) => ALPHABET[d]).join("")) as EntryId
-  })
+      lastMs = now
+      return encode()
+    })
+  // no generator on the common path (another id in the same millisecond, or a clock behind the last id)
+  const at = (now: number): Effect.Effect<EntryId> => {
+    if (now > lastMs) return fresh(now)
+    increment()
+    return Effect.succeed(encode())
+  }
+  return { at, next: Effect.flatMap(Clock.currentTimeMillis, at) }
 })
