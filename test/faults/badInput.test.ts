@@ -315,7 +315,16 @@ describe("bad input corpus", () => {
     // a key present with the value undefined is not an absent key to Schema
     const presentUndefined = fc.constantFrom("accountId", "threadId", "replyToId", "kind", "bestEffort", "idempotencyKey", "silent", "metadata")
       .map((key) => ({ channel: "chat", to: "u", payloads: [{ text: "hi" }], [key]: undefined }))
-    fc.assert(fc.property(fc.oneof(anyRequest, validRequest, presentUndefined), (input) => {
+    // fields inherited from a prototype (Schema reads a required one, and treats an optional one as absent)
+    const inherited = fc.tuple(
+      fc.constantFrom("channel", "to", "payloads", "accountId", "kind", "bestEffort", "idempotencyKey", "silent", "metadata"),
+      fc.constantFrom<unknown>("chat", "", [{ text: "hi" }], "tool", true, 5, { x: 1 })
+    ).map(([key, value]) => {
+      const own: Record<string, unknown> = { channel: "chat", to: "u", payloads: [{ text: "hi" }] }
+      delete own[key]
+      return Object.assign(Object.create({ [key]: value }), own) as Record<string, unknown>
+    })
+    fc.assert(fc.property(fc.oneof(anyRequest, validRequest, presentUndefined, inherited), (input) => {
       expect(decode(input)).toStrictEqual(decodeRequestWithSchema(input))
     }), { numRuns: 1000 })
   })
