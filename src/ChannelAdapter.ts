@@ -164,7 +164,10 @@ const invoke = (
   ctx: SendContext
 ): Effect.Effect<unknown, SendError> => Effect.suspend(() => call(method, ctx))
 
-/** An adapter's own Effect classified: its failures and defects become `SendError`s. */
+/**
+ * An adapter's own Effect classified, whether it completed at once or ran: its failure (the first, as `mapError`
+ * takes it) or else its defect becomes a `SendError`, and so does an Effect that interrupted itself.
+ */
 const classified = (cause: Cause.Cause<unknown>): Exit.Exit<never, SendError> => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) return Exit.fail(classifySafely(failure.value))
@@ -206,17 +209,9 @@ const call = (
   if (Effect.isEffect(out)) {
     // already done (`Effect.succeed`, `Effect.fail` are exits): nothing to wait for
     if (Exit.isExit(out)) return Exit.isSuccess(out) ? Exit.succeed(out.value) : classified(out.cause)
-    // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
-    return (out as Effect.Effect<unknown, unknown>).pipe(
-      Effect.mapError(classifySafely),
-      Effect.catchAllDefect((defect) => Effect.fail(classifySafely(defect))),
-      // so is an Effect that interrupts itself; an interruption from outside (the send timeout) is not caught here
-      Effect.catchAllCause((cause) =>
-        Cause.isInterruptedOnly(cause)
-          ? Effect.fail(new SendError({ message: "the adapter's Effect interrupted itself", retryable: true }))
-          : Effect.failCause(cause)
-      )
-    )
+    // Effect-native adapters are typed to need no services; a defect inside one is still a send failure. An
+    // interruption from outside (the send timeout) is not caught here: no handler runs for it
+    return Effect.catchAllCause(out as Effect.Effect<unknown, unknown>, classified)
   }
   if (typeof then === "function") {
     const thenable = out
