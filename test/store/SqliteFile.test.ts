@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Statement from "@effect/sql/Statement"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -166,21 +167,91 @@ describe("SqliteOutboxRepo.layerFile", () => {
 
   it.effect("claims with an index range scan, not a table scan or a sort", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const plan = yield* sql<{ detail: string }>`EXPLAIN QUERY PLAN SELECT * FROM outbox_entries e
-          WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${1}
-            AND NOT EXISTS (
-              SELECT 1 FROM outbox_entries p
-              WHERE p.ordering_key = e.ordering_key AND p.pending = 1
-                AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
-          ORDER BY e.next_attempt_at, e.id
-          LIMIT ${100}`
-      const details = plan.map((p) => p.detail).join("\n")
-      expect(details).toMatch(/SEARCH e USING INDEX outbox_entries_due \(next_attempt_at>\? AND next_attempt_at<\?\)/)
-      expect(details).toMatch(/SEARCH p USING (COVERING )?INDEX outbox_entries_conversation/)
-      expect(details).not.toMatch(/TEMP B-TREE|SCAN e\b/)
+      const repo = yield* OutboxRepo
+      const plans = yield* plansOf(repo.claim({ owner: "n/1", now: 1, leaseMs: 1000, limit: 100 }))
+      const claim = plans.find((p) => p.text.includes("NOT EXISTS"))!
+      expect(claim.plan).toMatch(/SEARCH e USING INDEX outbox_entries_due \(next_attempt_at>\? AND next_attempt_at<\?\)/)
+      expect(claim.plan).toMatch(/SEARCH p USING (COVERING )?INDEX outbox_entries_conversation/)
+      expect(claim.plan).not.toMatch(/TEMP B-TREE|SCAN e\b/)
     }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))
+
+  it.effect("lists, counts and prunes finished rows through their own indexes, and the backlog through the pending ones", () =>
+    Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      const planOf = (effect: Effect.Effect<unknown, unknown>) =>
+        Effect.map(plansOf(effect), (plans) => plans.map((p) => p.plan).join(" | "))
+      // a table scan would read every delivered row the retention period keeps
+      const noTableScan = /SCAN outbox_entries(?! USING)/
+      const finished = yield* planOf(repo.list({ state: "delivered", channel: "chat", limit: 10 }))
+      expect(finished).toMatch(/SEARCH outbox_entries USING INDEX outbox_entries_finished \(state=\? AND channel=\?\)/)
+      const backlog = yield* planOf(repo.list({ state: "queued", limit: 10 }))
+      expect(backlog).toMatch(/USING INDEX outbox_entries_(expiry|conversation|due)/)
+      expect(backlog).not.toMatch(noTableScan)
+      const stats = yield* planOf(repo.stats(0))
+      expect(stats).toMatch(/SCAN outbox_entries USING (COVERING )?INDEX outbox_entries_finished/)
+      expect(stats).toMatch(/SCAN outbox_entries USING INDEX outbox_entries_(expiry|conversation|due)/)
+      expect(stats).not.toMatch(noTableScan)
+      const prune = yield* planOf(repo.prune(1_000_000, { deliveredMs: 1000, terminalMs: 1000 }))
+      expect(prune.match(/SEARCH outbox_entries USING INDEX outbox_entries_retention \(state=\? AND updated_at<\?\)/g))
+        .toHaveLength(2)
+      expect(prune).not.toMatch(noTableScan)
+    }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))
+
+  it.effect("a file made before the finished rows' indexes is migrated: its rows are listed, counted and pruned as before", () => {
+    const filename = freshFile()
+    const earlier = Object.fromEntries(Object.entries(SqliteOutboxRepo.migrations).filter(([name]) => name < "0004"))
+    const entries = [
+      queuedEntry({ id: entryId("M1"), to: "a", enqueuedAt: 1 }),
+      queuedEntry({ id: entryId("M2"), to: "b", enqueuedAt: 2 }),
+      queuedEntry({ id: entryId("M3"), to: "c", enqueuedAt: 3 })
+    ]
+    return Effect.gen(function*() {
+      // the schema as the previous release left it: M1 delivered, M2 in flight, M3 queued
+      yield* Effect.gen(function*() {
+        yield* Migrator.make({})({ loader: Migrator.fromRecord(earlier), table: "effect_outbox_migrations" })
+        const repo = yield* SqliteOutboxRepo.make
+        yield* repo.insert(entries)
+        yield* repo.claim({ owner: "old/1", now: 10, leaseMs: 1000, limit: 2 })
+        yield* repo.ack("old/1", [{ id: entryId("M1"), partsDelivered: 1 }], 20)
+      }).pipe(Effect.provide(SqliteClient.layer({ filename })))
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const repo = yield* OutboxRepo
+        const indexes = yield* sql<{ name: string; partial: number }>`SELECT name, partial FROM pragma_index_list('outbox_entries')
+          WHERE name IN ('outbox_entries_finished', 'outbox_entries_retention', 'outbox_entries_admin') ORDER BY name`
+        expect(indexes).toEqual([{ name: "outbox_entries_finished", partial: 1 }, { name: "outbox_entries_retention", partial: 1 }])
+        const ids = (rows: ReadonlyArray<{ readonly id: string }>) => rows.map((r) => r.id)
+        expect(ids(yield* repo.list({ state: "delivered" }))).toEqual(["M1"])
+        expect(ids(yield* repo.list({ state: "in_flight", channel: "slack" }))).toEqual(["M2"])
+        expect(ids(yield* repo.list({ state: "queued" }))).toEqual(["M3"])
+        const stats = yield* repo.stats(100)
+        expect(stats.byState).toMatchObject({ delivered: 1, in_flight: 1, queued: 1 })
+        expect(stats.total).toBe(3)
+        expect(yield* repo.prune(10_000, { deliveredMs: 1000, terminalMs: 1000 })).toEqual({ delivered: 1, terminal: 0 })
+        expect(ids(yield* repo.list({}))).toEqual(["M3", "M2"])
+      }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename })))
+    })
+  })
 })
+
+/** Runs `effect`, then asks SQLite for the plan of each SELECT or DELETE statement it ran, with its parameters. */
+const plansOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const ran: Array<readonly [string, ReadonlyArray<unknown>]> = []
+    yield* effect.pipe(Statement.withTransformer((statement) => {
+      ran.push(statement.compile())
+      return Effect.succeed(statement)
+    }))
+    return yield* Effect.forEach(
+      ran.filter(([text]) => /^\s*(SELECT|DELETE)/i.test(text)),
+      ([text, params]) =>
+        Effect.map(
+          sql.unsafe<{ detail: string }>(`EXPLAIN QUERY PLAN ${text}`, params as Array<unknown>),
+          (rows) => ({ text, plan: rows.map((r) => r.detail).join("\n") })
+        )
+    )
+  })
 
 describe("SqliteOutboxRepo with rows corrupted at rest", () => {
   it.effect("reports a row whose JSON no longer decodes, claims the rest, and quarantines it", () =>
