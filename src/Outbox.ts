@@ -32,6 +32,7 @@ import type { EntryId, EntryState, OutboxEntry, OutboxStats, TerminalReason } fr
 import { decodeRequest } from "./Delivery.js"
 import type { EntryNotFound, InvalidRequest, LeaseLost, SendError, TransitionRejected, UnknownChannel } from "./DeliveryError.js"
 import { AckFailed, PartialDeliveryFailure, SendFailed, StoreError } from "./DeliveryError.js"
+import { isCompleted, isDone } from "./internal/completed.js"
 import * as GroupCommit from "./internal/groupCommit.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Metrics from "./Metrics.js"
@@ -138,6 +139,8 @@ interface Write {
   readonly entry: OutboxEntry
   readonly channel: Channel
   readonly runtime: Runtime.Runtime<never>
+  /** the caller's clock: the send's TTL check reads it, as it would in the caller's fiber */
+  readonly clock: Clock.Clock
   readonly span: Tracer.Span | undefined
 }
 
@@ -265,9 +268,12 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         Effect.flatMap(registry.get(request.channel), (channel) =>
           // the time and the caller's runtime (`Effect.runtime`) read in one step
           Effect.withFiberRuntime<Written, StoreError>((fiber, status) => {
-            const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+            const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
             const runtime = Runtime.make({ context: fiber.currentContext, fiberRefs: fiber.getFiberRefs(), runtimeFlags: status.runtimeFlags })
-            return Effect.flatMap(newEntry(request, now, live), (entry) => writes.submit({ entry, channel, runtime, span }))
+            return Effect.flatMap(
+              newEntry(request, clock.unsafeCurrentTimeMillis(), live),
+              (entry) => writes.submit({ entry, channel, runtime, clock, span })
+            )
           })))
 
     /** The caller's runtime with `span` as the parent span of what runs in it. */
@@ -403,23 +409,32 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     })
     yield* Effect.forkScoped(renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 4)))))
 
-    /** TTL check, then send, then record a failure; success is acked by the caller (lease renewal: see `sending`). */
-    const attemptSend = (entry: OutboxEntry, channel: Channel): Effect.Effect<Attempt, StoreError> =>
-      // effects chained rather than a generator: this runs once per message (see Sender.send)
-      Effect.clockWith((clock): Effect.Effect<Attempt, StoreError> => {
-        const now = clock.unsafeCurrentTimeMillis()
-        if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") return expireUnsent(entry, now)
-        return sender.send(entry, channel, { attempt: entry.attemptCount + 1 }).pipe(
-          Effect.matchEffect({
-            onSuccess: (report) =>
-              Effect.as(
-                emitNow(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: report.outcomes.length })),
-                { _tag: "Sent", report } as const
-              ),
-            onFailure: (error) => Effect.map(recordSendFailure(entry, error), (recorded) => ({ _tag: "Failed", error: recorded }) as const)
-          })
-        )
+    /** A sent row's attempt, its `sent` event published: at once (an `Exit`) while the event buffer has room. */
+    const sentAttempt = (entry: OutboxEntry, report: SendReport): Effect.Effect<Attempt> => {
+      const attempt: Attempt = { _tag: "Sent", report }
+      const announced = emitNow(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts: report.outcomes.length }))
+      return isCompleted(announced) ? Exit.succeed(attempt) : Effect.as(announced, attempt)
+    }
+
+    /**
+     * TTL check at `now`, then send, then record a failure; success is acked by the caller (lease renewal: see
+     * `sending`). Started at once: when the adapter answered without suspending and nothing else needs an effect, the
+     * result is an `Exit` and the row needs no fiber; otherwise it is the rest of the attempt, still to run. Effects
+     * chained rather than a generator: this runs once per message (see Sender.send).
+     */
+    const attemptNow = (entry: OutboxEntry, channel: Channel, now: number): Effect.Effect<Attempt, StoreError> => {
+      if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") return expireUnsent(entry, now)
+      const sent = sender.sendNow(entry, channel, { attempt: entry.attemptCount + 1 })
+      if (isDone(sent)) return sentAttempt(entry, sent.value)
+      return Effect.matchEffect(sent, {
+        onSuccess: (report) => sentAttempt(entry, report),
+        onFailure: (error) => Effect.map(recordSendFailure(entry, error), (recorded) => ({ _tag: "Failed", error: recorded }) as const)
       })
+    }
+
+    /** `attemptNow` at the time it runs. */
+    const attemptSend = (entry: OutboxEntry, channel: Channel): Effect.Effect<Attempt, StoreError> =>
+      Effect.clockWith((clock) => attemptNow(entry, channel, clock.unsafeCurrentTimeMillis()))
 
     /** A leased row found past its TTL before its send: expired, not sent. */
     const expireUnsent = (entry: OutboxEntry, now: number): Effect.Effect<Attempt, StoreError> =>
@@ -498,16 +513,23 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             written.push({ _tag: "Stored", result })
             continue
           }
-          const { channel, runtime, span } = items[i]!
-          const handoff = { inline: true }
-          // the runtime with the span is made here, not by the caller: held through the wait for the writer, it cost more
-          const fiber = Runtime.runFork(span === undefined ? runtime : underSpan(runtime, span))(liveSend(result.entry, channel, handoff))
-          handoff.inline = false
-          const exit = fiber.unsafePoll()
-          if (exit === null) {
-            trackSuspended(result.entry, fiber)
-            written.push({ _tag: "Sending", entry: result.entry, fiber })
-            continue
+          const item = items[i]!
+          let exit: Exit.Exit<Attempt, StoreError | AckFailed> | null
+          const started = startLive(item, result.entry)
+          if (isCompleted(started)) exit = started
+          else {
+            // it suspends, or has effects to run: the rest runs in a fiber of its own, in its caller's runtime under
+            // `deliver`'s span (made here, not by the caller: held through the wait for the writer, it cost more)
+            const handoff = { inline: true }
+            const runtime = item.span === undefined ? item.runtime : underSpan(item.runtime, item.span)
+            const fiber = Runtime.runFork(runtime)(liveSend(result.entry, started, handoff))
+            handoff.inline = false
+            exit = fiber.unsafePoll()
+            if (exit === null) {
+              trackSuspended(result.entry, fiber)
+              written.push({ _tag: "Sending", entry: result.entry, fiber })
+              continue
+            }
           }
           written.push({ _tag: "Done", entry: result.entry, attempt: exit, ack: undefined })
           if (Exit.isSuccess(exit) && exit.value._tag === "Sent") {
@@ -539,17 +561,33 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       })
 
     /**
-     * A live row's send, started by the writer. One that finishes while the writer starts it leaves its ack to the
-     * writer's batch; one that suspends acks itself when it ends, so its row is acked even if its caller is gone.
+     * A live row's send, started by the writer at once: counted and announced under its caller's metric labels (before
+     * the send starts, so observers see enqueued, then sent), then attempted on the caller's clock. An `Exit` when it
+     * completed there; otherwise the rest, for `liveSend`. A defect thrown here (a chunker of the channel's, say) ends
+     * this row alone, as it would have ended the row's fiber.
      */
-    const liveSend = (entry: OutboxEntry, channel: Channel, handoff: { readonly inline: boolean }) =>
-      // announced before the send starts, so observers see enqueued, then sent
-      Effect.zipRight(onEnqueued(entry), attemptSend(entry, channel)).pipe(
-        Effect.tap((attempt) => {
-          sending.delete(entry.id) // sent or failed: no more renewals (an ack or failure write follows)
-          return handoff.inline || attempt._tag !== "Sent" ? Effect.void : ackLive(entry, attempt.report.partsDelivered)
-        })
-      )
+    const startLive = (item: Write, entry: OutboxEntry): Effect.Effect<Attempt, StoreError> => {
+      try {
+        Metrics.enqueued.unsafeUpdate(1, FiberRefs.getOrDefault(item.runtime.fiberRefs, FiberRef.currentMetricLabels))
+        const announced = emitNow(OutboxEvent.enqueued({ entryId: entry.id, channel: entry.channel }))
+        if (!isCompleted(announced)) {
+          return Effect.zipRight(announced, Effect.suspend(() => attemptNow(entry, item.channel, item.clock.unsafeCurrentTimeMillis())))
+        }
+        return attemptNow(entry, item.channel, item.clock.unsafeCurrentTimeMillis())
+      } catch (defect) {
+        return Exit.die(defect)
+      }
+    }
+
+    /**
+     * The rest of a live row's send, in a fiber of its own. One that finishes while the writer starts it leaves its ack
+     * to the writer's batch; one that suspends acks itself when it ends, so its row is acked even if its caller is gone.
+     */
+    const liveSend = (entry: OutboxEntry, started: Effect.Effect<Attempt, StoreError>, handoff: { readonly inline: boolean }) =>
+      Effect.tap(started, (attempt) => {
+        sending.delete(entry.id) // sent or failed: no more renewals (an ack or failure write follows)
+        return handoff.inline || attempt._tag !== "Sent" ? Effect.void : ackLive(entry, attempt.report.partsDelivered)
+      })
 
     /**
      * The caller's side of a live send: waits for it if it suspended, and acks it if the writer could not (under

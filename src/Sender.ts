@@ -11,6 +11,7 @@
  *   (never success) whose `partsDelivered` is the resume point (the parts before the first failed
  *   one), `retryable` is true only if every failed part is, and `retryAfterMs` is the longest asked for.
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -23,6 +24,7 @@ import type { ChunkConfig } from "./Chunking.js"
 import type { OutboxEntry } from "./Delivery.js"
 import { PartialDeliveryFailure, SendError } from "./DeliveryError.js"
 import { describeFailure } from "./internal/classify.js"
+import { isCompleted } from "./internal/completed.js"
 import { DeadlineWatch, syncFirstTimeout } from "./internal/syncFirstTimeout.js"
 import * as SendPlan from "./SendPlan.js"
 
@@ -83,6 +85,15 @@ export class Sender extends Context.Tag("effect-outbox/Sender")<Sender, {
   readonly plan: (entry: SendPlan.PlanEntry, channel: Channel) => SendPlan.SendPlan
   /** sends the parts from `entry.partsDelivered` on; see the module doc for the failure shapes */
   readonly send: (
+    entry: SendEntry,
+    channel: Channel,
+    options: SendOptions
+  ) => Effect.Effect<SendReport, SendError | PartialDeliveryFailure>
+  /**
+   * `send`, started now: the adapter calls that complete without suspending are made here, and a send that completed
+   * comes back as an `Exit` (no fiber needed); otherwise the rest of the send, which never repeats a call made
+   */
+  readonly sendNow: (
     entry: SendEntry,
     channel: Channel,
     options: SendOptions
@@ -154,102 +165,121 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
   const watch = new DeadlineWatch()
   const plan = (entry: SendPlan.PlanEntry, channel: Channel) => SendPlan.make(entry, channel, options.chunking)
 
+  /** Calls the adapter for one part at once; an `Exit` if the call completed without suspending. */
   const sendPart = (
     entry: SendEntry,
     channel: Channel,
     part: SendPlan.Part,
     partCount: number,
     attempt: number
-  ): Effect.Effect<DeliveredPart, SendError> =>
-    Either.match(methodFor(channel, part), {
-      // content the adapter cannot take will not become sendable by retrying
-      onLeft: (reason) => Effect.fail(new SendError({ message: reason, retryable: false })),
-      onRight: (method) =>
-        Effect.suspend(() => {
-          const ctx = contextFor(entry, part, partCount, attempt)
-          // an adapter call that completed at once needs no fiber and no timer
-          const started = method.now === undefined ? method(ctx) : method.now(ctx)
-          return Exit.isExit(started) ? started : syncFirstTimeout(started, {
-            duration: timeout,
-            watch,
-            onTimeout: () =>
-              new SendError({
-                message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
-                retryable: true
-              })
-          })
-        }).pipe(
-          Effect.map((result): DeliveredPart => ({
-            index: part.index,
-            kind: part.kind as DeliveredPart["kind"],
-            messageId: result.messageId,
-            result
-          }))
-        )
+  ): Effect.Effect<DeliveredPart, SendError> => {
+    const method = methodFor(channel, part)
+    // content the adapter cannot take will not become sendable by retrying
+    if (Either.isLeft(method)) return Exit.fail(new SendError({ message: method.left, retryable: false }))
+    const send = method.right
+    const ctx = contextFor(entry, part, partCount, attempt)
+    const started = send.now === undefined ? send(ctx) : send.now(ctx)
+    const delivered = (result: SendResult): DeliveredPart => ({
+      index: part.index,
+      kind: part.kind as DeliveredPart["kind"],
+      messageId: result.messageId,
+      result
     })
+    // an adapter call that completed at once needs no fiber and no timer
+    if (isCompleted(started)) return Exit.map(started, delivered)
+    return Effect.map(
+      syncFirstTimeout(started, {
+        duration: timeout,
+        watch,
+        onTimeout: () =>
+          new SendError({
+            message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
+            retryable: true
+          })
+      }),
+      delivered
+    )
+  }
 
-  // a loop of effects rather than a generator: this runs once per message, and a generator costs more than a no-op send
+  /**
+   * Starts the send at once: every part whose adapter call completes without suspending is sent right here, and the
+   * result is an `Exit` when all of them did. Otherwise it is the rest of the send, still to run (the parts already
+   * called are never called again). A loop of effects rather than a generator: this runs once per message, and a
+   * generator costs more than a no-op send.
+   */
+  const sendNow = (
+    entry: SendEntry,
+    channel: Channel,
+    sendOptions: SendOptions
+  ): Effect.Effect<SendReport, SendError | PartialDeliveryFailure> => {
+    const { parts, warnings } = plan(entry, channel)
+    const start = Math.min(Math.max(0, entry.partsDelivered), parts.length)
+    // best effort: parts that went out in an earlier attempt past a failed one are not sent again
+    const already = new Set(entry.deliveredParts ?? [])
+    const remaining = already.size === 0 ? parts.slice(start) : parts.slice(start).filter((part) => !already.has(part.index))
+    const outcomes: Array<DeliveredPart> = []
+    const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> = []
+    const finish = (): Exit.Exit<SendReport, PartialDeliveryFailure> => {
+      if (failures.length === 0) {
+        return Exit.succeed({ entryId: entry.id, partsTotal: parts.length, partsDelivered: parts.length, outcomes })
+      }
+      const retryable = failures.every((f) => f.error.retryable)
+      const retryAfterMs = retryable
+        ? failures.reduce<number | undefined>(
+          (max, f) => f.error.retryAfterMs === undefined ? max : Math.max(max ?? 0, f.error.retryAfterMs),
+          undefined
+        )
+        : undefined
+      const resumeAt = failures[0]!.index
+      const deliveredPast = [...already, ...outcomes.map((o) => o.index)].filter((i) => i > resumeAt).sort((a, b) => a - b)
+      return Exit.fail(
+        new PartialDeliveryFailure({
+          entryId: entry.id,
+          partsDelivered: resumeAt,
+          ...(deliveredPast.length > 0 ? { deliveredParts: deliveredPast } : {}),
+          partsFailed: failures.length,
+          errors: failures.map((f) => `part ${f.index} (${f.kind}): ${f.error.message}`),
+          retryable,
+          ...(retryAfterMs !== undefined ? { retryAfterMs } : {})
+        })
+      )
+    }
+    const onSent = (i: number) => (delivered: DeliveredPart) => {
+      outcomes.push(delivered)
+      return from(i + 1)
+    }
+    const onFailed = (i: number, part: SendPlan.Part) => (error: SendError) => {
+      if (!entry.bestEffort) return Exit.fail(withProgress(error, part.index, part.index))
+      failures.push({ index: part.index, kind: part.kind, error })
+      return from(i + 1)
+    }
+    const from = (i: number): Effect.Effect<SendReport, SendError | PartialDeliveryFailure> => {
+      const part = remaining[i]
+      if (part === undefined) return finish()
+      const started = sendPart(entry, channel, part, parts.length, sendOptions.attempt)
+      if (isCompleted(started)) {
+        if (Exit.isSuccess(started)) return onSent(i)(started.value)
+        const failure = Cause.failureOption(started.cause)
+        // a defect is not a send failure: it ends the send as it would have ended a running one
+        if (Option.isNone(failure)) return started as Exit.Exit<never, never>
+        return onFailed(i, part)(failure.value)
+      }
+      return Effect.matchEffect(started, { onSuccess: onSent(i), onFailure: onFailed(i, part) })
+    }
+    if (warnings.length === 0) return from(0)
+    return Effect.zipRight(
+      Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true }).pipe(
+        Effect.annotateLogs({ channel: entry.channel, entryId: entry.id })
+      ),
+      Effect.suspend(() => from(0))
+    )
+  }
+
   const send = (
     entry: SendEntry,
     channel: Channel,
     sendOptions: SendOptions
-  ): Effect.Effect<SendReport, SendError | PartialDeliveryFailure> =>
-    Effect.suspend(() => {
-      const { parts, warnings } = plan(entry, channel)
-      const start = Math.min(Math.max(0, entry.partsDelivered), parts.length)
-      // best effort: parts that went out in an earlier attempt past a failed one are not sent again
-      const already = new Set(entry.deliveredParts ?? [])
-      const remaining = already.size === 0 ? parts.slice(start) : parts.slice(start).filter((part) => !already.has(part.index))
-      const outcomes: Array<DeliveredPart> = []
-      const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> = []
-      const finish = (): Effect.Effect<SendReport, PartialDeliveryFailure> => {
-        if (failures.length === 0) {
-          return Effect.succeed({ entryId: entry.id, partsTotal: parts.length, partsDelivered: parts.length, outcomes })
-        }
-        const retryable = failures.every((f) => f.error.retryable)
-        const retryAfterMs = retryable
-          ? failures.reduce<number | undefined>(
-            (max, f) => f.error.retryAfterMs === undefined ? max : Math.max(max ?? 0, f.error.retryAfterMs),
-            undefined
-          )
-          : undefined
-        const resumeAt = failures[0]!.index
-        const deliveredPast = [...already, ...outcomes.map((o) => o.index)].filter((i) => i > resumeAt).sort((a, b) => a - b)
-        return Effect.fail(
-          new PartialDeliveryFailure({
-            entryId: entry.id,
-            partsDelivered: resumeAt,
-            ...(deliveredPast.length > 0 ? { deliveredParts: deliveredPast } : {}),
-            partsFailed: failures.length,
-            errors: failures.map((f) => `part ${f.index} (${f.kind}): ${f.error.message}`),
-            retryable,
-            ...(retryAfterMs !== undefined ? { retryAfterMs } : {})
-          })
-        )
-      }
-      const from = (i: number): Effect.Effect<SendReport, SendError | PartialDeliveryFailure> => {
-        const part = remaining[i]
-        if (part === undefined) return finish()
-        return Effect.matchEffect(sendPart(entry, channel, part, parts.length, sendOptions.attempt), {
-          onSuccess: (delivered) => {
-            outcomes.push(delivered)
-            return from(i + 1)
-          },
-          onFailure: (error) => {
-            if (!entry.bestEffort) return Effect.fail(withProgress(error, part.index, part.index))
-            failures.push({ index: part.index, kind: part.kind, error })
-            return from(i + 1)
-          }
-        })
-      }
-      if (warnings.length === 0) return from(0)
-      return Effect.zipRight(
-        Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true }).pipe(
-          Effect.annotateLogs({ channel: entry.channel, entryId: entry.id })
-        ),
-        from(0)
-      )
-    })
+  ): Effect.Effect<SendReport, SendError | PartialDeliveryFailure> => Effect.suspend(() => sendNow(entry, channel, sendOptions))
   // no span or log annotation per send: on this hot path they cost more than a no-op adapter call
   // (the caller's `Outbox.deliver` / `Outbox.runRecoveryPass` spans cover it)
 
@@ -276,7 +306,7 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
       }
     })
 
-  return { plan, send, reconcile }
+  return { plan, send, sendNow, reconcile }
 }
 
 /** The sender as a layer. */

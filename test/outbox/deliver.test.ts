@@ -10,6 +10,7 @@ import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
+import type { Returned, SendResult } from "../../src/ChannelAdapter.js"
 import type { EntryId } from "../../src/Delivery.js"
 import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
@@ -367,6 +368,75 @@ describe("Outbox.deliver", () => {
         expect([yield* latencies("labels-fast"), yield* latencies("labels-slow")]).toEqual([[1, 0], [1, 1000]])
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
+
+  // The writer starts each send at once; an adapter that answers without suspending completes there, with no fiber
+  // of its own. Each style must give the caller, the store, the events and the metrics the same thing.
+  const answering: ReadonlyArray<readonly [string, (n: number) => unknown]> = [
+    ["a plain value", (n) => ({ messageId: `m-${n}` })],
+    ["Effect.succeed", (n) => Effect.succeed({ messageId: `m-${n}` })],
+    ["an Effect that runs", (n) => Effect.map(Effect.yieldNow(), () => ({ messageId: `m-${n}` }))],
+    ["a Promise", (n) => Promise.resolve({ messageId: `m-${n}` })]
+  ]
+  for (const [style, answer] of answering) {
+    it.effect(`an adapter answering with ${style}: the same outcomes, rows, events and metrics`, () =>
+      Effect.gen(function*() {
+        let calls = 0
+        // a JavaScript plugin may answer with a plain value, which the adapter type does not admit
+        const adapter = { outboundContract: "v2" as const, sendFinal: () => answer(++calls) as Returned<SendResult> }
+        const gateway = `answer-${style}`
+        const tagged = (metric: Metric.Metric.Counter<number>) => counter(Metric.tagged(metric, "gateway", gateway))
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          const events: Array<[string, EntryId]> = []
+          const watcher = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
+            Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))))
+          yield* TestClock.adjust(1) // the watcher subscribes
+          const outcomes = yield* Effect.forEach(
+            ["a", "b", "c"],
+            (to) => outbox.deliver(reply(`to ${to}`, { to })).pipe(Effect.tagMetrics("gateway", gateway)),
+            { concurrency: "unbounded" }
+          )
+          yield* TestClock.adjust(1)
+          yield* Fiber.interrupt(watcher)
+          expect(calls).toBe(3)
+          expect(outcomes.map((o) => o._tag)).toEqual(["Delivered", "Delivered", "Delivered"])
+          const ids = outcomes.map((o) => o.entryId)
+          const rows = yield* Effect.forEach(ids, getRow)
+          expect(rows.map((r) => [r.state, r.partsDelivered, r.leaseOwner])).toEqual(Array(3).fill(["delivered", 1, null]))
+          for (const id of ids) {
+            expect(events.filter(([, of]) => of === id).map(([tag]) => tag)).toEqual(["enqueued", "sent", "delivered"])
+          }
+          expect([yield* tagged(Metrics.enqueued), yield* tagged(Metrics.delivered)]).toEqual([3, 3])
+        }).pipe(Effect.provide(outboxLayer({ chat: adapter })))
+      }))
+  }
+
+  it.effect("with the event buffer full, deliveries whose adapter answers at once still go out, and events slide", () =>
+    Effect.gen(function*() {
+      const adapter = { outboundContract: "v2" as const, sendFinal: () => ({ messageId: "m" }) as unknown as Returned<SendResult> }
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const gate = yield* Deferred.make<void>()
+        const all: Array<string> = []
+        const fast = yield* Effect.fork(Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(event._tag))))
+        // a subscriber that stops reading: the buffer fills, and publishing goes through the sliding publish
+        const behind = yield* Effect.fork(Stream.runForEach(outbox.events, () => Deferred.await(gate)))
+        yield* TestClock.adjust(1)
+        const outcomes = yield* Effect.forEach(
+          Array.from({ length: 4_000 }, (_, i) => i),
+          (i) => outbox.deliver(reply(`m${i}`, { to: `user-${i}` })),
+          { concurrency: 500 }
+        )
+        yield* TestClock.adjust(1)
+        yield* Fiber.interrupt(fast)
+        yield* Fiber.interrupt(behind)
+        expect(outcomes.every((o) => o._tag === "Delivered")).toBe(true)
+        expect((yield* outbox.stats).byState.delivered).toBe(4_000)
+        // three events a delivery, more than the 10,000 the buffer holds; the reader that kept up saw all of them
+        expect(all.length).toBe(12_000)
+        expect(["enqueued", "sent", "delivered"].map((tag) => all.filter((t) => t === tag).length)).toEqual([4_000, 4_000, 4_000])
+      }).pipe(Effect.provide(outboxLayer({ chat: adapter })))
+    }), 60_000)
 
   it.effect("the adapter call runs under the caller's Outbox.deliver span, which ends with the outcome", () =>
     Effect.gen(function*() {
