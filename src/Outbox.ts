@@ -659,25 +659,35 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       return result.delivered + result.terminal
     }).pipe(Effect.withSpan("Outbox.prune", SPAN_OPTIONS))
 
-    /** The worker's handling of one claimed row; a `Sent` row is acked by the caller. */
-    const recover = (claimed: ClaimedEntry): Effect.Effect<RecoveredRow> =>
-      // the common row (a final reply of a known channel, not reclaimed from a crash, no ack pending) goes straight to
-      // its send, with no generator on the per-message path (see Sender.send)
-      Effect.flatMap(Ref.get(pendingAcks), (pending): Effect.Effect<RecoveredRow, StoreError | LeaseLost> => {
-        if (pending.has(claimed.entry.id) || claimed.entry.kind !== "final" || claimed.reclaimed) return recoverAny(claimed)
-        const channel = registry.get(claimed.entry.channel)
-        // the registry answers from a map: its lookup is a completed Exit, read here without an effect step
-        if (Exit.isExit(channel)) {
-          const found = channel as Exit.Exit<Channel, UnknownChannel>
-          return Exit.isSuccess(found) ? attemptSend(claimed.entry, found.value) : recoverAny(claimed)
+    /** One row's store trouble must not sink the batch: it is logged, and the others are still acked. */
+    const orErrored = (claimed: ClaimedEntry, handling: Effect.Effect<RecoveredRow, StoreError | LeaseLost>): Effect.Effect<RecoveredRow> =>
+      Effect.catchAll(handling, (error) =>
+        Effect.as(Effect.logError(`recovery of entry ${claimed.entry.id} failed: ${error.message}`), { _tag: "Errored" } as const))
+
+    /**
+     * The worker's handling of one claimed row, started at once (a `Sent` row is acked by the caller). The common row
+     * (a final reply of a known channel, not reclaimed from a crash, no ack pending in `pending`) goes straight to its
+     * send at `now`; when that completed without suspending the result is an `Exit` and the row needs no fiber.
+     * Otherwise it is the rest of the handling, still to run. A defect thrown here ends this row alone.
+     */
+    const startRecovery = (claimed: ClaimedEntry, pending: ReadonlyMap<EntryId, SentRow>, now: number): Effect.Effect<RecoveredRow> => {
+      try {
+        const { entry } = claimed
+        if (pending.has(entry.id) || entry.kind !== "final" || claimed.reclaimed) return orErrored(claimed, recoverAny(claimed))
+        const channel = registry.get(entry.channel)
+        if (!isCompleted(channel)) {
+          return orErrored(claimed, Effect.matchEffect(channel, {
+            onFailure: () => recoverAny(claimed),
+            onSuccess: (found) => attemptSend(entry, found)
+          }))
         }
-        return Effect.matchEffect(channel, { onFailure: () => recoverAny(claimed), onSuccess: (found) => attemptSend(claimed.entry, found) })
-      }).pipe(
-          // one row's store trouble must not sink the batch: the others are still acked
-          Effect.catchAll((error) =>
-            Effect.as(Effect.logError(`recovery of entry ${claimed.entry.id} failed: ${error.message}`), { _tag: "Errored" } as const)
-          )
-        )
+        if (Exit.isFailure(channel)) return orErrored(claimed, recoverAny(claimed))
+        const attempt = attemptNow(entry, channel.value, now)
+        return isDone(attempt) ? Exit.succeed(attempt.value) : orErrored(claimed, attempt)
+      } catch (defect) {
+        return Exit.die(defect)
+      }
+    }
 
     /** Any claimed row: an ack still pending, a progress message, an unknown channel, a row reclaimed from a crash. */
     const recoverAny = (claimed: ClaimedEntry): Effect.Effect<RecoveredRow, StoreError | LeaseLost> =>
@@ -769,12 +779,12 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     }
 
     /**
-     * A worker row's send. One that finishes while the pass starts it (the adapter did not suspend) leaves its
-     * outcome in `handoff`, and the pass acks it with the rest of its batch in one write. One that suspends acks
-     * itself when it ends, and its slot is freed when its fiber ends (an observer the pass adds).
+     * The rest of a worker row's handling (see `startRecovery`), in a fiber of its own. One that finishes while the pass
+     * starts it leaves its outcome in `handoff`, and the pass acks it with the rest of its batch in one write. One
+     * that suspends acks itself when it ends, and its slot is freed when its fiber ends (an observer the pass adds).
      */
-    const work = (claimed: ClaimedEntry, handoff: Handoff) =>
-      Effect.flatMap(recover(claimed), (outcome) => {
+    const work = (claimed: ClaimedEntry, started: Effect.Effect<RecoveredRow>, handoff: Handoff) =>
+      Effect.flatMap(started, (outcome) => {
         if (handoff.inline) {
           handoff.outcome = outcome
           return Effect.void
@@ -827,7 +837,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
     const runRecoveryPassUntil = (stop: Effect.Effect<boolean>) =>
       Effect.gen(function*() {
-        const start = yield* Clock.currentTimeMillis
+        const clock = yield* Effect.clock
+        const start = clock.unsafeCurrentTimeMillis()
         const deadline = start + Duration.toMillis(config.workerInterval) * config.workerBudget
         const untilDeadline = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(Math.max(0, deadline - now)))
         const outOfTime = Effect.zipWith(Clock.currentTimeMillis, stop, (now, stopping) => stopping || now >= deadline)
@@ -880,26 +891,31 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             if (batch.claimed.length < limit) yield* releaseSlots(limit - batch.claimed.length)
             let finished = 0
             const sent: Array<SentRow> = []
+            const pending = yield* Ref.get(pendingAcks)
             for (const claimed of batch.claimed) {
-              const handoff: Handoff = { inline: true, outcome: undefined }
-              const fiber = startWork(work(claimed, handoff))
-              handoff.inline = false
-              if (handoff.outcome === undefined) {
-                const exit = fiber.unsafePoll()
-                if (exit === null) {
-                  // suspended: it acks itself, and frees its slot when it ends
-                  trackSuspended(claimed.entry, fiber)
-                  fiber.addObserver(freeSlotOnExit)
-                  running.push(fiber)
-                  continue
+              const started = startRecovery(claimed, pending, clock.unsafeCurrentTimeMillis())
+              let outcome = isDone(started) ? started.value : undefined
+              if (outcome === undefined) {
+                const handoff: Handoff = { inline: true, outcome: undefined }
+                const fiber = startWork(work(claimed, started, handoff))
+                handoff.inline = false
+                outcome = handoff.outcome
+                if (outcome === undefined) {
+                  const exit = fiber.unsafePoll()
+                  if (exit === null) {
+                    // suspended: it acks itself, and frees its slot when it ends
+                    trackSuspended(claimed.entry, fiber)
+                    fiber.addObserver(freeSlotOnExit)
+                    running.push(fiber)
+                    continue
+                  }
+                  // it ended without an outcome (a defect): its slot is the pass's to free
+                  yield* Effect.logError(`recovery of entry ${claimed.entry.id} died`, Exit.isFailure(exit) ? exit.cause : Cause.empty)
                 }
-                // it ended without an outcome (a defect): its slot is the pass's to free
-                yield* Effect.logError(`recovery of entry ${claimed.entry.id} died`, Exit.isFailure(exit) ? exit.cause : Cause.empty)
-              } else {
-                count(handoff.outcome)
-                if (handoff.outcome._tag === "Sent") {
-                  sent.push({ entry: claimed.entry, partsDelivered: handoff.outcome.report.partsDelivered })
-                }
+              }
+              if (outcome !== undefined) {
+                count(outcome)
+                if (outcome._tag === "Sent") sent.push({ entry: claimed.entry, partsDelivered: outcome.report.partsDelivered })
               }
               finished++
             }

@@ -9,8 +9,10 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import * as Stream from "effect/Stream"
+import type { Returned, SendContext, SendResult } from "../../src/ChannelAdapter.js"
 import type { EntryId, OutboxEntry } from "../../src/Delivery.js"
-import { StoreError } from "../../src/DeliveryError.js"
+import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
@@ -35,6 +37,56 @@ const withWorker = <A, E, R>(config: Parameters<typeof testConfig>[0], body: Eff
   })
 
 describe("RecoveryWorker", () => {
+  // A pass starts each claimed row at once; a row whose adapter answers without suspending completes there, with no
+  // fiber of its own. Each style must give the store, the events, the metrics and the pass's report the same thing,
+  // with one adapter call per row.
+  const answering: ReadonlyArray<readonly [string, (n: number) => unknown]> = [
+    ["a plain value", (n) => ({ messageId: `m-${n}` })],
+    ["Effect.succeed", (n) => Effect.succeed({ messageId: `m-${n}` })],
+    ["an Effect that runs", (n) => Effect.map(Effect.yieldNow(), () => ({ messageId: `m-${n}` }))],
+    ["a Promise", (n) => Promise.resolve({ messageId: `m-${n}` })]
+  ]
+  for (const [style, answer] of answering) {
+    it.effect(`a pass over an adapter answering with ${style}: the same rows, events, metrics and report`, () =>
+      Effect.gen(function*() {
+        const calls: Array<string> = []
+        // a JavaScript plugin may answer with a plain value, which the adapter type does not admit
+        const adapter = {
+          outboundContract: "v2" as const,
+          sendFinal: (ctx: SendContext) => {
+            calls.push(ctx.text)
+            // the third call fails at once: recorded for a retry, as a failure that ran would be
+            return (calls.length === 3 ? Effect.fail(new SendError({ message: "HTTP 503", retryable: true })) : answer(calls.length)) as Returned<SendResult>
+          }
+        }
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          const ids = yield* Effect.forEach(["a", "b", "a", "c"], (to, i) => outbox.enqueue(reply(`${to}${i}`, { to })))
+          const events: Array<[string, EntryId]> = []
+          const watcher = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
+            Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))))
+          yield* TestClock.adjust(1) // the watcher subscribes
+          const deliveredBefore = yield* counter(Metrics.delivered)
+          const first = yield* outbox.runRecoveryPass
+          const second = yield* outbox.runRecoveryPass
+          yield* TestClock.adjust(1)
+          yield* Fiber.interrupt(watcher)
+          // the heads a0, b1, c3 first, then a2 once its head is delivered; c3 (the third call) fails
+          expect(calls).toEqual(["a0", "b1", "c3", "a2"])
+          expect(first).toMatchObject({ claimed: 3, delivered: 2, retried: 1, terminal: 0, inFlight: 0 })
+          expect(second).toMatchObject({ claimed: 1, delivered: 1, retried: 0, terminal: 0, inFlight: 0 })
+          const rows = yield* Effect.forEach(ids, getRow)
+          expect(rows.map((r) => r.state)).toEqual(["delivered", "delivered", "delivered", "failed_retryable"])
+          expect(rows[3]).toMatchObject({ attemptCount: 1, lastError: "HTTP 503", leaseOwner: null })
+          for (const id of ids.slice(0, 3)) {
+            expect(events.filter(([, of]) => of === id).map(([tag]) => tag)).toEqual(["sent", "delivered"])
+          }
+          expect(events.filter(([, of]) => of === ids[3]).map(([tag]) => tag)).toEqual(["retry_scheduled"])
+          expect((yield* counter(Metrics.delivered)) - deliveredBefore).toBe(3)
+        }).pipe(Effect.provide(outboxLayer({ chat: adapter })))
+      }))
+  }
+
   it.effect("a slow live send, longer than the worker interval, is never sent twice", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter([{ sleep: 3 * SEC }])
