@@ -466,23 +466,30 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
     /**
      * Acks one live delivery through the group-commit writer, retried on the ack schedule. `firstTry` is the failure
-     * of a write already made for it (the writer's batched ack): it counts as the schedule's first try.
+     * of a write already made for it (the writer's batched ack): it counts as the schedule's first try. Effects chained
+     * rather than a generator, and the retry set up only once a try failed: a suspended send acks itself this way.
      */
-    const ackLive = (entry: OutboxEntry, partsDelivered: number, firstTry?: StoreError) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        let replay = firstTry
-        const write = Effect.suspend(() => {
-          if (replay === undefined) return ackBatch.submit({ id: entry.id, partsDelivered, now })
-          const failed = replay
-          replay = undefined
-          return Effect.fail(failed)
+    const ackLive = (entry: OutboxEntry, partsDelivered: number, firstTry?: StoreError): Effect.Effect<void, AckFailed> =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const submit = ackBatch.submit({ id: entry.id, partsDelivered, now })
+        // the schedule's first try is the one that failed; the schedule waits, then writes again
+        const retried = (failed: StoreError) => {
+          let replay: StoreError | undefined = failed
+          const write = Effect.suspend(() => {
+            if (replay === undefined) return submit
+            const first = replay
+            replay = undefined
+            return Effect.fail(first)
+          })
+          return Effect.retry(write, ackSchedule)
+        }
+        const written = firstTry === undefined ? Effect.catchAll(submit, retried) : retried(firstTry)
+        return Effect.flatMap(Effect.either(written), (result) => {
+          const done = Either.isRight(result) && result.right ? onDelivered([entry], now) : ackFailed(entry, partsDelivered, result)
+          // the writer kept a failed batched ack for the worker; written now, it is no longer needed
+          return firstTry !== undefined && Either.isRight(result) ? Effect.zipRight(dropAcks([entry.id]), done) : done
         })
-        const written = yield* write.pipe(Effect.retry(ackSchedule), Effect.either)
-        // the writer kept a failed batched ack for the worker; written now, it is no longer needed
-        if (firstTry !== undefined && Either.isRight(written)) yield* dropAcks([entry.id])
-        if (Either.isRight(written) && written.right) return yield* onDelivered([entry], now)
-        return yield* ackFailed(entry, partsDelivered, written)
       })
 
     const ackFailed = (entry: OutboxEntry, partsDelivered: number, written: Either.Either<boolean, StoreError>) =>

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
@@ -545,6 +546,35 @@ describe("Outbox.deliver", () => {
         const report = yield* outbox.runRecoveryPass
         expect(report.acksFlushed).toBe(1)
         expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
+        expect((yield* chat.calls).length).toBe(1)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyAck })))
+    }))
+
+  it.effect("a send that suspended acks its own row on the ack schedule: tries right away, then 50 and 100 ms later", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ sleep: SEC }])
+      const tries: Array<number> = []
+      const flakyAck = memoryStoreWith((repo) => ({
+        ack: (owner, items, now) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            tries.push(at)
+            return tries.length <= 2 ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" })) : repo.ack(owner, items, now)
+          })
+      }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const fiber = yield* Effect.fork(outbox.deliver(reply("hello")))
+        yield* TestClock.adjust(SEC) // the send ends; its ack fails
+        expect(tries).toEqual([SEC])
+        yield* TestClock.adjust(49)
+        expect(tries).toEqual([SEC])
+        yield* TestClock.adjust(1)
+        expect(tries).toEqual([SEC, SEC + 50])
+        yield* TestClock.adjust(100)
+        expect(tries).toEqual([SEC, SEC + 50, SEC + 150])
+        const outcome = yield* Fiber.join(fiber)
+        expect(outcome._tag).toBe("Delivered")
+        expect(yield* getRow(outcome.entryId)).toMatchObject({ state: "delivered", deliveredAt: SEC })
         expect((yield* chat.calls).length).toBe(1)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyAck })))
     }))
