@@ -99,10 +99,37 @@ export interface Send {
   /**
    * Calls the adapter at once instead of when the effect runs: a call that completed synchronously (a plain value, or an
    * Effect that is already an `Exit`, as `Effect.succeed` is) comes back as an `Exit`, so the caller needs no fiber
-   * or timer for it; anything else comes back as the effect still to wait for.
+   * or timer for it; a Promise still pending comes back as a `PendingCall`; an Effect that must run, as itself.
    */
-  readonly now?: (ctx: SendContext) => Effect.Effect<SendResult, SendError>
+  readonly now?: (ctx: SendContext) => Effect.Effect<SendResult, SendError> | PendingCall<SendResult>
 }
+
+/**
+ * A plugin call whose Promise has not settled yet. Waiting for it needs no fiber: `onSettled` takes the one callback
+ * of its outcome (classified, as every failure is), and `abort` tells the plugin to stop (its abort signal fires).
+ */
+export interface PendingCall<A> {
+  readonly _tag: "PendingCall"
+  readonly onSettled: (callback: (exit: Exit.Exit<A, SendError>) => void) => void
+  readonly abort: () => void
+}
+
+/** Whether `now` gave a call still pending. */
+export const isPendingCall = <A>(u: Effect.Effect<A, SendError> | PendingCall<A>): u is PendingCall<A> =>
+  !Effect.isEffect(u) && u._tag === "PendingCall"
+
+/** A pending call as an effect that waits for it; interrupting the wait aborts the call. */
+export const awaitPending = <A>(call: PendingCall<A>): Effect.Effect<A, SendError> =>
+  Effect.async<A, SendError>((resume) => {
+    call.onSettled(resume)
+    return Effect.sync(call.abort)
+  })
+
+const mapPending = <A, B>(call: PendingCall<A>, f: (a: A) => Exit.Exit<B, SendError>): PendingCall<B> => ({
+  _tag: "PendingCall",
+  onSettled: (callback) => call.onSettled((exit) => callback(Exit.isSuccess(exit) ? f(exit.value) : exit as Exit.Exit<never, SendError>)),
+  abort: call.abort
+})
 
 /** A normalized reconcile. */
 export type Reconcile = (ctx: SendContext) => Effect.Effect<ReconcileResult, SendError>
@@ -162,7 +189,11 @@ const unreadable = (u: unknown): string => {
 const invoke = (
   method: (ctx: SendContext, options: CallOptions) => unknown,
   ctx: SendContext
-): Effect.Effect<unknown, SendError> => Effect.suspend(() => call(method, ctx))
+): Effect.Effect<unknown, SendError> =>
+  Effect.suspend(() => {
+    const started = call(method, ctx)
+    return isPendingCall(started) ? awaitPending(started) : started
+  })
 
 /**
  * An adapter's own Effect classified, whether it completed at once or ran: its failure (the first, as `mapError`
@@ -180,12 +211,12 @@ const classified = (cause: Cause.Cause<unknown>): Exit.Exit<never, SendError> =>
 
 /**
  * Calls a plugin method now, whatever it returns (Promise, Effect or a plain value), and classifies every failure.
- * A call that completed synchronously comes back as an `Exit`.
+ * A call that completed synchronously comes back as an `Exit`, a Promise as a `PendingCall`.
  */
 const call = (
   method: (ctx: SendContext, options: CallOptions) => unknown,
   ctx: SendContext
-): Effect.Effect<unknown, SendError> => {
+): Effect.Effect<unknown, SendError> | PendingCall<unknown> => {
   // made on first use: most adapters never read the signal, and a controller costs more than a no-op send
   let controller: AbortController | undefined
   let aborted = false
@@ -215,23 +246,26 @@ const call = (
   }
   if (typeof then === "function") {
     const thenable = out
-    return Effect.async<unknown, SendError>((resume) => {
-      try {
-        then.call(
-          thenable,
-          (value: unknown) => resume(Effect.succeed(value)),
-          (error: unknown) => resume(Effect.fail(classifySafely(error)))
-        )
-      } catch (error) {
-        // a thenable whose `then` throws
-        resume(Effect.fail(classifySafely(error)))
-      }
+    return {
+      _tag: "PendingCall",
+      onSettled: (callback) => {
+        try {
+          then.call(
+            thenable,
+            (value: unknown) => callback(Exit.succeed(value)),
+            (error: unknown) => callback(Exit.fail(classifySafely(error)))
+          )
+        } catch (error) {
+          // a thenable whose `then` throws
+          callback(Exit.fail(classifySafely(error)))
+        }
+      },
       // on timeout/interruption, tell the plugin so it can cancel its HTTP request
-      return Effect.sync(() => {
+      abort: () => {
         aborted = true
         controller?.abort()
-      })
-    })
+      }
+    }
   }
   return Exit.succeed(out)
 }
@@ -270,12 +304,17 @@ const toSend = (channel: string, name: string, method: SendMethod): Send => {
           retryable: false
         })
       )
-  const now = (ctx: SendContext): Effect.Effect<SendResult, SendError> => {
+  const now = (ctx: SendContext): Effect.Effect<SendResult, SendError> | PendingCall<SendResult> => {
     const started = call(method, ctx)
+    if (isPendingCall(started)) return mapPending(started, checked)
     if (!Exit.isExit(started)) return Effect.flatMap(started, checked)
     return Exit.isSuccess(started) ? checked(started.value) : (started as Exit.Exit<never, SendError>)
   }
-  return Object.assign((ctx: SendContext) => Effect.suspend(() => now(ctx)), { now })
+  return Object.assign((ctx: SendContext) =>
+    Effect.suspend(() => {
+      const started = now(ctx)
+      return isPendingCall(started) ? awaitPending(started) : started
+    }), { now })
 }
 
 const reconcileResults: ReadonlyArray<unknown> = ["sent", "not_sent", "unknown"]

@@ -20,12 +20,13 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Channel, ReconcileResult, Send, SendContext, SendResult } from "./ChannelAdapter.js"
+import { isPendingCall } from "./ChannelAdapter.js"
 import type { ChunkConfig } from "./Chunking.js"
 import type { OutboxEntry } from "./Delivery.js"
 import { PartialDeliveryFailure, SendError } from "./DeliveryError.js"
 import { describeFailure } from "./internal/classify.js"
 import { isCompleted } from "./internal/completed.js"
-import { DeadlineWatch, syncFirstTimeout } from "./internal/syncFirstTimeout.js"
+import { awaitCall, DeadlineWatch, syncFirstTimeout } from "./internal/syncFirstTimeout.js"
 import * as SendPlan from "./SendPlan.js"
 
 /** Defaults to 30 seconds per part (OutboxConfig's send timeout). */
@@ -185,21 +186,23 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
       messageId: result.messageId,
       result
     })
+    // a plugin's Promise still pending is waited for without a fiber; the watchdog times it out
+    if (isPendingCall(started)) return Effect.map(awaitCall(started, timeoutFor(channel, part)), delivered)
     // an adapter call that completed at once needs no fiber and no timer
     if (isCompleted(started)) return Exit.map(started, delivered)
-    return Effect.map(
-      syncFirstTimeout(started, {
-        duration: timeout,
-        watch,
-        onTimeout: () =>
-          new SendError({
-            message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
-            retryable: true
-          })
-      }),
-      delivered
-    )
+    return Effect.map(syncFirstTimeout(started, timeoutFor(channel, part)), delivered)
   }
+
+  /** The per-part timeout of a call that did not complete at once. */
+  const timeoutFor = (channel: Channel, part: SendPlan.Part) => ({
+    duration: timeout,
+    watch,
+    onTimeout: () =>
+      new SendError({
+        message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
+        retryable: true
+      })
+  })
 
   /**
    * Starts the send at once: every part whose adapter call completes without suspending is sent right here, and the

@@ -8,6 +8,9 @@
  * - if it suspends (a network call), its fiber and deadline join a `DeadlineWatch`, whose one watchdog fiber sleeps
  *   until the earliest deadline and interrupts the calls whose time is up (their interruption is awaited before the
  *   timeout error is returned, as with `Effect.timeout`).
+ *
+ * A plugin call that returned a Promise needs no fiber at all (`awaitCall`): it joins the watch with its deadline,
+ * and the watchdog settles it with the timeout error and aborts it.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -15,11 +18,15 @@ import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type * as FiberId from "effect/FiberId"
 import * as Runtime from "effect/Runtime"
+import type { PendingCall } from "../ChannelAdapter.js"
+import type { SendError } from "../DeliveryError.js"
 
 interface Watched {
-  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
   readonly deadline: number
+  /** ends the call whose time is up: interrupts its fiber, or settles a pending call */
+  readonly stop: (by: FiberId.FiberId) => void
   timedOut: boolean
 }
 
@@ -42,7 +49,7 @@ export class DeadlineWatch {
         if (w.deadline <= now) {
           this.watched.delete(w)
           w.timedOut = true
-          w.fiber.unsafeInterruptAsFork(self)
+          w.stop(self)
         } else if (w.deadline < next) {
           next = w.deadline
         }
@@ -65,10 +72,10 @@ export class DeadlineWatch {
     return this.lastWatchdog === null ? Effect.void : Effect.asVoid(Fiber.await(this.lastWatchdog))
   }
 
-  /** Watches `fiber` until `deadline`; the returned entry says whether the watchdog interrupted it. */
-  readonly watch = (fiber: Fiber.RuntimeFiber<unknown, unknown>, deadline: number): Effect.Effect<Watched> =>
+  /** Watches a call until `deadline`, when the watchdog calls `stop`; the returned entry says whether it did. */
+  readonly watch = (deadline: number, stop: (by: FiberId.FiberId) => void): Effect.Effect<Watched> =>
     Effect.suspend(() => {
-      const w: Watched = { fiber, deadline, timedOut: false }
+      const w: Watched = { deadline, stop, timedOut: false }
       this.watched.add(w)
       if (this.watchdog !== null) return Effect.succeed(w)
       // a daemon, as the watchdog serves every caller, not only the one that started it; interruptible although
@@ -105,7 +112,7 @@ export const syncFirstTimeout = <A, E, R, E2>(
       const done = fiber.unsafePoll()
       if (done !== null) return Exit.flatten(done)
       return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatMap(options.watch.watch(fiber, now + Duration.toMillis(options.duration)), (w) =>
+        Effect.flatMap(options.watch.watch(now + Duration.toMillis(options.duration), (by) => fiber.unsafeInterruptAsFork(by)), (w) =>
           restore(Fiber.await(fiber)).pipe(
             // the caller gave up (interrupted): the call must not go on without it
             Effect.onInterrupt(() => Fiber.interrupt(fiber)),
@@ -115,3 +122,38 @@ export const syncFirstTimeout = <A, E, R, E2>(
             )
           )))
     }))
+
+/**
+ * A pending plugin call, waited for with a timeout but without a fiber: at its deadline the watchdog aborts it and
+ * the wait fails with `onTimeout`. A caller that is interrupted aborts it too; either way it leaves the watch.
+ */
+export const awaitCall = <A, E2>(
+  call: PendingCall<A>,
+  options: { readonly duration: Duration.Duration; readonly onTimeout: () => E2; readonly watch: DeadlineWatch }
+): Effect.Effect<A, SendError | E2> =>
+  Effect.suspend(() => {
+    // the outcome, whichever comes first (the call's own, or the timeout), and the waiting fiber once it waits
+    let outcome: Exit.Exit<A, SendError | E2> | undefined
+    let resume: ((exit: Exit.Exit<A, SendError | E2>) => void) | undefined
+    const settle = (exit: Exit.Exit<A, SendError | E2>) => {
+      if (outcome !== undefined) return
+      outcome = exit
+      resume?.(exit)
+    }
+    const timedOut = () => {
+      call.abort()
+      settle(Exit.fail(options.onTimeout()))
+    }
+    // masked so that an interruption cannot fall between joining the watch and the wait that leaves it
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(options.watch.watch(now + Duration.toMillis(options.duration), timedOut), (w) =>
+          restore(Effect.async<A, SendError | E2>((wake) => {
+            if (outcome !== undefined) return wake(outcome)
+            resume = wake
+            call.onSettled(settle)
+            // the caller gave up: the call must not go on without it
+            return Effect.sync(call.abort)
+          })).pipe(Effect.ensuring(options.watch.unwatch(w)))))
+    )
+  })

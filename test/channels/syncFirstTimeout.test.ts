@@ -6,7 +6,9 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
-import { DeadlineWatch, syncFirstTimeout } from "../../src/internal/syncFirstTimeout.js"
+import type { PendingCall } from "../../src/ChannelAdapter.js"
+import { SendError } from "../../src/DeliveryError.js"
+import { awaitCall, DeadlineWatch, syncFirstTimeout } from "../../src/internal/syncFirstTimeout.js"
 
 const timeout = (watch: DeadlineWatch, seconds = 30) => <A, E>(effect: Effect.Effect<A, E>) =>
   syncFirstTimeout(effect, { duration: Duration.seconds(seconds), onTimeout: () => "timed out" as const, watch })
@@ -77,5 +79,90 @@ describe("syncFirstTimeout", () => {
       const watch = new DeadlineWatch()
       yield* TestClock.setTime(123_000)
       expect(yield* timeout(watch)(Effect.clockWith((clock) => clock.currentTimeMillis))).toBe(123_000)
+    }))
+})
+
+/** A plugin call still pending, settled (or not) by the test; counts its aborts. */
+const pendingCall = () => {
+  let callback: ((exit: Exit.Exit<string, SendError>) => void) | undefined
+  let aborts = 0
+  const call: PendingCall<string> = {
+    _tag: "PendingCall",
+    onSettled: (f) => void (callback = f),
+    abort: () => void aborts++
+  }
+  return { call, settle: (exit: Exit.Exit<string, SendError>) => callback?.(exit), aborts: () => aborts }
+}
+
+describe("awaitCall", () => {
+  const wait = (watch: DeadlineWatch, call: PendingCall<string>, seconds = 30) =>
+    awaitCall(call, { duration: Duration.seconds(seconds), onTimeout: () => "timed out" as const, watch })
+
+  it.effect("a call that settles in time gives its outcome, success or failure; it is not aborted and leaves the watch", () =>
+    Effect.gen(function*() {
+      const watch = new DeadlineWatch()
+      const ok = pendingCall()
+      const failing = pendingCall()
+      const a = yield* Effect.fork(wait(watch, ok.call))
+      const b = yield* Effect.fork(wait(watch, failing.call))
+      yield* TestClock.adjust("1 second")
+      expect(watch.active).toBe(true)
+      ok.settle(Exit.succeed("m-1"))
+      failing.settle(Exit.fail(new SendError({ message: "HTTP 500", retryable: true })))
+      expect(yield* Fiber.join(a)).toBe("m-1")
+      expect(yield* Effect.flip(Fiber.join(b))).toMatchObject({ _tag: "SendError", message: "HTTP 500" })
+      expect([ok.aborts(), failing.aborts()]).toEqual([0, 0])
+      expect(watch.active).toBe(false)
+    }))
+
+  it.effect("a call past its deadline fails with the timeout at that moment, is aborted, and a late outcome is ignored", () =>
+    Effect.gen(function*() {
+      const watch = new DeadlineWatch()
+      const late = pendingCall()
+      const fiber = yield* Effect.fork(wait(watch, late.call, 10))
+      yield* TestClock.adjust("9999 millis")
+      expect(yield* Fiber.poll(fiber)).toEqual(Option.none())
+      yield* TestClock.adjust("1 milli")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.fail("timed out"))
+      expect(late.aborts()).toBe(1)
+      expect(watch.active).toBe(false)
+      late.settle(Exit.succeed("too late"))
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.fail("timed out"))
+    }))
+
+  it.effect("one watchdog times out pending calls and running effects alike, each at its own deadline", () =>
+    Effect.gen(function*() {
+      const watch = new DeadlineWatch()
+      const call = pendingCall()
+      const interrupted = yield* Ref.make(false)
+      const a = yield* Effect.fork(wait(watch, call.call))
+      yield* TestClock.adjust("10 seconds")
+      const b = yield* Effect.fork(timeout(watch)(Effect.never.pipe(Effect.onInterrupt(() => Ref.set(interrupted, true)))))
+      yield* TestClock.adjust("20 seconds")
+      expect(yield* Fiber.await(a)).toEqual(Exit.fail("timed out"))
+      expect(yield* Fiber.poll(b)).toEqual(Option.none())
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* Fiber.await(b)).toEqual(Exit.fail("timed out"))
+      expect(yield* Ref.get(interrupted)).toBe(true)
+      expect(watch.active).toBe(false)
+    }))
+
+  it.effect("a caller that is interrupted aborts its call and leaves the watch", () =>
+    Effect.gen(function*() {
+      const watch = new DeadlineWatch()
+      const call = pendingCall()
+      const fiber = yield* Effect.fork(wait(watch, call.call))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(fiber)
+      expect(call.aborts()).toBe(1)
+      expect(watch.active).toBe(false)
+    }))
+
+  it.effect("a call that settles while its callback is being registered (a thenable that calls back at once) gives that outcome", () =>
+    Effect.gen(function*() {
+      const watch = new DeadlineWatch()
+      const call: PendingCall<string> = { _tag: "PendingCall", onSettled: (f) => f(Exit.succeed("at once")), abort: () => {} }
+      expect(yield* wait(watch, call)).toBe("at once")
+      expect(watch.active).toBe(false)
     }))
 })
