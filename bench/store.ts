@@ -1,6 +1,6 @@
 /**
  * Store benchmark: the SQLite store on a file (WAL, synchronous NORMAL unless SYNC=FULL).
- * Run: npm run bench:store   (BIG=1000000 by default; BIG=200000 for a quicker run)
+ * Run: npm run bench:store   (BIG=1000000 by default; BIG=200000 for a quicker run; compiled by tsc into bench/.build)
  * Prints JSON lines and a summary table; medians of repeated runs where stated.
  */
 import * as Effect from "effect/Effect"
