@@ -570,7 +570,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     /**
      * A live row's send, started by the writer at once: counted and announced under its caller's metric labels (before
      * the send starts, so observers see enqueued, then sent), then attempted on the caller's clock. An `Exit` when it
-     * completed there; otherwise the rest, for `liveSend`. A defect thrown here (a chunker of the channel's, say) ends
+     * completed there; otherwise the rest, for `liveSend`. A defect thrown here (a bug in a send plan, say) ends
      * this row alone, as it would have ended the row's fiber.
      */
     const startLive = (item: Write, entry: OutboxEntry): Effect.Effect<Attempt, StoreError> => {
