@@ -92,7 +92,8 @@ export class Sender extends Context.Tag("effect-outbox/Sender")<Sender, {
   ) => Effect.Effect<SendReport, SendError | PartialDeliveryFailure>
   /**
    * `send`, started now: the adapter calls that complete without suspending are made here, and a send that completed
-   * comes back as an `Exit` (no fiber needed); otherwise the rest of the send, which never repeats a call made
+   * comes back as an `Exit` (no fiber needed); otherwise as the rest of the send, still to run once (it never repeats
+   * a call already made)
    */
   readonly sendNow: (
     entry: SendEntry,
