@@ -389,7 +389,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     // slow the channel is (one fiber for all sends: forking a renewal fiber per send cost more than the send itself).
     // Only a send that suspends is registered (by the writer or the pass that started it): one that completes at once
     // needs no renewal, and a finalizer per send cost more effect steps than the send. A row's end takes it out; the
-    // keeper takes out one whose fiber ended without that (interrupted, or a defect), so its lease lapses.
+    // keeper takes out one whose fiber ended without that (interrupted, or a defect), so its lease lapses. The keeper
+    // runs only while a send is registered, so an idle outbox keeps no timer (a gateway's tests that move a TestClock by
+    // hours would otherwise wake it every quarter lease).
     const sending = new Map<EntryId, { readonly entry: OutboxEntry; readonly fiber: Fiber.RuntimeFiber<unknown, unknown>; renewedAt: number }>()
     const trackSuspended = (entry: OutboxEntry, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
       sending.set(entry.id, { entry, fiber, renewedAt: (entry.leaseExpiresAt ?? leaseMs) - leaseMs })
@@ -407,7 +409,26 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         )
       }
     })
-    yield* Effect.forkScoped(renewLeases.pipe(Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 4)))))
+    const scope = yield* Effect.scope
+    let keeper: object | null = null
+    /** Every quarter lease, renews what is due; ends once nothing is registered (checked and cleared in one step). */
+    const keep = (self: object): Effect.Effect<void> =>
+      Effect.flatMap(Effect.zipRight(Effect.sleep(Duration.millis(leaseMs / 4)), renewLeases), () => {
+        if (sending.size > 0) return keep(self)
+        if (keeper === self) keeper = null
+        return Effect.void
+      })
+    /** Starts the keeper if a send is registered and none runs; the writer and the pass call it after registering. */
+    const keepLeases: Effect.Effect<void> = Effect.suspend(() => {
+      if (keeper !== null || sending.size === 0) return Effect.void
+      const self = {}
+      keeper = self
+      // interruptible although started from the writer's uninterruptible settle steps, so the scope can stop it
+      return Effect.asVoid(Effect.forkIn(
+        Effect.interruptible(keep(self)).pipe(Effect.onExit(() => Effect.sync(() => void (keeper === self && (keeper = null))))),
+        scope
+      ))
+    })
 
     /** A sent row's attempt, its `sent` event published: at once (an `Exit`) while the event buffer has room. */
     const sentAttempt = (entry: OutboxEntry, report: SendReport): Effect.Effect<Attempt> => {
@@ -514,6 +535,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const stored = yield* repo.insert(items.map((item) => item.entry), { deferBusyConversations: true })
         const written: Array<Written> = []
         const sent: Array<{ readonly at: number; readonly id: EntryId; readonly partsDelivered: number }> = []
+        let suspended = false
         for (let i = 0; i < items.length; i++) {
           const result = stored[i]!
           if (result._tag !== "Inserted" || result.entry.state !== "in_flight") {
@@ -535,6 +557,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             if (exit === null) {
               trackSuspended(result.entry, fiber)
               written.push({ _tag: "Sending", entry: result.entry, fiber })
+              suspended = true
               continue
             }
           }
@@ -543,6 +566,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             sent.push({ at: i, id: result.entry.id, partsDelivered: exit.value.report.partsDelivered })
           }
         }
+        if (suspended) yield* keepLeases
         if (sent.length > 0) {
           const now = yield* Clock.currentTimeMillis
           const acked = yield* Effect.either(repo.ack(owner, sent, now))
@@ -926,6 +950,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
               }
               finished++
             }
+            yield* keepLeases
             yield* releaseSlots(finished)
             unacked = sent
             counts.claimed += batch.claimed.length

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -115,6 +117,38 @@ describe("RecoveryWorker", () => {
         expect(stolen.claimed).toEqual([])
         yield* TestClock.adjust(MIN)
         expect((yield* Fiber.join(live))._tag).toBe("Delivered")
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
+    }))
+
+  it.effect("an idle outbox keeps no timer: the lease keeper runs only while a send is suspended, live or in the worker", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter([{ sleep: 3 * MIN }, { sleep: 3 * MIN }])
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const quarterLease = 75 * SEC // the default 5 min lease
+        // pending sleeps: the keeper's next tick is a quarter lease away (the adapter's sleep and the send timeout's
+        // watchdog are the others)
+        const keeperTick = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.map(TestClock.sleeps(), (sleeps) => Chunk.toReadonlyArray(sleeps).includes(now + quarterLease)))
+        expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
+        const live = yield* Effect.fork(outbox.deliver(reply("slow", { to: "a" })))
+        yield* TestClock.adjust(0)
+        expect(yield* keeperTick).toBe(true)
+        yield* TestClock.adjust(3 * MIN) // renewed at 2.5 min; the send ends at 3
+        expect((yield* Fiber.join(live))._tag).toBe("Delivered")
+        yield* TestClock.adjust(quarterLease) // the keeper's next tick finds nothing registered and ends
+        expect(yield* keeperTick).toBe(false)
+        // a worker send that suspends starts it again
+        const id = yield* outbox.enqueue(reply("slow too", { to: "b" }))
+        const pass = yield* Effect.fork(outbox.runRecoveryPass)
+        yield* TestClock.adjust(0)
+        expect(yield* keeperTick).toBe(true)
+        yield* TestClock.adjust(3 * MIN)
+        yield* Fiber.join(pass)
+        yield* outbox.awaitWorkerSends
+        expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
+        yield* TestClock.adjust(quarterLease)
+        expect(yield* keeperTick).toBe(false)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
     }))
 
