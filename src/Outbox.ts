@@ -423,11 +423,11 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       if (keeper !== null || sending.size === 0) return Effect.void
       const self = {}
       keeper = self
-      // interruptible although started from the writer's uninterruptible settle steps, so the scope can stop it
-      return Effect.asVoid(Effect.forkIn(
-        Effect.interruptible(keep(self)).pipe(Effect.onExit(() => Effect.sync(() => void (keeper === self && (keeper = null))))),
-        scope
-      ))
+      // interruptible whatever region starts it, so closing the scope stops it; a keeper that dies lets the next start
+      const ended = Effect.sync(() => {
+        if (keeper === self) keeper = null
+      })
+      return Effect.asVoid(Effect.forkIn(Effect.interruptible(keep(self)).pipe(Effect.onExit(() => ended)), scope))
     })
 
     /** A sent row's attempt, its `sent` event published: at once (an `Exit`) while the event buffer has room. */
