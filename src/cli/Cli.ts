@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url"
 import * as Admin from "./Admin.js"
 import * as Demo from "./Demo.js"
 import * as Logging from "./Logging.js"
+import * as Styles from "./Styles.js"
 import { UsageError } from "./UsageError.js"
 
 /** The name the package installs the CLI under. */
@@ -74,8 +75,11 @@ const readVersion = Effect.gen(function*() {
   Effect.catchAll((e) => Effect.as(Effect.logDebug(`cannot read the package version: ${e.message}`), "unknown"))
 )
 
-/** Runs the command line `argv` (as `process.argv`: runtime, script, arguments) and returns the exit code. */
-export const run = (argv: ReadonlyArray<string>) =>
+/**
+ * Runs the command line `argv` (as `process.argv`: runtime, script, arguments) and returns the exit code; help and
+ * errors are styled only on the streams `styles` allows (by default, those that are terminals).
+ */
+export const run = (argv: ReadonlyArray<string>, styles: Styles.Styles = Styles.fromProcess()) =>
   Effect.gen(function*() {
     const version = yield* readVersion
     yield* Command.run(root, { name: NAME, version, executable: NAME })(argv)
@@ -90,6 +94,7 @@ export const run = (argv: ReadonlyArray<string>) =>
       return Effect.as(Console.error(`${NAME}: ${describe(error)}`), ExitCode.failure)
     }),
     Effect.catchAllDefect((defect) => Effect.as(Console.error(`${NAME}: unexpected error: ${describe(defect)}`), ExitCode.failure)),
+    Styles.within(styles),
     Effect.provide(Logging.layer())
   )
 

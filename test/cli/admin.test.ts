@@ -48,6 +48,16 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
     expect(run.code).toBe(2)
     expect(run.stderr).toContain("Expected one of the following cases: queued, in_flight, delivered")
     expect(run.stderr).toMatch(USAGE)
+    // piped, not a terminal: no colour codes
+    expect(run.stderr).not.toContain("\x1b[")
+  })
+
+  it("--help piped into another program has no colour codes", async () => {
+    const run = await cli(["--help"])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^effect-outbox\n\neffect-outbox \d+\.\d+\.\d+\n\nUSAGE\n/)
+    expect(run.stdout).toContain("DESCRIPTION")
+    expect(run.stdout).not.toContain("\x1b[")
   })
 
   it("retry with neither an id nor --state", async () => {
