@@ -286,10 +286,13 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
     /** Counts and announces a stored row (in the caller's fiber, which holds its metric labels). */
     const onEnqueued = (entry: OutboxEntry) =>
-      FiberRef.getWith(FiberRef.currentMetricLabels, (labels) => {
-        Metrics.enqueued.unsafeUpdate(1, labels)
-        return emitNow(OutboxEvent.enqueued({ entryId: entry.id, channel: entry.channel }))
-      })
+      FiberRef.getWith(FiberRef.currentMetricLabels, (labels) => countEnqueued(entry, labels))
+
+    /** Counts a stored row under `labels` and announces it; the announcement is done at once while the buffer has room. */
+    const countEnqueued = (entry: OutboxEntry, labels: ReadonlyArray<MetricLabel.MetricLabel>): Effect.Effect<void> => {
+      Metrics.enqueued.unsafeUpdate(1, labels)
+      return emitNow(OutboxEvent.enqueued({ entryId: entry.id, channel: entry.channel }))
+    }
 
     const recordTerminal = (entry: OutboxEntry, reason: TerminalReason, error: string) =>
       Effect.gen(function*() {
@@ -599,8 +602,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
      */
     const startLive = (item: Write, entry: OutboxEntry): Effect.Effect<Attempt, StoreError> => {
       try {
-        Metrics.enqueued.unsafeUpdate(1, FiberRefs.getOrDefault(item.runtime.fiberRefs, FiberRef.currentMetricLabels))
-        const announced = emitNow(OutboxEvent.enqueued({ entryId: entry.id, channel: entry.channel }))
+        const announced = countEnqueued(entry, FiberRefs.getOrDefault(item.runtime.fiberRefs, FiberRef.currentMetricLabels))
         if (!isCompleted(announced)) {
           return Effect.zipRight(announced, Effect.suspend(() => attemptNow(entry, item.channel, item.clock.unsafeCurrentTimeMillis())))
         }

@@ -17,7 +17,7 @@ import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox, type OutboxEvent } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
-import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
+import { answerStyles, outboxLayer, reply, scriptedAdapter } from "./harness.js"
 import { memoryStoreWith } from "../support/stores.js"
 
 const SEC = 1000
@@ -372,18 +372,11 @@ describe("Outbox.deliver", () => {
 
   // The writer starts each send at once; an adapter that answers without suspending completes there, with no fiber
   // of its own. Each style must give the caller, the store, the events and the metrics the same thing.
-  const answering: ReadonlyArray<readonly [string, (n: number) => unknown]> = [
-    ["a plain value", (n) => ({ messageId: `m-${n}` })],
-    ["Effect.succeed", (n) => Effect.succeed({ messageId: `m-${n}` })],
-    ["an Effect that runs", (n) => Effect.map(Effect.yieldNow(), () => ({ messageId: `m-${n}` }))],
-    ["a Promise", (n) => Promise.resolve({ messageId: `m-${n}` })]
-  ]
-  for (const [style, answer] of answering) {
+  for (const [style, answer] of answerStyles) {
     it.effect(`an adapter answering with ${style}: the same outcomes, rows, events and metrics`, () =>
       Effect.gen(function*() {
         let calls = 0
-        // a JavaScript plugin may answer with a plain value, which the adapter type does not admit
-        const adapter = { outboundContract: "v2" as const, sendFinal: () => answer(++calls) as Returned<SendResult> }
+        const adapter = { outboundContract: "v2" as const, sendFinal: () => answer(++calls) }
         const gateway = `answer-${style}`
         const tagged = (metric: Metric.Metric.Counter<number>) => counter(Metric.tagged(metric, "gateway", gateway))
         yield* Effect.gen(function*() {

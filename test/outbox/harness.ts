@@ -101,3 +101,15 @@ export const reply = (text: string, extra: Record<string, unknown> = {}) => ({
   payloads: [{ text }],
   ...extra
 })
+
+/**
+ * The ways an adapter can answer a send, each with message id `m-${n}`: at once (a plain value, `Effect.succeed`) or
+ * not (an Effect that runs, a Promise). A JavaScript plugin may answer with a plain value, which the adapter type
+ * does not admit, hence the cast.
+ */
+export const answerStyles: ReadonlyArray<readonly [style: string, answer: (n: number) => Returned<SendResult>]> = [
+  ["a plain value", (n) => ({ messageId: `m-${n}` }) as unknown as Returned<SendResult>],
+  ["Effect.succeed", (n) => Effect.succeed({ messageId: `m-${n}` })],
+  ["an Effect that runs", (n) => Effect.map(Effect.yieldNow(), () => ({ messageId: `m-${n}` }))],
+  ["a Promise", (n) => Promise.resolve({ messageId: `m-${n}` })]
+]

@@ -20,7 +20,7 @@ import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import { queuedEntry } from "../support/entries.js"
-import { outboxLayer, reply, scriptedAdapter, testConfig } from "./harness.js"
+import { answerStyles, outboxLayer, reply, scriptedAdapter, testConfig } from "./harness.js"
 import { memoryStoreWith } from "../support/stores.js"
 
 const SEC = 1000
@@ -42,23 +42,16 @@ describe("RecoveryWorker", () => {
   // A pass starts each claimed row at once; a row whose adapter answers without suspending completes there, with no
   // fiber of its own. Each style must give the store, the events, the metrics and the pass's report the same thing,
   // with one adapter call per row.
-  const answering: ReadonlyArray<readonly [string, (n: number) => unknown]> = [
-    ["a plain value", (n) => ({ messageId: `m-${n}` })],
-    ["Effect.succeed", (n) => Effect.succeed({ messageId: `m-${n}` })],
-    ["an Effect that runs", (n) => Effect.map(Effect.yieldNow(), () => ({ messageId: `m-${n}` }))],
-    ["a Promise", (n) => Promise.resolve({ messageId: `m-${n}` })]
-  ]
-  for (const [style, answer] of answering) {
+  for (const [style, answer] of answerStyles) {
     it.effect(`a pass over an adapter answering with ${style}: the same rows, events, metrics and report`, () =>
       Effect.gen(function*() {
         const calls: Array<string> = []
-        // a JavaScript plugin may answer with a plain value, which the adapter type does not admit
         const adapter = {
           outboundContract: "v2" as const,
-          sendFinal: (ctx: SendContext) => {
+          sendFinal: (ctx: SendContext): Returned<SendResult> => {
             calls.push(ctx.text)
             // the third call fails at once: recorded for a retry, as a failure that ran would be
-            return (calls.length === 3 ? Effect.fail(new SendError({ message: "HTTP 503", retryable: true })) : answer(calls.length)) as Returned<SendResult>
+            return calls.length === 3 ? Effect.fail(new SendError({ message: "HTTP 503", retryable: true })) : answer(calls.length)
           }
         }
         yield* Effect.gen(function*() {
