@@ -23,6 +23,7 @@ import { performance } from "node:perf_hooks"
 import * as ChannelRegistry from "../src/ChannelRegistry.js"
 import { Outbox } from "../src/Outbox.js"
 import * as Outboxes from "../src/Outbox.js"
+import * as GroupCommit from "../src/internal/groupCommit.js"
 import * as OutboxConfig from "../src/OutboxConfig.js"
 import { OutboxRepo } from "../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../src/SqliteOutboxRepo.js"
@@ -178,6 +179,28 @@ const rawOnSchema = (rows: number) =>
     return { insertMicros, claimMicros: (claimMs * 1000) / rows, ackMicros: (ackMs * 1000) / rows }
   })
 
+/**
+ * Effect's share: what live `deliver` at `concurrency` callers costs with no database and no library logic — each
+ * caller waits twice on the library's own group-commit writer (the insert, then the ack) whose write does nothing,
+ * inside the `Outbox.deliver` span if `span` (made as `deliver` makes it, no stack trace). Returns wall µs per message.
+ */
+const effectFloor = (concurrency: number, total: number, span: boolean) =>
+  Effect.scoped(Effect.gen(function*() {
+    const nothing = (items: ReadonlyArray<number>) => Effect.succeed(items)
+    const inserts = yield* GroupCommit.make(nothing, 500)
+    const acks = yield* GroupCommit.make(nothing, 500)
+    const t0 = performance.now()
+    yield* Effect.forEach(
+      Array.from({ length: total }, (_, i) => i),
+      (i) => {
+        const waits = Effect.zipRight(inserts.submit(i), acks.submit(i))
+        return span ? Effect.useSpan("Outbox.deliver", { captureStackTrace: false }, () => waits) : waits
+      },
+      { concurrency, discard: true }
+    )
+    return ((performance.now() - t0) * 1000) / total
+  }))
+
 const main = Effect.gen(function*() {
   const out: Record<string, number> = {}
   /** prints a figure, rounded to `decimals` places */
@@ -199,6 +222,11 @@ const main = Effect.gen(function*() {
     record("raw better-sqlite3 on the outbox schema, ack µs/row (batches of 500)", ackMicros, 1)
     record("database-only ceiling, live deliver (1e6 / (insert + ack)) msgs/s", 1e6 / (insertMicros + ackMicros))
     record("database-only ceiling, worker drain (1e6 / (claim + ack)) msgs/s", 1e6 / (claimMicros + ackMicros))
+    const waitMicros = median(yield* Effect.forEach(Array.from({ length: RUNS }, () => 50_000), (n) => effectFloor(512, n, false)))
+    const effectMicros = median(yield* Effect.forEach(Array.from({ length: RUNS }, () => 50_000), (n) => effectFloor(512, n, true)))
+    record("Effect only: two group-commit waits per call, no SQL, concurrency 512, µs/msg", waitMicros, 1)
+    record("Effect only: the same inside a deliver span, µs/msg", effectMicros, 1)
+    record("ceiling with Effect's share, live deliver at 512 (1e6 / (Effect only + insert + ack)) msgs/s", 1e6 / (effectMicros + insertMicros + ackMicros))
   }
   for (const [concurrency, total] of [[1, 2_000], [64, 20_000], [512, 50_000]] as const) {
     if (!wanted(`live${concurrency}`)) continue
