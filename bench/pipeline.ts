@@ -31,6 +31,7 @@ import * as SqliteOutboxRepo from "../src/SqliteOutboxRepo.js"
 const SYNC = (process.env.SYNC ?? "NORMAL") as "NORMAL" | "FULL"
 const BACKLOG = Number(process.env.BACKLOG ?? 100_000)
 const RUNS = Number(process.env.RUNS ?? 3)
+const WAL_PAGES = process.env.WAL_PAGES === undefined ? undefined : Number(process.env.WAL_PAGES)
 const ONLY = process.env.ONLY?.split(",")
 const wanted = (section: string) => ONLY === undefined || ONLY.includes(section)
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "outbox-pipeline-bench-"))
@@ -47,7 +48,7 @@ let adapter: typeof noop | typeof noopAsync = noop
 const outboxOn = (filename: string, config: Partial<OutboxConfig.OutboxConfigShape> = {}) =>
   Outboxes.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(
-      SqliteOutboxRepo.layerFile({ filename, synchronous: SYNC }),
+      SqliteOutboxRepo.layerFile({ filename, synchronous: SYNC, walAutocheckpointPages: WAL_PAGES }),
       ChannelRegistry.layer({ chat: adapter }),
       OutboxConfig.layer({ nodeId: "bench", retryJitter: false, ...config })
     )),
@@ -136,6 +137,7 @@ const rawOnSchema = (rows: number) =>
     yield* Effect.provide(Effect.void, SqliteOutboxRepo.layerFile({ filename, synchronous: SYNC }).pipe(Layer.orDie))
     const db = new Database(filename)
     db.exec(`PRAGMA synchronous = ${SYNC}`)
+    db.exec(`PRAGMA wal_autocheckpoint = ${SqliteOutboxRepo.DEFAULT_WAL_AUTOCHECKPOINT_PAGES}`) // as layerFile sets it
     const batch = 500
     const marks = Array.from({ length: batch }, () => "?").join(", ")
     const insert = db.prepare(`INSERT INTO outbox_entries (id, channel, recipient, ordering_key, dispatch_kind, payloads_json,

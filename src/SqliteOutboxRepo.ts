@@ -456,7 +456,15 @@ export interface FileOptions {
   /** set on every open; NORMAL is durable across process crashes in WAL mode, FULL also across power loss */
   readonly synchronous?: "NORMAL" | "FULL" | undefined
   readonly busyTimeoutMs?: number | undefined
+  /**
+   * pages the WAL may hold before a commit copies it into the database (SQLite's `wal_autocheckpoint`); 10,000 by
+   * default, about 40 MB at SQLite's 4 KiB pages, against SQLite's own 1,000
+   */
+  readonly walAutocheckpointPages?: number | undefined
 }
+
+/** The WAL size that triggers a checkpoint, in pages, when `walAutocheckpointPages` is not given. */
+export const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 // better-sqlite3 would create the file with the process umask; an outbox holds user messages, so 0600
 const createPrivateFile = (filename: string) =>
@@ -477,19 +485,35 @@ const createPrivateFile = (filename: string) =>
       })
   })
 
+/** `walAutocheckpointPages` or its default; anything but a whole number ≥ 1 is refused before the file is touched. */
+const checkpointPages = (options: Omit<FileOptions, "filename">): Effect.Effect<number, StoreError> => {
+  const pages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES
+  // 0 would turn automatic checkpoints off and let the WAL grow without bound
+  return Number.isSafeInteger(pages) && pages >= 1 ? Effect.succeed(pages) : Effect.fail(
+    new StoreError({ operation: "open", message: `walAutocheckpointPages must be a whole number of pages ≥ 1, got ${pages}` })
+  )
+}
+
 /** Sets the pragmas this store relies on, on the client's connection. */
 export const configureConnection = (options: Omit<FileOptions, "filename">) =>
   Effect.gen(function*() {
+    const pages = yield* checkpointPages(options)
     const sql = yield* SqlClient.SqlClient
     yield* sql.unsafe(`PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}`)
     yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`)
+    // Fewer, larger checkpoints: an index page that many batches dirty is copied and synced once per 10,000 WAL pages
+    // rather than once per 1,000. The worker drain gained about 7 % (median of 16 interleaved pairs; BENCHMARKS.md)
+    yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${pages}`)
     const [mode] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
     if (mode?.journal_mode !== "wal" && mode?.journal_mode !== "memory") {
       return yield* Effect.fail(new StoreError({ operation: "open", message: `journal_mode is ${mode?.journal_mode}, not wal` }))
     }
   }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(storeError("open")(e))))
 
-/** A SQLite file with WAL, explicit `synchronous` (NORMAL default), busy_timeout 5 s and mode 0600; migrated. */
+/**
+ * A SQLite file with WAL, explicit `synchronous` (NORMAL default), busy_timeout 5 s, a checkpoint every 10,000 WAL pages
+ * and mode 0600; migrated.
+ */
 export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlClient.SqlClient, StoreError> => {
   const client = SqliteClient.layer({ filename: options.filename }).pipe(
     Layer.catchAllCause((cause) => {
@@ -500,5 +524,6 @@ export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlCli
     })
   )
   const ready = Layer.effectDiscard(configureConnection(options)).pipe(Layer.provideMerge(client))
-  return Layer.unwrapEffect(Effect.as(createPrivateFile(options.filename), layer.pipe(Layer.provideMerge(ready))))
+  const opened = Effect.zipRight(checkpointPages(options), createPrivateFile(options.filename))
+  return Layer.unwrapEffect(Effect.as(opened, layer.pipe(Layer.provideMerge(ready))))
 }

@@ -22,12 +22,13 @@ const pragma = (name: string) =>
   )
 
 describe("SqliteOutboxRepo.layerFile", () => {
-  it.effect("opens with WAL, explicit synchronous, busy_timeout 5000 and a 0600 file", () => {
+  it.effect("opens with WAL, explicit synchronous, busy_timeout 5000, a checkpoint every 10,000 WAL pages and a 0600 file", () => {
     const filename = freshFile()
     return Effect.gen(function*() {
       expect(yield* pragma("journal_mode")).toBe("wal")
       expect(yield* pragma("synchronous")).toBe(1) // NORMAL
       expect(yield* pragma("busy_timeout")).toBe(5000)
+      expect(yield* pragma("wal_autocheckpoint")).toBe(10_000)
       expect(fs.statSync(filename).mode & 0o777).toBe(0o600)
     }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename })))
   })
@@ -40,6 +41,25 @@ describe("SqliteOutboxRepo.layerFile", () => {
       expect(yield* open("FULL")).toBe(2)
       expect(yield* open("NORMAL")).toBe(1)
       expect(yield* open("FULL")).toBe(2)
+    })
+  })
+
+  it.effect("checkpoints at the WAL size asked for, and refuses a size that is not a whole number ≥ 1 before making the file", () => {
+    const filename = freshFile()
+    return Effect.gen(function*() {
+      const pages = yield* pragma("wal_autocheckpoint").pipe(
+        Effect.provide(SqliteOutboxRepo.layerFile({ filename, walAutocheckpointPages: 500 }))
+      )
+      expect(pages).toBe(500)
+      for (const bad of [0, -1, 1.5, Number.NaN]) {
+        const missing = freshFile()
+        const error = yield* Effect.flip(
+          Effect.provide(Effect.void, SqliteOutboxRepo.layerFile({ filename: missing, walAutocheckpointPages: bad }))
+        )
+        expect(error._tag).toBe("StoreError")
+        expect(error.message).toBe(`walAutocheckpointPages must be a whole number of pages ≥ 1, got ${bad}`)
+        expect(fs.existsSync(missing)).toBe(false)
+      }
     })
   })
 
