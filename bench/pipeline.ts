@@ -6,9 +6,11 @@
  *   send timeout's timer is armed as for a network call;
  * - the raw better-sqlite3 figure in the same run: insert + mark delivered, one commit per message and batched;
  * - better-sqlite3 alone running the outbox's own statements on its schema ("floor"): what the database costs;
+ *   and, in the same section, Effect's share of a live delivery with no database (a span and two group-commit waits);
  * - peak RSS.
- * Run: npm run bench:pipeline   (SYNC=FULL for synchronous FULL; BACKLOG=20000 for a quick run;
- * ONLY=raw,floor,live1,live64,live512,drain,live512Async,drainAsync to run some sections). The script compiles the
+ * Run: npm run bench:pipeline   (SYNC=FULL for synchronous FULL; BACKLOG=20000 for a quick run; WAL_PAGES=1000 for
+ * another checkpoint size; ONLY=raw,floor,live1,live64,live512,drain,live512Async,drainAsync to run some sections).
+ * The script compiles the
  * library and this file with tsc (tsconfig.bench.json, into bench/.build) and runs them with node, as a gateway runs
  * the built library: under tsx the same code used 15-25 % more CPU per message.
  */
