@@ -10,9 +10,8 @@
  * - peak RSS.
  * Run: npm run bench:pipeline   (SYNC=FULL for synchronous FULL; BACKLOG=20000 for a quick run; WAL_PAGES=1000 for
  * another checkpoint size; ONLY=raw,floor,live1,live64,live512,drain,live512Async,drainAsync to run some sections).
- * The script compiles the
- * library and this file with tsc (tsconfig.bench.json, into bench/.build) and runs them with node, as a gateway runs
- * the built library: under tsx the same code used 15-25 % more CPU per message.
+ * The script compiles the library and this file with tsc (tsconfig.bench.json, into bench/.build) and runs them with
+ * node, as a gateway runs the built library: under tsx the same code used 15-25 % more CPU per message.
  */
 import Database from "better-sqlite3"
 import * as Duration from "effect/Duration"
@@ -139,7 +138,7 @@ const rawOnSchema = (rows: number) =>
     yield* Effect.provide(Effect.void, SqliteOutboxRepo.layerFile({ filename, synchronous: SYNC }).pipe(Layer.orDie))
     const db = new Database(filename)
     db.exec(`PRAGMA synchronous = ${SYNC}`)
-    db.exec(`PRAGMA wal_autocheckpoint = ${SqliteOutboxRepo.DEFAULT_WAL_AUTOCHECKPOINT_PAGES}`) // as layerFile sets it
+    db.exec(`PRAGMA wal_autocheckpoint = ${WAL_PAGES ?? SqliteOutboxRepo.DEFAULT_WAL_AUTOCHECKPOINT_PAGES}`) // as layerFile sets it
     const batch = 500
     const marks = Array.from({ length: batch }, () => "?").join(", ")
     const insert = db.prepare(`INSERT INTO outbox_entries (id, channel, recipient, ordering_key, dispatch_kind, payloads_json,
