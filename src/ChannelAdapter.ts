@@ -125,6 +125,10 @@ export const awaitPending = <A>(call: PendingCall<A>): Effect.Effect<A, SendErro
     return Effect.sync(call.abort)
   })
 
+/** A call as an effect: a pending one is waited for, anything else is already one. */
+const awaitIfPending = <A>(started: Effect.Effect<A, SendError> | PendingCall<A>): Effect.Effect<A, SendError> =>
+  isPendingCall(started) ? awaitPending(started) : started
+
 const mapPending = <A, B>(call: PendingCall<A>, f: (a: A) => Exit.Exit<B, SendError>): PendingCall<B> => ({
   _tag: "PendingCall",
   onSettled: (callback) => call.onSettled((exit) => callback(Exit.isSuccess(exit) ? f(exit.value) : exit as Exit.Exit<never, SendError>)),
@@ -190,10 +194,7 @@ const invoke = (
   method: (ctx: SendContext, options: CallOptions) => unknown,
   ctx: SendContext
 ): Effect.Effect<unknown, SendError> =>
-  Effect.suspend(() => {
-    const started = call(method, ctx)
-    return isPendingCall(started) ? awaitPending(started) : started
-  })
+  Effect.suspend(() => awaitIfPending(call(method, ctx)))
 
 /**
  * An adapter's own Effect classified, whether it completed at once or ran: its failure (the first, as `mapError`
@@ -310,11 +311,7 @@ const toSend = (channel: string, name: string, method: SendMethod): Send => {
     if (!Exit.isExit(started)) return Effect.flatMap(started, checked)
     return Exit.isSuccess(started) ? checked(started.value) : (started as Exit.Exit<never, SendError>)
   }
-  return Object.assign((ctx: SendContext) =>
-    Effect.suspend(() => {
-      const started = now(ctx)
-      return isPendingCall(started) ? awaitPending(started) : started
-    }), { now })
+  return Object.assign((ctx: SendContext) => Effect.suspend(() => awaitIfPending(now(ctx))), { now })
 }
 
 const reconcileResults: ReadonlyArray<unknown> = ["sent", "not_sent", "unknown"]

@@ -538,7 +538,6 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const stored = yield* repo.insert(items.map((item) => item.entry), { deferBusyConversations: true })
         const written: Array<Written> = []
         const sent: Array<{ readonly at: number; readonly id: EntryId; readonly partsDelivered: number }> = []
-        let suspended = false
         for (let i = 0; i < items.length; i++) {
           const result = stored[i]!
           if (result._tag !== "Inserted" || result.entry.state !== "in_flight") {
@@ -560,7 +559,6 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             if (exit === null) {
               trackSuspended(result.entry, fiber)
               written.push({ _tag: "Sending", entry: result.entry, fiber })
-              suspended = true
               continue
             }
           }
@@ -569,7 +567,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             sent.push({ at: i, id: result.entry.id, partsDelivered: exit.value.report.partsDelivered })
           }
         }
-        if (suspended) yield* keepLeases
+        yield* keepLeases // starts only if a send above suspended and no keeper runs
         if (sent.length > 0) {
           const now = yield* Clock.currentTimeMillis
           const acked = yield* Effect.either(repo.ack(owner, sent, now))
@@ -603,10 +601,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const startLive = (item: Write, entry: OutboxEntry): Effect.Effect<Attempt, StoreError> => {
       try {
         const announced = countEnqueued(entry, FiberRefs.getOrDefault(item.runtime.fiberRefs, FiberRef.currentMetricLabels))
-        if (!isCompleted(announced)) {
-          return Effect.zipRight(announced, Effect.suspend(() => attemptNow(entry, item.channel, item.clock.unsafeCurrentTimeMillis())))
-        }
-        return attemptNow(entry, item.channel, item.clock.unsafeCurrentTimeMillis())
+        const attempt = () => attemptNow(entry, item.channel, item.clock.unsafeCurrentTimeMillis())
+        return isCompleted(announced) ? attempt() : Effect.zipRight(announced, Effect.suspend(attempt))
       } catch (defect) {
         return Exit.die(defect)
       }
