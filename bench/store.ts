@@ -4,14 +4,16 @@
  * Prints JSON lines and a summary table; medians of repeated runs where stated.
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
-import type { EntryId, OutboxEntry } from "../src/Delivery.js"
+import type { OutboxEntry } from "../src/Delivery.js"
 import { makeEntryIdGenerator } from "../src/internal/ids.js"
-import { OutboxRepo } from "../src/OutboxRepo.js"
+import * as Machine from "../src/EntryStateMachine.js"
+import { OutboxRepo, WriteOp } from "../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../src/SqliteOutboxRepo.js"
 
 const SYNC = (process.env.SYNC ?? "NORMAL") as "NORMAL" | "FULL"
@@ -64,6 +66,9 @@ const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     return [performance.now() - t0, result] as const
   })
 
+/** The journal's write spec of a transition on a claimed row (as the delivery program makes it). */
+const specOf = (entry: OutboxEntry, event: Machine.EntryEvent, now: number) => Either.getOrThrow(Machine.writeSpec(entry, event, now))
+
 const chunk = <A>(xs: ReadonlyArray<A>, n: number) =>
   Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, i * n + n))
 
@@ -85,7 +90,7 @@ const claimAckRate = (n: number, batch: number) =>
       while (done < n) {
         const { claimed } = yield* repo.claim({ owner: "bench/1", now: 1, leaseMs: 300_000, limit: batch })
         if (claimed.length === 0) break
-        yield* repo.ack("bench/1", claimed.map((c) => ({ id: c.entry.id, partsDelivered: 1 })), 2)
+        yield* repo.write(claimed.map((c) => WriteOp.Update({ spec: specOf(c.entry, Machine.EntryEvent.Ack({ owner: "bench/1", partsDelivered: 1 }), 2) })))
         done += claimed.length
       }
     }))
@@ -111,7 +116,7 @@ const claimTime = (total: number, pending: number) =>
     for (let i = 0; i < 60; i++) {
       const [ms, batch] = yield* timed(repo.claim({ owner: "bench/1", now: 10 + i, leaseMs: 300_000, limit: 100 }))
       if (batch.claimed.length !== Math.min(100, pending)) throw new Error(`claimed ${batch.claimed.length}`)
-      yield* repo.release("bench/1", batch.claimed.map((c) => c.entry.id as EntryId), 10 + i)
+      yield* repo.write(batch.claimed.map((c) => WriteOp.Update({ spec: specOf(c.entry, Machine.EntryEvent.Release({ owner: "bench/1" }), 10 + i) })))
       if (i >= 10) samples.push(ms) // first rounds warm the page cache and statement cache
     }
     return median(samples)

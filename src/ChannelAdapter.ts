@@ -12,7 +12,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Chunker, ChunkerMode } from "./Chunking.js"
@@ -93,47 +92,11 @@ export type Adapter = AdapterV1 | AdapterV2
 /** The contract `normalize` took for an adapter. */
 export type Contract = "v1" | "v2"
 
-/** A normalized send: never throws, never rejects; every failure is a classified `SendError`. */
-export interface Send {
-  (ctx: SendContext): Effect.Effect<SendResult, SendError>
-  /**
-   * Calls the adapter at once instead of when the effect runs: a call that completed synchronously (a plain value, or an
-   * Effect that is already an `Exit`, as `Effect.succeed` is) comes back as an `Exit`, so the caller needs no fiber
-   * or timer for it; a Promise still pending comes back as a `PendingCall`; an Effect that must run, as itself.
-   */
-  readonly now?: (ctx: SendContext) => Effect.Effect<SendResult, SendError> | PendingCall<SendResult>
-}
-
 /**
- * A plugin call whose Promise has not settled yet. Waiting for it needs no fiber: `onSettled` takes the one callback
- * of its outcome (classified, as every failure is), and `abort` tells the plugin to stop (its abort signal fires).
+ * A normalized send: never throws, never rejects; every failure is a classified `SendError`. Interrupting it (the
+ * sender's per-part timeout, a shutdown) aborts the plugin's `signal`.
  */
-export interface PendingCall<A> {
-  readonly _tag: "PendingCall"
-  readonly onSettled: (callback: (exit: Exit.Exit<A, SendError>) => void) => void
-  readonly abort: () => void
-}
-
-/** Whether `now` gave a call still pending. */
-export const isPendingCall = <A>(u: Effect.Effect<A, SendError> | PendingCall<A>): u is PendingCall<A> =>
-  !Effect.isEffect(u) && u._tag === "PendingCall"
-
-/** A pending call as an effect that waits for it; interrupting the wait aborts the call. */
-export const awaitPending = <A>(call: PendingCall<A>): Effect.Effect<A, SendError> =>
-  Effect.async<A, SendError>((resume) => {
-    call.onSettled(resume)
-    return Effect.sync(call.abort)
-  })
-
-/** A call as an effect: a pending one is waited for, anything else is already one. */
-const awaitIfPending = <A>(started: Effect.Effect<A, SendError> | PendingCall<A>): Effect.Effect<A, SendError> =>
-  isPendingCall(started) ? awaitPending(started) : started
-
-const mapPending = <A, B>(call: PendingCall<A>, f: (a: A) => Exit.Exit<B, SendError>): PendingCall<B> => ({
-  _tag: "PendingCall",
-  onSettled: (callback) => call.onSettled((exit) => callback(Exit.isSuccess(exit) ? f(exit.value) : exit as Exit.Exit<never, SendError>)),
-  abort: call.abort
-})
+export type Send = (ctx: SendContext) => Effect.Effect<SendResult, SendError>
 
 /** A normalized reconcile. */
 export type Reconcile = (ctx: SendContext) => Effect.Effect<ReconcileResult, SendError>
@@ -189,87 +152,54 @@ const unreadable = (u: unknown): string => {
   }
 }
 
-/** `call`, when the effect runs. */
-const invoke = (
-  method: (ctx: SendContext, options: CallOptions) => unknown,
-  ctx: SendContext
-): Effect.Effect<unknown, SendError> =>
-  Effect.suspend(() => awaitIfPending(call(method, ctx)))
-
 /**
- * An adapter's own Effect classified, whether it completed at once or ran: its failure (the first, as `mapError`
- * takes it) or else its defect becomes a `SendError`, and so does an Effect that interrupted itself.
+ * An adapter's own Effect classified: its failure (the first, as `mapError` takes it) or else its defect becomes a
+ * `SendError`, and so does an Effect that interrupted itself. An interruption from outside (the send timeout) is not
+ * caught: no handler runs for it.
  */
-const classified = (cause: Cause.Cause<unknown>): Exit.Exit<never, SendError> => {
+const classified = (cause: Cause.Cause<unknown>): Effect.Effect<never, SendError> => {
   const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) return Exit.fail(classifySafely(failure.value))
+  if (Option.isSome(failure)) return Effect.fail(classifySafely(failure.value))
   const defect = Cause.dieOption(cause)
-  if (Option.isSome(defect)) return Exit.fail(classifySafely(defect.value))
+  if (Option.isSome(defect)) return Effect.fail(classifySafely(defect.value))
   return Cause.isInterruptedOnly(cause)
-    ? Exit.fail(new SendError({ message: "the adapter's Effect interrupted itself", retryable: true }))
-    : Exit.failCause(cause as Cause.Cause<never>)
+    ? Effect.fail(new SendError({ message: "the adapter's Effect interrupted itself", retryable: true }))
+    : Effect.failCause(cause as Cause.Cause<never>)
 }
 
 /**
- * Calls a plugin method now, whatever it returns (Promise, Effect or a plain value), and classifies every failure.
- * A call that completed synchronously comes back as an `Exit`, a Promise as a `PendingCall`.
+ * Calls a plugin method, whatever it returns (a Promise or thenable, an Effect, or a plain value), with an abort
+ * signal that fires when the call is interrupted, and classifies every failure.
  */
 const call = (
   method: (ctx: SendContext, options: CallOptions) => unknown,
   ctx: SendContext
-): Effect.Effect<unknown, SendError> | PendingCall<unknown> => {
-  // made on first use: most adapters never read the signal, and a controller costs more than a no-op send
-  let controller: AbortController | undefined
-  let aborted = false
-  const options: CallOptions = {
-    get signal() {
-      if (controller === undefined) {
-        controller = new AbortController()
-        if (aborted) controller.abort() // read only after the call was given up
-      }
-      return controller.signal
+): Effect.Effect<unknown, SendError> =>
+  Effect.async<unknown, SendError>((resume, signal) => {
+    let out: unknown
+    let then: unknown
+    try {
+      out = method(ctx, { signal })
+      then = Effect.isEffect(out) ? undefined : thenOf(out)
+    } catch (error) {
+      return resume(Effect.fail(classifySafely(error)))
     }
-  }
-  let out: unknown
-  let then: unknown
-  try {
-    out = method(ctx, options)
-    then = Effect.isEffect(out) ? undefined : thenOf(out)
-  } catch (error) {
-    return Exit.fail(classifySafely(error))
-  }
-  if (Effect.isEffect(out)) {
-    // already done (`Effect.succeed`, `Effect.fail` are exits): nothing to wait for
-    if (Exit.isExit(out)) return Exit.isSuccess(out) ? Exit.succeed(out.value) : classified(out.cause)
-    // Effect-native adapters are typed to need no services; a defect inside one is still a send failure. An
-    // interruption from outside (the send timeout) is not caught here: no handler runs for it
-    return Effect.catchAllCause(out as Effect.Effect<unknown, unknown>, classified)
-  }
-  if (typeof then === "function") {
-    const thenable = out
-    return {
-      _tag: "PendingCall",
-      onSettled: (callback) => {
-        try {
-          then.call(
-            thenable,
-            (value: unknown) => callback(Exit.succeed(value)),
-            (error: unknown) => callback(Exit.fail(classifySafely(error)))
-          )
-        } catch (error) {
-          // a thenable whose `then` throws
-          callback(Exit.fail(classifySafely(error)))
-        }
-      },
-      // on timeout/interruption, tell the plugin so it can cancel its HTTP request
-      abort: () => {
-        aborted = true
-        controller?.abort()
-      }
+    if (Effect.isEffect(out)) {
+      // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
+      return resume(Effect.catchAllCause(out as Effect.Effect<unknown, unknown>, classified))
     }
-  }
-  return Exit.succeed(out)
-}
+    if (typeof then !== "function") return resume(Effect.succeed(out))
+    try {
+      then.call(
+        out,
+        (value: unknown) => resume(Effect.succeed(value)),
+        (error: unknown) => resume(Effect.fail(classifySafely(error)))
+      )
+    } catch (error) {
+      // a thenable whose `then` throws
+      resume(Effect.fail(classifySafely(error)))
+    }
+  })
 
 const preview = (u: unknown): string => {
   if (u === undefined) return "undefined"
@@ -295,29 +225,23 @@ const messageIdOf = (result: unknown): string | undefined => {
 }
 
 const toSend = (channel: string, name: string, method: SendMethod): Send => {
-  const checked = (result: unknown): Exit.Exit<SendResult, SendError> =>
+  const checked = (result: unknown): Effect.Effect<SendResult, SendError> =>
     messageIdOf(result) !== undefined
-      ? Exit.succeed(result as unknown as SendResult)
-      : Exit.fail(
+      ? Effect.succeed(result as SendResult)
+      : Effect.fail(
         new SendError({
           // the message may well have gone out: retrying a broken adapter would only duplicate it
           message: `${channel}.${name} returned a malformed result (expected { messageId: string }, got ${preview(result)})`,
           retryable: false
         })
       )
-  const now = (ctx: SendContext): Effect.Effect<SendResult, SendError> | PendingCall<SendResult> => {
-    const started = call(method, ctx)
-    if (isPendingCall(started)) return mapPending(started, checked)
-    if (!Exit.isExit(started)) return Effect.flatMap(started, checked)
-    return Exit.isSuccess(started) ? checked(started.value) : (started as Exit.Exit<never, SendError>)
-  }
-  return Object.assign((ctx: SendContext) => Effect.suspend(() => awaitIfPending(now(ctx))), { now })
+  return (ctx) => Effect.flatMap(call(method, ctx), checked)
 }
 
 const reconcileResults: ReadonlyArray<unknown> = ["sent", "not_sent", "unknown"]
 
 const toReconcile = (channel: string, method: ReconcileMethod): Reconcile => (ctx) =>
-  invoke(method, ctx).pipe(
+  call(method, ctx).pipe(
     Effect.flatMap((result) =>
       reconcileResults.includes(result)
         ? Effect.succeed(result as ReconcileResult)

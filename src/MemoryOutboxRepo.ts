@@ -5,11 +5,11 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { EntryId, OutboxEntry } from "./Delivery.js"
 import { orderingKey } from "./Delivery.js"
-import { EntryNotFound, LeaseLost, StoreError, type TransitionRejected } from "./DeliveryError.js"
+import { EntryNotFound, StoreError, type TransitionRejected } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
-import { byDueThenId, byEnqueuedThenId, DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
-import type { BatchWriteResult, ClaimedEntry, OutboxRepoShape } from "./OutboxRepo.js"
+import { byDueThenId, byEnqueuedThenId, DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./internal/repoSupport.js"
+import type { ClaimedEntry, OutboxRepoShape, WriteOp, WriteResult } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
 /** Builds an empty in-memory store. */
@@ -25,25 +25,13 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
       return next
     })
 
-  const fenced = (id: EntryId, owner: string, event: EntryEvent, now: number) =>
-    Effect.suspend(() => {
-      const entry = rows.get(id)
-      if (entry === undefined) return Effect.fail(new LeaseLost({ id, owner }))
-      return Either.match(apply(entry, event, now), {
-        onLeft: () => Effect.fail(new LeaseLost({ id, owner })),
-        onRight: Effect.succeed
-      })
-    })
-
-  const batch = (ids: ReadonlyArray<EntryId>, eventFor: (id: EntryId) => EntryEvent, now: number): BatchWriteResult => {
+  const batch = (ids: ReadonlyArray<EntryId>, eventFor: (id: EntryId) => EntryEvent, now: number): Array<EntryId> => {
     const written: Array<EntryId> = []
-    const rejected: Array<EntryId> = []
     for (const id of ids) {
       const entry = rows.get(id)
-      const ok = entry !== undefined && Either.isRight(apply(entry, eventFor(id), now))
-      ;(ok ? written : rejected).push(id)
+      if (entry !== undefined && Either.isRight(apply(entry, eventFor(id), now))) written.push(id)
     }
-    return { written, rejected }
+    return written
   }
 
   const conversationHeads = () => {
@@ -57,9 +45,26 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
     return heads
   }
 
-  const ackNow = (owner: string, items: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number }>, now: number) => {
-    const parts = new Map(items.map((i) => [i.id, i.partsDelivered]))
-    return batch(items.map((i) => i.id), (id) => Machine.EntryEvent.Ack({ owner, partsDelivered: parts.get(id)! }), now)
+  const insertNow = (entry: OutboxEntry): InsertResult => {
+    const existingId = rows.has(entry.id) ? entry.id : entry.idempotencyKey && byKey.get(entry.idempotencyKey)
+    if (existingId) return InsertResult.Duplicate({ entry: rows.get(existingId)! })
+    rows.set(entry.id, entry)
+    if (entry.idempotencyKey) byKey.set(entry.idempotencyKey, entry.id)
+    return InsertResult.Inserted({ entry })
+  }
+
+  /** The write of one op; the SQL stores' checks, applied to the map. */
+  const writeOne = (op: WriteOp, busy: Set<string>): WriteResult => {
+    if (op._tag === "Update") {
+      const row = rows.get(op.spec.guard.id)
+      if (row === undefined || !Machine.guardHolds(row, op.spec.guard)) return { _tag: "Rejected" }
+      rows.set(row.id, op.spec.next)
+      return { _tag: "Updated" }
+    }
+    const bad = Machine.checkInvariants(op.entry) ?? jsonProblem(op.entry)
+    if (bad !== null) return { _tag: "Invalid", message: bad }
+    const [entry] = op.deferIfBusy ? deferBusy([op.entry], busy) : [op.entry]
+    return insertNow(entry!)
   }
 
   const repo: OutboxRepoShape = {
@@ -68,62 +73,42 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
         const bad = input.map(Machine.checkInvariants).find((m) => m !== null)
         if (bad) return Effect.fail(new StoreError({ operation: "insert", message: bad }))
         const entries = options.deferBusyConversations ? deferBusy(input, new Set(conversationHeads().keys())) : input
-        return Effect.succeed(entries.map((entry) => {
-          const existingId = rows.has(entry.id) ? entry.id : entry.idempotencyKey && byKey.get(entry.idempotencyKey)
-          if (existingId) return InsertResult.Duplicate({ entry: rows.get(existingId)! })
-          rows.set(entry.id, entry)
-          if (entry.idempotencyKey) byKey.set(entry.idempotencyKey, entry.id)
-          return InsertResult.Inserted({ entry })
-        }))
+        return Effect.succeed(entries.map(insertNow))
       }),
 
-    claim: ({ ack, leaseMs, limit, now, owner }) =>
+    write: (ops) =>
       Effect.sync(() => {
-        const acked = ack === undefined || ack.length === 0 ? undefined : ackNow(owner, ack, now)
+        const busy = ops.some((op) => op._tag === "Insert" && op.deferIfBusy) ? new Set(conversationHeads().keys()) : new Set<string>()
+        return ops.map((op) => writeOne(op, busy))
+      }),
+
+    claim: ({ leaseMs, limit, now, orderingKey: conversation, owner }) =>
+      Effect.sync(() => {
         const heads = conversationHeads()
-        const due = [...rows.values()]
-          .filter((e) => Machine.isDue(e, now) && heads.get(orderingKey(e))?.id === e.id)
-          .sort(byDueThenId)
-          .slice(0, limit)
+        const candidates = conversation === undefined ? [...heads.values()] : (heads.has(conversation) ? [heads.get(conversation)!] : [])
+        const due = candidates.filter((e) => Machine.isDue(e, now)).sort(byDueThenId).slice(0, limit)
         const claimed: Array<ClaimedEntry> = []
         for (const entry of due) {
           const event = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
           Either.map(apply(entry, event, now), (next) => claimed.push({ entry: next, reclaimed: entry.state === "in_flight" }))
         }
-        return { claimed, malformed: [], ...(acked === undefined ? {} : { acked }) }
+        return { claimed, malformed: [] }
       }),
-
-    ack: (owner, items, now) => Effect.sync(() => ackNow(owner, items, now)),
-
-    recordFailure: (id, owner, failure, now) => fenced(id, owner, failureEvent(owner, failure), now),
-
-    recordProgress: (id, owner, progress, now) =>
-      fenced(id, owner, Machine.EntryEvent.Progress({ owner, partsDelivered: progress.partsDelivered }), now).pipe(
-        Effect.flatMap((entry) =>
-          progress.leaseUntil === undefined
-            ? Effect.succeed(entry)
-            : fenced(id, owner, Machine.EntryEvent.Renew({ owner, leaseUntil: progress.leaseUntil }), now)
-        )
-      ),
-
-    release: (owner, ids, now) => Effect.sync(() => batch(ids, () => Machine.EntryEvent.Release({ owner }), now)),
 
     reclaimPreviousBoots: ({ nodeId, now, owner }) =>
       Effect.sync(() => {
         const stale = [...rows.values()].filter((e) =>
           e.state === "in_flight" && e.leaseOwner !== owner && e.leaseOwner?.startsWith(`${nodeId}/`)
         )
-        return batch(stale.map((e) => e.id), () => Machine.EntryEvent.Reclaim(), now).written
+        return batch(stale.map((e) => e.id), () => Machine.EntryEvent.Reclaim(), now)
       }),
 
     expire: (now, options = {}) =>
       Effect.sync(() => {
-        const candidates = options.ids ? options.ids.flatMap((id) => rows.get(id) ?? []) : [...rows.values()]
-        const expirable = candidates
-          .filter((e) => e.expiresAt !== null && e.expiresAt <= now && Machine.isPending(e.state))
+        const expirable = [...rows.values()]
+          .filter((e) => e.expiresAt !== null && e.expiresAt <= now && (e.state === "queued" || e.state === "failed_retryable"))
           .slice(0, options.limit ?? Number.MAX_SAFE_INTEGER)
-        const event = Machine.EntryEvent.Expire(options.owner === undefined ? {} : { owner: options.owner })
-        return batch(expirable.map((e) => e.id), () => event, now).written
+        return batch(expirable.map((e) => e.id), () => Machine.EntryEvent.Expire({}), now)
       }),
 
     prune: (now, retention) =>

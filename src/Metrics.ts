@@ -32,6 +32,14 @@ export const possibleDuplicates = Metric.counter("outbox_possible_duplicates_tot
   incremental: true
 })
 
+const writeFailureCounter = Metric.counter("outbox_write_failures_total", {
+  description: "writes of a delivery's progress, outcome or lease that failed (the row is retried after its lease)",
+  incremental: true
+})
+
+/** Writes of a row being delivered that failed, tagged by operation (progress, renew, failure, expire, fail, release). */
+export const writeFailures = (operation: string) => Metric.tagged(writeFailureCounter, "operation", operation)
+
 /** Worker passes that failed (the worker goes on). */
 export const workerPassFailures = Metric.counter("outbox_worker_pass_failures_total", {
   description: "recovery passes that failed",

@@ -1,15 +1,15 @@
 /**
  * The storage port: rows, leases and state transitions. Backends: `MemoryOutboxRepo`, `SqliteOutboxRepo`
- * (and `PgOutboxRepo`). Every write a backend makes is a transition accepted by `EntryStateMachine`; an ack may be
- * applied as its guarded write (`EntryStateMachine.ackWrite`) without reading the row first.
+ * (and `PgOutboxRepo`). Every write a backend makes is a transition accepted by `EntryStateMachine`; the writes of a
+ * leased row arrive as guarded write specs (`EntryStateMachine.writeSpec`), applied without reading the row first.
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type { EntryId, EntryState, OutboxEntry, OutboxStats } from "./Delivery.js"
-import type { EntryEvent } from "./EntryStateMachine.js"
-import type { EntryNotFound, LeaseLost, StoreError, TransitionRejected } from "./DeliveryError.js"
+import type { EntryNotFound, StoreError, TransitionRejected } from "./DeliveryError.js"
+import type { WriteSpec } from "./EntryStateMachine.js"
 
 /** What an insert did: a new row, or the row that already had this id or idempotency key (nothing written). */
 export type InsertResult = Data.TaggedEnum<{
@@ -35,20 +35,26 @@ export interface MalformedRow {
 export interface ClaimBatch {
   readonly claimed: ReadonlyArray<ClaimedEntry>
   readonly malformed: ReadonlyArray<MalformedRow>
-  /** what the acks given with the claim did (present when there were any) */
-  readonly acked?: BatchWriteResult
 }
 
-/** Which of a batch of fenced writes landed; `rejected` rows are no longer leased to the writer. */
-export interface BatchWriteResult {
-  readonly written: ReadonlyArray<EntryId>
-  readonly rejected: ReadonlyArray<EntryId>
-}
+/** One write of a journal batch: a new row, or a guarded transition of a row (see `EntryStateMachine.writeSpec`). */
+export type WriteOp = Data.TaggedEnum<{
+  /** with `deferIfBusy`, an `in_flight` row whose conversation has a pending row (stored or earlier in the batch) is stored `queued` */
+  Insert: { readonly entry: OutboxEntry; readonly deferIfBusy: boolean }
+  Update: { readonly spec: WriteSpec }
+}>
+/** Constructors for `WriteOp`. */
+export const WriteOp = Data.taggedEnum<WriteOp>()
 
-/** A failed attempt to record on a leased row: the state machine's `Retry` or `Fail` event without its owner. */
-export type FailureRecord =
-  | ({ readonly _tag: "Retryable" } & Omit<Extract<EntryEvent, { readonly _tag: "Retry" }>, "_tag" | "owner">)
-  | ({ readonly _tag: "Terminal" } & Omit<Extract<EntryEvent, { readonly _tag: "Fail" }>, "_tag" | "owner">)
+/** What one write of a batch did. */
+export type WriteResult =
+  | InsertResult
+  /** the transition was written */
+  | { readonly _tag: "Updated" }
+  /** the guard did not hold (the row is gone, or no longer in that state under that owner): nothing written */
+  | { readonly _tag: "Rejected" }
+  /** this write alone could not be made (its row cannot be encoded); the others of the batch were */
+  | { readonly _tag: "Invalid"; readonly message: string }
 
 /** Filters of the admin listing; newest first. `before` pages by `enqueuedAt` (exclusive). */
 export interface ListFilter {
@@ -82,10 +88,14 @@ export interface OutboxRepoShape {
     options?: { readonly deferBusyConversations?: boolean }
   ) => Effect.Effect<ReadonlyArray<InsertResult>, StoreError>
   /**
-   * Leases up to `limit` due rows to `owner`, oldest due first, at most one (the oldest pending) per conversation.
-   * `ack` rows (leased to `owner`) are marked delivered first, in the same transaction: a worker acks the sends of one
-   * batch with the claim of the next. If the claim fails, those acks are not written either. A backend that does not
-   * do this must leave `acked` out of its result; the worker then writes the acks with `ack`.
+   * Writes a journal batch in one transaction, one result per op in order. Updates with the same guard and the same
+   * columns are one guarded `UPDATE … RETURNING`. An op that cannot be encoded is `Invalid` and does not fail the rest;
+   * the whole batch fails with `StoreError` only when the transaction does (nothing of it is written then).
+   */
+  readonly write: (ops: ReadonlyArray<WriteOp>) => Effect.Effect<ReadonlyArray<WriteResult>, StoreError>
+  /**
+   * Leases up to `limit` due rows to `owner`, oldest due first, at most one (the oldest pending) per conversation;
+   * with `orderingKey`, only that conversation's head (how a finished row starts its conversation's next one).
    */
   readonly claim: (
     options: {
@@ -93,40 +103,18 @@ export interface OutboxRepoShape {
       readonly now: number
       readonly leaseMs: number
       readonly limit: number
-      readonly ack?: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number }> | undefined
+      readonly orderingKey?: string | undefined
     }
   ) => Effect.Effect<ClaimBatch, StoreError>
-  /** Marks leased rows delivered in one transaction. */
-  readonly ack: (
-    owner: string,
-    items: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number }>,
-    now: number
-  ) => Effect.Effect<BatchWriteResult, StoreError>
-  /** Records a failed attempt on a leased row (retry later, or terminal). */
-  readonly recordFailure: (
-    id: EntryId,
-    owner: string,
-    failure: FailureRecord,
-    now: number
-  ) => Effect.Effect<OutboxEntry, StoreError | LeaseLost>
-  /** Records progress on a leased row and optionally extends its lease. */
-  readonly recordProgress: (
-    id: EntryId,
-    owner: string,
-    progress: { readonly partsDelivered: number; readonly leaseUntil?: number | undefined },
-    now: number
-  ) => Effect.Effect<OutboxEntry, StoreError | LeaseLost>
-  /** Gives leases back without an attempt (rows become claimable now). */
-  readonly release: (owner: string, ids: ReadonlyArray<EntryId>, now: number) => Effect.Effect<BatchWriteResult, StoreError>
   /** Makes claimable at once the in-flight rows of this node's earlier boots (owner `${nodeId}/…` but not `owner`). */
   readonly reclaimPreviousBoots: (
     options: { readonly nodeId: string; readonly owner: string; readonly now: number }
   ) => Effect.Effect<ReadonlyArray<EntryId>, StoreError>
-  /** Expires waiting rows past their `expiresAt` (and, for `owner`, its own in-flight rows). */
-  readonly expire: (
-    now: number,
-    options?: { readonly ids?: ReadonlyArray<EntryId>; readonly owner?: string; readonly limit?: number }
-  ) => Effect.Effect<ReadonlyArray<EntryId>, StoreError>
+  /**
+   * Expires waiting rows (queued, failed_retryable) past their `expiresAt`, without reading their data (a row that no
+   * longer decodes expires too). In-flight rows are expired by their lease owner, through `write`.
+   */
+  readonly expire: (now: number, options?: { readonly limit?: number }) => Effect.Effect<ReadonlyArray<EntryId>, StoreError>
   /** Deletes finished rows past retention; queued and retrying rows are kept whatever their age. */
   readonly prune: (now: number, retention: Retention) => Effect.Effect<PruneResult, StoreError>
   /** Reads one row. */

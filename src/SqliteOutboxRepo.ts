@@ -15,13 +15,13 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { EntryId, OutboxEntry } from "./Delivery.js"
 import { orderingKey } from "./Delivery.js"
-import { EntryNotFound, LeaseLost, StoreError } from "./DeliveryError.js"
+import { EntryNotFound, StoreError } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
-import { DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
+import { DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
-import { fromRow, groupChanges, lightEntry, MUTABLE_SELECT, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
-import type { ClaimedEntry, MalformedRow, OutboxRepoShape } from "./OutboxRepo.js"
+import { fromRow, groupChanges, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
+import type { ClaimedEntry, MalformedRow, OutboxRepoShape, WriteOp, WriteResult } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
 /** The schema, owned by the library and applied in order. */
@@ -137,44 +137,20 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
       Effect.withSpan(`OutboxRepo.${operation}`, { captureStackTrace: false })
     ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
 
-  const selectMutableByIds = (ids: ReadonlyArray<string>) =>
-    Effect.map(
-      Effect.forEach(chunks(ids, IN_CHUNK), (part) =>
-        sql<Row>`SELECT ${sql.literal(MUTABLE_SELECT)} FROM outbox_entries WHERE id IN ${sql.in(part)}`),
-      (parts) => parts.flat()
-    )
-
-  const writeChanges = (pairs: ReadonlyArray<readonly [OutboxEntry, OutboxEntry]>) =>
-    Effect.forEach(
-      groupChanges(pairs),
-      (group) =>
-        Effect.forEach(chunks(group.ids, IN_CHUNK), (ids) =>
-          sql`UPDATE outbox_entries SET ${sql.update(group.set)} WHERE id IN ${sql.in(ids)}`, { discard: true }),
-      { discard: true }
-    )
-
-  /** Decodes rows and runs the state machine on each; only accepted transitions are written. */
-  const transitionRows = (
-    rows: ReadonlyArray<Row>,
-    eventFor: (entry: OutboxEntry) => EntryEvent,
-    now: number,
-    decode: (row: Row) => Either.Either<OutboxEntry, string> = fromRow
-  ) => {
+  /** Decodes claimed rows and runs the Claim transition on each; a row that does not decode is reported, not leased. */
+  const claimRows = (rows: ReadonlyArray<Row>, event: EntryEvent, now: number) => {
     const pairs: Array<readonly [OutboxEntry, OutboxEntry]> = []
-    const rejected: Array<EntryId> = []
     const malformed: Array<MalformedRow> = []
     for (const row of rows) {
-      const decoded = decode(row)
+      const decoded = fromRow(row)
       if (Either.isLeft(decoded)) {
         malformed.push({ id: String(row.id) as EntryId, message: decoded.left })
         continue
       }
-      const entry = decoded.right
-      const next = Machine.transition(entry, eventFor(entry), now)
-      if (Either.isLeft(next)) rejected.push(entry.id)
-      else pairs.push([entry, next.right])
+      const next = Machine.transition(decoded.right, event, now)
+      if (Either.isRight(next)) pairs.push([decoded.right, next.right])
     }
-    return { pairs, rejected, malformed }
+    return { pairs, malformed }
   }
 
   const decodeOrFail = (operation: string) => (row: Row) =>
@@ -183,63 +159,97 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
       onRight: Effect.succeed
     })
 
-  const fenced = (operation: string, id: EntryId, owner: string, events: ReadonlyArray<EntryEvent>, now: number) =>
-    writeTx(Effect.gen(function*() {
-      const [row] = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id = ${id}`
-      if (row === undefined) return yield* Effect.fail(new LeaseLost({ id, owner }))
-      const before = yield* decodeOrFail(operation)(row)
-      let after = before
-      for (const event of events) {
-        const next = Machine.transition(after, event, now)
-        if (Either.isLeft(next)) return yield* Effect.fail(new LeaseLost({ id, owner }))
-        after = next.right
+  /** Inserts rows (ids and keys already checked by the caller's batch) and returns what each became. */
+  const insertRows = (entries: ReadonlyArray<OutboxEntry>) =>
+    Effect.gen(function*() {
+      const inserted = new Set<string>()
+      for (const part of chunks(entries, IN_CHUNK / 2)) {
+        const rows = yield* sql<{ id: string }>`INSERT INTO outbox_entries ${sql.insert(part.map(toRow))}
+          ON CONFLICT DO NOTHING RETURNING id`
+        for (const r of rows) inserted.add(r.id)
       }
-      yield* writeChanges([[before, after]])
-      return after
-    })).pipe(run(operation))
+      const duplicates = entries.filter((e) => !inserted.has(e.id))
+      if (duplicates.length === 0) return entries.map((entry) => InsertResult.Inserted({ entry }))
+      const keys = duplicates.flatMap((e) => (e.idempotencyKey ? [e.idempotencyKey] : []))
+      const existing = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id IN ${sql.in(duplicates.map((e) => e.id))}
+        ${keys.length > 0 ? sql`OR idempotency_key IN ${sql.in(keys)}` : sql``}`
+      const decoded = yield* Effect.forEach(existing, decodeOrFail("insert"))
+      return yield* Effect.forEach(entries, (entry): Effect.Effect<InsertResult, StoreError> => {
+        if (inserted.has(entry.id)) return Effect.succeed(InsertResult.Inserted({ entry }))
+        // a row inserted earlier in this same batch is matched by key too
+        const match = decoded.find((e) => e.id === entry.id) ??
+          decoded.find((e) => entry.idempotencyKey !== undefined && e.idempotencyKey === entry.idempotencyKey)
+        return match
+          ? Effect.succeed(InsertResult.Duplicate({ entry: match }))
+          : Effect.fail(new StoreError({ operation: "insert", message: `entry ${entry.id} was neither inserted nor found` }))
+      })
+    })
 
-  const batchWrite = (operation: string, ids: ReadonlyArray<EntryId>, eventFor: (e: OutboxEntry) => EntryEvent, now: number) =>
-    writeTx(Effect.gen(function*() {
-      const rows = yield* selectMutableByIds(ids)
-      const { malformed, pairs, rejected } = transitionRows(rows, eventFor, now, lightEntry)
-      yield* writeChanges(pairs)
-      const found = new Set(rows.map((r) => String(r.id)))
-      return {
-        written: pairs.map(([, after]) => after.id),
-        rejected: [...rejected, ...malformed.map((m) => m.id), ...ids.filter((id) => !found.has(id))]
-      }
-    })).pipe(run(operation))
+  /** The conversations among `entries` that already have a pending row. */
+  const busyConversations = (entries: ReadonlyArray<OutboxEntry>) =>
+    Effect.map(
+      Effect.forEach(chunks([...new Set(entries.map(orderingKey))], IN_CHUNK), (part) =>
+        sql<{ ordering_key: string }>`SELECT DISTINCT ordering_key FROM outbox_entries
+          WHERE ordering_key IN ${sql.in(part)} AND pending = 1`),
+      (found) => new Set(found.flat().map((r) => r.ordering_key))
+    )
 
   /**
-   * The Ack transition as its guarded write (`Machine.ackWrite`), inside the caller's transaction: one UPDATE per
-   * distinct partsDelivered (usually one) and no read of the rows first; the rows it did not return are rejected.
+   * Guarded updates: specs with the same guard and the same changed columns are one `UPDATE … RETURNING id`
+   * (a batch of acks at one instant is usually a single statement); the ids it did not return were rejected.
    */
-  const ackRows = (owner: string, items: ReadonlyArray<{ readonly id: EntryId; readonly partsDelivered: number }>, now: number) =>
+  const updateRows = (specs: ReadonlyArray<Machine.WriteSpec>) =>
     Effect.gen(function*() {
       const done = new Set<string>()
-      const byParts = new Map<number, Array<EntryId>>()
-      for (const item of items) {
-        const ids = byParts.get(item.partsDelivered)
-        if (ids === undefined) byParts.set(item.partsDelivered, [item.id])
-        else ids.push(item.id)
+      const byGuard = new Map<string, Array<Machine.WriteSpec>>()
+      for (const spec of specs) {
+        const key = `${spec.guard.state}\u0000${spec.guard.leaseOwner ?? ""}`
+        const group = byGuard.get(key)
+        if (group === undefined) byGuard.set(key, [spec])
+        else group.push(spec)
       }
-      for (const [partsDelivered, ids] of byParts) {
-        const { guard, set } = Machine.ackWrite({ owner, partsDelivered }, now)
-        for (const part of chunks(ids, IN_CHUNK)) {
-          const rows = yield* sql<{ id: string }>`UPDATE outbox_entries
-            SET state = ${set.state}, delivered_at = ${set.deliveredAt}, parts_delivered = ${set.partsDelivered},
-              delivered_parts = NULL, next_attempt_at = ${set.nextAttemptAt}, pending = NULL, lease_owner = ${set.leaseOwner},
-              lease_expires_at = ${set.leaseExpiresAt}, updated_at = ${set.updatedAt}
-            WHERE id IN ${sql.in(part)} AND state = ${guard.state} AND lease_owner = ${guard.leaseOwner}
-              AND parts_delivered <= ${guard.partsDeliveredAtMost}
-            RETURNING id`
-          for (const row of rows) done.add(row.id)
+      for (const group of byGuard.values()) {
+        const { leaseOwner, state } = group[0]!.guard
+        for (const change of groupChanges(group.map((spec) => [spec.before, spec.next] as const))) {
+          for (const ids of chunks(change.ids, IN_CHUNK)) {
+            const rows = yield* sql<{ id: string }>`UPDATE outbox_entries SET ${sql.update(change.set)}
+              WHERE id IN ${sql.in(ids)} AND state = ${state} AND lease_owner IS ${leaseOwner}
+              RETURNING id`
+            for (const row of rows) done.add(row.id)
+          }
         }
       }
-      return {
-        written: items.filter((i) => done.has(i.id)).map((i) => i.id),
-        rejected: items.filter((i) => !done.has(i.id)).map((i) => i.id)
+      return done
+    })
+
+  /** A journal batch in one transaction: inserts first (in order), then the guarded updates. */
+  const writeOps = (ops: ReadonlyArray<WriteOp>) =>
+    Effect.gen(function*() {
+      const results: Array<WriteResult | undefined> = ops.map(() => undefined)
+      const inserts: Array<{ readonly at: number; readonly entry: OutboxEntry; readonly deferIfBusy: boolean }> = []
+      const specs: Array<Machine.WriteSpec> = []
+      ops.forEach((op, at) => {
+        if (op._tag === "Update") return void specs.push(op.spec)
+        // one row that cannot be stored fails alone, before the transaction, never the batch
+        const bad = Machine.checkInvariants(op.entry) ?? jsonProblem(op.entry)
+        if (bad !== null) results[at] = { _tag: "Invalid", message: bad }
+        else inserts.push({ at, entry: op.entry, deferIfBusy: op.deferIfBusy })
+      })
+      if (inserts.length > 0) {
+        const deferring = inserts.filter((i) => i.deferIfBusy && i.entry.state === "in_flight")
+        const busy = deferring.length > 0 ? yield* busyConversations(deferring.map((i) => i.entry)) : new Set<string>()
+        const entries = inserts.map(({ deferIfBusy, entry }) => {
+          if (deferIfBusy) return deferBusy([entry], busy)[0]!
+          busy.add(orderingKey(entry)) // a stored pending row makes its conversation busy for the later rows of the batch
+          return entry
+        })
+        const stored = yield* insertRows(entries)
+        inserts.forEach((insert, i) => void (results[insert.at] = stored[i]!))
       }
+      const updated = specs.length > 0 ? yield* updateRows(specs) : new Set<string>()
+      return ops.map((op, at): WriteResult =>
+        results[at] ?? (updated.has(op._tag === "Update" ? op.spec.guard.id : "") ? { _tag: "Updated" } : { _tag: "Rejected" })
+      )
     })
 
   const repo: OutboxRepoShape = {
@@ -251,53 +261,29 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         return yield* writeTx(Effect.gen(function*() {
           let entries = input
           if (options.deferBusyConversations && input.some((e) => e.state === "in_flight")) {
-            const keys = [...new Set(input.map(orderingKey))]
-            const busy = yield* Effect.forEach(chunks(keys, IN_CHUNK), (part) =>
-              sql<{ ordering_key: string }>`SELECT DISTINCT ordering_key FROM outbox_entries
-                WHERE ordering_key IN ${sql.in(part)} AND pending = 1`)
-            entries = deferBusy(input, new Set(busy.flat().map((r) => r.ordering_key)))
+            entries = deferBusy(input, yield* busyConversations(input))
           }
-          const inserted = new Set<string>()
-          for (const part of chunks(entries, IN_CHUNK / 2)) {
-            const rows = yield* sql<{ id: string }>`INSERT INTO outbox_entries ${sql.insert(part.map(toRow))}
-              ON CONFLICT DO NOTHING RETURNING id`
-            for (const r of rows) inserted.add(r.id)
-          }
-          const duplicates = entries.filter((e) => !inserted.has(e.id))
-          if (duplicates.length === 0) return entries.map((entry) => InsertResult.Inserted({ entry }))
-          const keys = duplicates.flatMap((e) => (e.idempotencyKey ? [e.idempotencyKey] : []))
-          const existing = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id IN ${sql.in(duplicates.map((e) => e.id))}
-            ${keys.length > 0 ? sql`OR idempotency_key IN ${sql.in(keys)}` : sql``}`
-          const decoded = yield* Effect.forEach(existing, decodeOrFail("insert"))
-          return yield* Effect.forEach(entries, (entry): Effect.Effect<InsertResult, StoreError> => {
-            if (inserted.has(entry.id)) return Effect.succeed(InsertResult.Inserted({ entry }))
-            // a row inserted earlier in this same batch is matched by key too
-            const match = decoded.find((e) => e.id === entry.id) ??
-              decoded.find((e) => entry.idempotencyKey !== undefined && e.idempotencyKey === entry.idempotencyKey)
-            return match
-              ? Effect.succeed(InsertResult.Duplicate({ entry: match }))
-              : Effect.fail(new StoreError({ operation: "insert", message: `entry ${entry.id} was neither inserted nor found` }))
-          })
+          return yield* insertRows(entries)
         }))
       }).pipe(run("insert")),
 
-    claim: ({ ack, leaseMs, limit, now, owner }) =>
+    write: (ops) => (ops.length === 0 ? Effect.succeed([]) : writeTx(writeOps(ops)).pipe(run("write"))),
+
+    claim: ({ leaseMs, limit, now, orderingKey: conversation, owner }) =>
       writeTx(Effect.gen(function*() {
-        // acked first: a conversation whose head is delivered here has its next row claimable in this same claim
-        const acked = ack === undefined || ack.length === 0 ? undefined : yield* ackRows(owner, ack, now)
         // the oldest pending row of each conversation is its head; only heads are claimable
         // read as arrays: better-sqlite3 builds a row object at about 4 µs, half the cost of the whole query per row
         const values = yield* sql`SELECT ${sql.literal(ROW_SELECT)} FROM outbox_entries e
           WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${now}
+            ${conversation === undefined ? sql`` : sql`AND e.ordering_key = ${conversation} AND e.pending = 1`}
             AND NOT EXISTS (
               SELECT 1 FROM outbox_entries p
               WHERE p.ordering_key = e.ordering_key AND p.pending = 1
                 AND (p.enqueued_at, p.id) < (e.enqueued_at, e.id))
           ORDER BY e.next_attempt_at, e.id
           LIMIT ${limit}`.values
-        const rows = values.map(rowFromValues)
         const claim = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
-        const { malformed, pairs } = transitionRows(rows, () => claim, now)
+        const { malformed, pairs } = claimRows(values.map(rowFromValues), claim, now)
         // every accepted row gets the same columns: one UPDATE, without diffing each row's before and after
         const set = Machine.claimWrite(claim, now)
         for (const ids of chunks(pairs.map(([, after]) => after.id), IN_CHUNK)) {
@@ -310,45 +296,30 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
           entry: after,
           reclaimed: before.state === "in_flight"
         }))
-        return { claimed, malformed, ...(acked === undefined ? {} : { acked }) }
+        return { claimed, malformed }
       })).pipe(run("claim")),
 
-    ack: (owner, items, now) => writeTx(ackRows(owner, items, now)).pipe(run("ack")),
-
-    recordFailure: (id, owner, failure, now) => fenced("recordFailure", id, owner, [failureEvent(owner, failure)], now),
-
-    recordProgress: (id, owner, progress, now) =>
-      fenced("recordProgress", id, owner, [
-        Machine.EntryEvent.Progress({ owner, partsDelivered: progress.partsDelivered }),
-        ...(progress.leaseUntil === undefined ? [] : [Machine.EntryEvent.Renew({ owner, leaseUntil: progress.leaseUntil })])
-      ], now),
-
-    release: (owner, ids, now) => batchWrite("release", ids, () => Machine.EntryEvent.Release({ owner }), now),
-
     reclaimPreviousBoots: ({ nodeId, now, owner }) =>
-      writeTx(Effect.gen(function*() {
-        const rows = yield* sql<Row>`SELECT ${sql.literal(MUTABLE_SELECT)} FROM outbox_entries
-          WHERE state = 'in_flight' AND substr(lease_owner, 1, ${nodeId.length + 1}) = ${nodeId + "/"}
-            AND lease_owner != ${owner}`
-        const { pairs } = transitionRows(rows, () => Machine.EntryEvent.Reclaim(), now, lightEntry)
-        yield* writeChanges(pairs)
-        return pairs.map(([, after]) => after.id)
-      })).pipe(run("reclaimPreviousBoots")),
+      // the Reclaim transition as one statement: due at once, and before the backlog (since it was enqueued)
+      sql<{ id: EntryId }>`UPDATE outbox_entries
+        SET lease_expires_at = ${now}, next_attempt_at = min(${now}, enqueued_at), updated_at = ${now}
+        WHERE state = 'in_flight' AND substr(lease_owner, 1, ${nodeId.length + 1}) = ${nodeId + "/"}
+          AND lease_owner != ${owner}
+        RETURNING id`.pipe(Effect.map((rows) => rows.map((r) => r.id)), run("reclaimPreviousBoots")),
 
-    expire: (now, options = {}) =>
-      writeTx(Effect.gen(function*() {
-        const owner = options.owner ?? null
-        const rows = yield* sql<Row>`SELECT ${sql.literal(MUTABLE_SELECT)} FROM outbox_entries
-          WHERE pending = 1 AND expires_at IS NOT NULL AND expires_at <= ${now}
-            AND (state != 'in_flight' OR lease_owner = ${owner})
-            ${options.ids ? sql`AND id IN ${sql.in(options.ids)}` : sql``}
+    expire: (now, options = {}) => {
+      // the Expire transition as one statement, never reading a row's data: a row that no longer decodes expires too
+      const set = Machine.expireWrite(now)
+      return sql<{ id: EntryId }>`UPDATE outbox_entries
+        SET state = ${set.state}, next_attempt_at = ${set.nextAttemptAt}, pending = NULL, lease_owner = ${set.leaseOwner},
+          lease_expires_at = ${set.leaseExpiresAt}, updated_at = ${set.updatedAt}
+        WHERE id IN (
+          SELECT id FROM outbox_entries
+          WHERE pending = 1 AND expires_at IS NOT NULL AND expires_at <= ${now} AND state IN ('queued', 'failed_retryable')
           ORDER BY expires_at
-          ${options.limit === undefined ? sql`` : sql`LIMIT ${options.limit}`}`
-        const event = Machine.EntryEvent.Expire(options.owner === undefined ? {} : { owner: options.owner })
-        const { pairs } = transitionRows(rows, () => event, now, lightEntry)
-        yield* writeChanges(pairs)
-        return pairs.map(([, after]) => after.id)
-      })).pipe(run("expire")),
+          ${options.limit === undefined ? sql`` : sql`LIMIT ${options.limit}`})
+        RETURNING id`.pipe(Effect.map((rows) => rows.map((r) => r.id)), run("expire"))
+    },
 
     prune: (now, retention) =>
       writeTx(Effect.gen(function*() {
@@ -408,9 +379,9 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         const [row] = yield* sql<Row>`SELECT * FROM outbox_entries WHERE id = ${id}`
         if (row === undefined) return yield* Effect.fail(new EntryNotFound({ id }))
         const before = yield* decodeOrFail("requeue")(row)
-        const after = yield* Machine.transition(before, Machine.EntryEvent.Requeue({ expiresAt }), now)
-        yield* writeChanges([[before, after]])
-        return after
+        const spec = yield* Machine.writeSpec(before, Machine.EntryEvent.Requeue({ expiresAt }), now)
+        yield* updateRows([spec])
+        return spec.next
       })).pipe(run("requeue")),
 
     pendingCount: sql<{ n: number }>`SELECT count(*) AS n FROM outbox_entries WHERE next_attempt_at IS NOT NULL`.pipe(

@@ -4,7 +4,15 @@ import * as FastCheck from "effect/FastCheck"
 import type { OutboxEntry, TerminalReason } from "../src/Delivery.js"
 import { TerminalReason as TerminalReasons } from "../src/Delivery.js"
 import type { EntryEvent } from "../src/EntryStateMachine.js"
-import { ackWrite, checkInvariants, claimWrite, EntryEvent as Ev, transition } from "../src/EntryStateMachine.js"
+import {
+  checkInvariants,
+  claimWrite,
+  EntryEvent as Ev,
+  expireWrite,
+  guardHolds,
+  transition,
+  writeSpec
+} from "../src/EntryStateMachine.js"
 import { queuedEntry } from "./support/entries.js"
 
 const owner = FastCheck.constantFrom("node/a", "node/b")
@@ -91,20 +99,33 @@ describe("EntryStateMachine", () => {
   }, runs)
 
   it.prop(
-    "an ack is the guarded write stores apply without reading the row: accepted exactly when the guard holds, and then the row with `set` applied",
-    [steps, owner, parts, time],
-    ([sequence, ackOwner, ackParts, now]) => {
-      for (const { after: row } of run(start, sequence)) {
-        const { guard, set } = ackWrite({ owner: ackOwner, partsDelivered: ackParts }, now)
-        const result = transition(row, Ev.Ack({ owner: ackOwner, partsDelivered: ackParts }), now)
-        const holds = row.state === guard.state && row.leaseOwner === guard.leaseOwner &&
-          row.partsDelivered <= guard.partsDeliveredAtMost
-        expect(Either.isRight(result)).toBe(holds)
-        if (Either.isRight(result)) {
-          const { deliveredParts: _, ...rest } = row
-          const { deliveredParts: __, ...changes } = set
-          expect(result.right).toStrictEqual({ ...rest, ...changes })
+    "a write spec is the transition as a guarded write: on a row in its guard's state and owner, the row after it is `next`",
+    [steps, steps, time],
+    ([before, sequence, now]) => {
+      for (const { after: held } of run(start, before)) {
+        for (const { event } of run(held, sequence)) {
+          const spec = writeSpec(held, event, now)
+          const result = transition(held, event, now)
+          expect(Either.isRight(spec)).toBe(Either.isRight(result))
+          if (Either.isRight(spec) && Either.isRight(result)) {
+            expect(spec.right.next).toStrictEqual(result.right)
+            expect(spec.right.guard).toStrictEqual({ id: held.id, state: held.state, leaseOwner: held.leaseOwner })
+            expect(guardHolds(held, spec.right.guard)).toBe(true)
+          }
         }
+      }
+    },
+    runs
+  )
+
+  it.prop(
+    "expiring a waiting row sets the same columns on every row (stores expire a batch as one UPDATE of `expireWrite`)",
+    [steps, time],
+    ([sequence, now]) => {
+      for (const { after: row } of run(start, sequence)) {
+        if (row.state !== "queued" && row.state !== "failed_retryable") continue
+        const result = transition(row, Ev.Expire({}), now)
+        if (Either.isRight(result)) expect(result.right).toStrictEqual({ ...row, ...expireWrite(now) })
       }
     },
     runs

@@ -209,11 +209,19 @@ const PAGE = 500
 
 const SENT_BY_WORKER = "; a running gateway's recovery worker sends requeued entries at its next pass"
 
-/** Why an entry is not worth retrying, if it is not: a quarantined row would only be quarantined again. */
+/**
+ * Why an entry is not worth retrying, if it is not: a quarantined row would only be quarantined again, and a tool/block
+ * progress message is never replayed (the next pass would fail it again as non_final_recovery_skip).
+ */
 const notRetryable = (e: OutboxEntry): string | undefined =>
   e.terminalReason === "decode_error"
     ? `entry ${e.id} was quarantined (decode_error): its stored data no longer decodes, so a retry would only quarantine it again`
+    : e.kind !== "final"
+    ? `entry ${e.id} is a ${e.kind} progress message (${e.terminalReason ?? e.state}): recovery never replays those, so a retry would only fail it again`
     : undefined
+
+/** The kind of row `notRetryable` refused, for the summary line. */
+const skipKind = (e: OutboxEntry): "decode_error" | "non_final" => e.terminalReason === "decode_error" ? "decode_error" : "non_final"
 
 /** Requeues every entry of `state` (and `channel`), page by page, skipping quarantined rows. */
 const retryAll = (outbox: OutboxShape, state: "failed_terminal" | "expired", channel: Option.Option<string>) =>
@@ -221,6 +229,7 @@ const retryAll = (outbox: OutboxShape, state: "failed_terminal" | "expired", cha
     const seen = new Set<string>()
     const requeued: Array<string> = []
     const skipped: Array<string> = []
+    const skippedBy = { decode_error: 0, non_final: 0 }
     let before: number | undefined
     for (;;) {
       const page = yield* outbox.list({
@@ -232,8 +241,10 @@ const retryAll = (outbox: OutboxShape, state: "failed_terminal" | "expired", cha
       const fresh = page.filter((e) => !seen.has(e.id))
       for (const e of fresh) {
         seen.add(e.id)
-        if (notRetryable(e) !== undefined) skipped.push(e.id)
-        else {
+        if (notRetryable(e) !== undefined) {
+          skipped.push(e.id)
+          skippedBy[skipKind(e)]++
+        } else {
           yield* outbox.retry(e.id)
           requeued.push(e.id)
         }
@@ -242,7 +253,7 @@ const retryAll = (outbox: OutboxShape, state: "failed_terminal" | "expired", cha
       // requeued rows leave the state, so the first page refills; only a page of skipped rows needs paging past
       if (fresh.length === 0) before = page[page.length - 1]!.enqueuedAt
     }
-    return { requeued, skipped }
+    return { requeued, skipped, skippedBy }
   })
 
 const retryCommand = Command.make("retry", {
@@ -277,12 +288,17 @@ const retryCommand = Command.make("retry", {
     }
     yield* writeOutbox(db, (outbox) =>
       Effect.gen(function*() {
-        const result = yield* retryAll(outbox, state.value, channel)
+        const { skippedBy, ...result } = yield* retryAll(outbox, state.value, channel)
         if (json) return yield* print(Format.json(result))
         const scope = `${state.value}${Option.match(channel, { onNone: () => "", onSome: (c) => `, channel ${c}` })}`
         yield* print(`requeued ${Format.count(result.requeued.length, "entry", "entries")} (${scope})${SENT_BY_WORKER}`)
-        if (result.skipped.length > 0) {
-          yield* print(`skipped ${Format.count(result.skipped.length, "quarantined (decode_error) entry", "quarantined (decode_error) entries")}`)
+        if (skippedBy.decode_error > 0) {
+          yield* print(`skipped ${Format.count(skippedBy.decode_error, "quarantined (decode_error) entry", "quarantined (decode_error) entries")}`)
+        }
+        if (skippedBy.non_final > 0) {
+          yield* print(
+            `skipped ${Format.count(skippedBy.non_final, "tool/block progress message", "tool/block progress messages")} (never replayed)`
+          )
         }
       }))
   })).pipe(Command.withDescription("requeue a failed_terminal or expired entry (attempts reset, fresh TTL), or all of one state"))

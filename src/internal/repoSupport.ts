@@ -1,17 +1,20 @@
 /** Pieces every OutboxRepo backend shares: event mapping, orderings, stats folding. */
 import type { EntryState, OutboxEntry, OutboxStats } from "../Delivery.js"
 import { entryStates, orderingKey } from "../Delivery.js"
-import { EntryEvent } from "../EntryStateMachine.js"
-import type { FailureRecord } from "../OutboxRepo.js"
 
-/** The state-machine event for a recorded failure. */
-export const failureEvent = (owner: string, failure: FailureRecord): EntryEvent => {
-  if (failure._tag === "Retryable") {
-    const { _tag, ...fields } = failure
-    return EntryEvent.Retry({ owner, ...fields })
+/**
+ * Why a row cannot be stored as JSON the way it was given, or null: both stores refuse the same rows, so a replay
+ * sends what the live send did (`JSON.stringify` throws on a BigInt or a cycle; requests are validated before this,
+ * so this guards rows built by other code, such as an import).
+ */
+export const jsonProblem = (entry: OutboxEntry): string | null => {
+  try {
+    JSON.stringify(entry.payloads)
+    JSON.stringify(entry.metadata ?? null)
+    return null
+  } catch (error) {
+    return `entry ${entry.id} cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`
   }
-  const { _tag, ...fields } = failure
-  return EntryEvent.Fail({ owner, ...fields })
 }
 
 /** Claim order: due time, then id. */

@@ -129,7 +129,7 @@ describe.concurrent("reading", OPTIONS, () => {
     expect(run.code).toBe(0)
     const [header, ...rows] = run.stdout.trimEnd().split("\n")
     expect(header!.split(/\s+/)).toEqual(["id", "state", "channel", "to", "kind", "attempts", "age", "detail"])
-    const all = [...ids.delivered, ...ids.failedTerminal, ...ids.failedRetryable, ...ids.queued, ...ids.expired]
+    const all = [...ids.expired, ...ids.delivered, ...ids.failedTerminal, ...ids.failedRetryable, ...ids.queued]
     expect(rows.map((r) => r.split(/\s+/)[0])).toEqual([...all].reverse())
     expect(rows.find((r) => r.startsWith(ids.failedTerminal[0]!))).toMatch(
       /failed_terminal\s+broken\s+dave\s+final\s+1\s+.+permanent_error: 400 Bad Request: chat not found$/

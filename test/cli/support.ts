@@ -91,6 +91,11 @@ export const seed = (filename: string): Promise<Seeded> =>
         Effect.map((o) => o.entryId),
         Effect.catchTags({ SendFailed: (e) => Effect.succeed(e.entryId as EntryId) })
       )
+    // stored first, so it is the only row a worker would find past its TTL 31 minutes from now (as a worker does
+    // once the row is past its TTL of 30 min by default)
+    const stale = yield* outbox.enqueue({ channel: "healthy", to: "heidi", payloads: [{ text: "too old" }] })
+    const expired = yield* repo.expire((yield* Clock.currentTimeMillis) + 31 * 60_000, { limit: 1 })
+    if (expired.length !== 1 || expired[0] !== stale) throw new Error(`seed: expected ${stale} to expire, got ${expired.join(", ")}`)
     const delivered = [
       yield* deliver("healthy", "alice", "hello alice"),
       yield* deliver("healthy", "bob", "hello bob"),
@@ -99,9 +104,6 @@ export const seed = (filename: string): Promise<Seeded> =>
     const failedTerminal = [yield* deliver("broken", "dave", "never arrives"), yield* deliver("broken", "erin", "nor this")]
     const failedRetryable = [yield* deliver("down", "frank", "later")]
     const queued = [yield* outbox.enqueue({ channel: "healthy", to: "grace", payloads: [{ text: "for the worker" }] })]
-    const stale = yield* outbox.enqueue({ channel: "healthy", to: "heidi", payloads: [{ text: "too old" }] })
-    // as a worker would once the row is past its TTL (30 min by default)
-    const expired = yield* repo.expire((yield* Clock.currentTimeMillis) + 31 * 60_000, { ids: [stale] })
     return { delivered, failedTerminal, failedRetryable, queued, expired }
   }).pipe(
     Effect.provide(

@@ -246,7 +246,8 @@ const checkOne = (calls: Array<SendContext>, seenKeys: Set<string>) => (input: R
     const outbox = yield* Outbox.Outbox
     const before = (yield* outbox.stats).total
     const callsBefore = calls.length
-    const result = yield* Effect.either(outbox.deliver(input))
+    // decoded at run time as a JavaScript caller's request is
+    const result = yield* Effect.either(outbox.deliver(input as unknown as Outbox.DeliverInput))
     const after = (yield* outbox.stats).total
     expectNoPollution()
     if (Either.isLeft(result)) {

@@ -18,7 +18,7 @@ import * as Metrics from "../../src/Metrics.js"
 import { Outbox, type OutboxEvent } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import { answerStyles, outboxLayer, reply, scriptedAdapter } from "./harness.js"
-import { memoryStoreWith } from "../support/stores.js"
+import { isAck, memoryStoreWith } from "../support/stores.js"
 
 const SEC = 1000
 const MIN = 60 * SEC
@@ -59,8 +59,9 @@ describe("Outbox.deliver", () => {
   it.effect("nothing is sent when the write-ahead insert fails; the caller gets StoreError", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter()
-      const failingInsert = memoryStoreWith(() => ({
-        insert: () => Effect.fail(new StoreError({ operation: "insert", message: "disk I/O error" }))
+      const failingInsert = memoryStoreWith((repo) => ({
+        write: (ops) =>
+          ops.some((op) => op._tag === "Insert") ? Effect.fail(new StoreError({ operation: "write", message: "disk I/O error" })) : repo.write(ops)
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
@@ -469,8 +470,8 @@ describe("Outbox.deliver", () => {
       const chat = yield* scriptedAdapter()
       let failing = true
       const flakyAck = memoryStoreWith((repo) => ({
-        ack: (owner, items, now) =>
-          failing ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" })) : repo.ack(owner, items, now)
+        write: (ops) =>
+          failing && ops.some(isAck) ? Effect.fail(new StoreError({ operation: "write", message: "database is locked" })) : repo.write(ops)
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
@@ -516,10 +517,10 @@ describe("Outbox.deliver", () => {
       const chat = yield* scriptedAdapter()
       let ackFailuresLeft = 4 // the first try and its 3 retries
       const flakyAck = memoryStoreWith((repo) => ({
-        ack: (owner, items, now) =>
-          ackFailuresLeft-- > 0
-            ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" }))
-            : repo.ack(owner, items, now)
+        write: (ops) =>
+          ops.some(isAck) && ackFailuresLeft-- > 0
+            ? Effect.fail(new StoreError({ operation: "write", message: "database is locked" }))
+            : repo.write(ops)
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
@@ -548,10 +549,10 @@ describe("Outbox.deliver", () => {
       const chat = yield* scriptedAdapter([{ sleep: SEC }])
       const tries: Array<number> = []
       const flakyAck = memoryStoreWith((repo) => ({
-        ack: (owner, items, now) =>
-          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+        write: (ops) =>
+          !ops.some(isAck) ? repo.write(ops) : Effect.flatMap(Clock.currentTimeMillis, (at) => {
             tries.push(at)
-            return tries.length <= 2 ? Effect.fail(new StoreError({ operation: "ack", message: "database is locked" })) : repo.ack(owner, items, now)
+            return tries.length <= 2 ? Effect.fail(new StoreError({ operation: "write", message: "database is locked" })) : repo.write(ops)
           })
       }))
       yield* Effect.gen(function*() {

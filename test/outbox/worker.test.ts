@@ -1,7 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -66,10 +64,11 @@ describe("RecoveryWorker", () => {
           const second = yield* outbox.runRecoveryPass
           yield* TestClock.adjust(1)
           yield* Fiber.interrupt(watcher)
-          // the heads a0, b1, c3 first, then a2 once its head is delivered; c3 (the third call) fails
+          // the heads a0, b1, c3 first, then a2 on its conversation's lane as soon as a0 is delivered, within the
+          // first pass; c3 (the third call) fails
           expect(calls).toEqual(["a0", "b1", "c3", "a2"])
           expect(first).toMatchObject({ claimed: 3, delivered: 2, retried: 1, terminal: 0, inFlight: 0 })
-          expect(second).toMatchObject({ claimed: 1, delivered: 1, retried: 0, terminal: 0, inFlight: 0 })
+          expect(second).toMatchObject({ claimed: 0, delivered: 0, retried: 0, terminal: 0, inFlight: 0 })
           const rows = yield* Effect.forEach(ids, getRow)
           expect(rows.map((r) => r.state)).toEqual(["delivered", "delivered", "delivered", "failed_retryable"])
           expect(rows[3]).toMatchObject({ attemptCount: 1, lastError: "HTTP 503", leaseOwner: null })
@@ -113,36 +112,30 @@ describe("RecoveryWorker", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
     }))
 
-  it.effect("an idle outbox keeps no timer: the lease keeper runs only while a send is suspended, live or in the worker", () =>
+  it.effect("lease renewals run only while a delivery runs, live or in the worker: an idle outbox writes nothing", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter([{ sleep: 3 * MIN }, { sleep: 3 * MIN }])
+      const writes: Array<number> = []
+      const counting = memoryStoreWith((repo) => ({
+        write: (ops) => Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void writes.push(now))), repo.write(ops))
+      }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
-        const quarterLease = 75 * SEC // the default 5 min lease
-        // pending sleeps: the keeper's next tick is a quarter lease away (the adapter's sleep and the send timeout's
-        // watchdog are the others)
-        const keeperTick = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.map(TestClock.sleeps(), (sleeps) => Chunk.toReadonlyArray(sleeps).includes(now + quarterLease)))
-        expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
         const live = yield* Effect.fork(outbox.deliver(reply("slow", { to: "a" })))
-        yield* TestClock.adjust(0)
-        expect(yield* keeperTick).toBe(true)
         yield* TestClock.adjust(3 * MIN) // renewed at 2.5 min; the send ends at 3
         expect((yield* Fiber.join(live))._tag).toBe("Delivered")
-        yield* TestClock.adjust(quarterLease) // the keeper's next tick finds nothing registered and ends
-        expect(yield* keeperTick).toBe(false)
-        // a worker send that suspends starts it again
+        expect(writes).toEqual([0, 150 * SEC, 3 * MIN]) // insert, renewal, ack
         const id = yield* outbox.enqueue(reply("slow too", { to: "b" }))
         const pass = yield* Effect.fork(outbox.runRecoveryPass)
-        yield* TestClock.adjust(0)
-        expect(yield* keeperTick).toBe(true)
         yield* TestClock.adjust(3 * MIN)
         yield* Fiber.join(pass)
-        yield* outbox.awaitWorkerSends
+        yield* outbox.awaitIdle
         expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
-        yield* TestClock.adjust(quarterLease)
-        expect(yield* keeperTick).toBe(false)
-      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
+        expect(writes).toEqual([0, 150 * SEC, 3 * MIN, 3 * MIN, 3 * MIN + 150 * SEC, 6 * MIN])
+        // two idle days: no renewal, nothing written
+        yield* TestClock.adjust(48 * 60 * MIN)
+        expect(writes).toHaveLength(6)
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: counting, config: { sendTimeout: Duration.minutes(20) } })))
     }))
 
   it.effect("a worker send longer than half the lease renews it too, so no other owner can take the row", () =>
@@ -158,7 +151,7 @@ describe("RecoveryWorker", () => {
         const stolen = yield* repo.claim({ owner: "other-node/1", now: 11 * MIN, leaseMs: MIN, limit: 10 })
         expect(stolen.claimed).toEqual([])
         yield* TestClock.adjust(MIN)
-        yield* outbox.awaitWorkerSends
+        yield* outbox.awaitIdle
         expect(yield* getRow(id)).toMatchObject({ state: "delivered", attemptCount: 0 })
         expect((yield* chat.calls).length).toBe(1)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { sendTimeout: Duration.minutes(20) } })))
@@ -246,45 +239,6 @@ describe("RecoveryWorker", () => {
         expect(waiting.every((e) => e.attemptCount === 0)).toBe(true)
         expect((yield* chat.calls).length).toBe(75)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { workerConcurrency: 1 } })))
-    }))
-
-  it.effect("the acks riding on a claim that is interrupted are written on the way out, so a sent row is not sent again", () =>
-    Effect.gen(function*() {
-      const chat = yield* scriptedAdapter()
-      const gate = yield* Deferred.make<void>() // never opened: the claim carrying acks hangs until interrupted
-      const hangingAckClaim = memoryStoreWith((repo) => ({
-        claim: (options) =>
-          options.ack !== undefined && options.ack.length > 0 ? Effect.zipRight(Deferred.await(gate), repo.claim(options)) : repo.claim(options)
-      }))
-      yield* Effect.gen(function*() {
-        const outbox = yield* Outbox
-        const first = yield* outbox.enqueue(reply("first", { to: "user-1" }))
-        const second = yield* outbox.enqueue(reply("second", { to: "user-2" }))
-        const pass = yield* Effect.fork(outbox.runRecoveryPass)
-        yield* TestClock.adjust(0)
-        expect((yield* chat.calls).map((c) => c.text)).toEqual(["first"]) // sent; its ack rides on the next claim
-        yield* Fiber.interrupt(pass)
-        expect(yield* getRow(first)).toMatchObject({ state: "delivered" })
-        expect(yield* getRow(second)).toMatchObject({ state: "queued" })
-        expect((yield* chat.calls).map((c) => c.text)).toEqual(["first"])
-      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: hangingAckClaim, config: { claimBatch: 1 } })))
-    }))
-
-  it.effect("a store that does not take acks with its claims still has every sent row acked, once", () =>
-    Effect.gen(function*() {
-      const chat = yield* scriptedAdapter()
-      // a backend written before claims carried acks: it ignores them and reports none
-      const olderStore = memoryStoreWith((repo) => ({ claim: ({ ack: _, ...options }) => repo.claim(options) }))
-      yield* Effect.gen(function*() {
-        const outbox = yield* Outbox
-        const ids = yield* Effect.forEach(["a", "b", "c"], (to) => outbox.enqueue(reply(`to ${to}`, { to })))
-        const report = yield* outbox.runRecoveryPass
-        expect(report).toMatchObject({ claimed: 3, delivered: 3 })
-        for (const id of ids) expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
-        yield* TestClock.adjust(10 * MIN)
-        yield* outbox.runRecoveryPass
-        expect((yield* chat.calls).length).toBe(3)
-      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: olderStore, config: { claimBatch: 1 } })))
     }))
 
   it.effect("the worker survives a store that fails a pass, counts it, and delivers on the next", () =>

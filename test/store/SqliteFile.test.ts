@@ -13,6 +13,7 @@ import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { ROW_COLUMNS, toRow } from "../../src/internal/rowCodec.js"
 import { entryId, queuedEntry } from "../support/entries.js"
 import { tempDatabases } from "../support/files.js"
+import * as Ops from "../support/repoOps.js"
 
 const { dir, fresh: freshFile } = tempDatabases("sqlite")
 
@@ -121,16 +122,19 @@ describe("SqliteOutboxRepo.layerFile", () => {
       const rows = ["Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7"].map((id, i) => queuedEntry({ id: entryId(id), to: `u${i}`, expiresAt: 500_000 }))
       yield* write(repo.insert(rows))
       yield* write(repo.claim({ owner, now: 1_000, leaseMs: 60_000, limit: 10 }))
-      yield* write(repo.ack(owner, [{ id: entryId("Q1"), partsDelivered: 1 }], 2_000))
-      yield* write(repo.recordFailure(entryId("Q2"), owner, {
+      yield* write(Ops.ack(repo, owner, [{ id: entryId("Q1"), partsDelivered: 1 }], 2_000))
+      yield* write(Ops.recordFailure(repo, entryId("Q2"), owner, {
         _tag: "Retryable", error: "500", retryAt: 9_000, countsAttempt: true, partsDelivered: 0, maxAttempts: 5
       }, 2_000))
-      yield* write(repo.recordFailure(entryId("Q3"), owner, { _tag: "Terminal", error: "403", reason: "permanent_error", partsDelivered: 0 }, 2_000))
-      yield* write(repo.release(owner, [entryId("Q4")], 2_000))
+      yield* write(Ops.recordFailure(repo, entryId("Q3"), owner, { _tag: "Terminal", error: "403", reason: "permanent_error", partsDelivered: 0 }, 2_000))
+      yield* write(Ops.release(repo, owner, [entryId("Q4")], 2_000))
       yield* write(repo.quarantine(entryId("Q5"), "bad json", 2_000))
       yield* write(repo.requeue(entryId("Q3"), 3_000, 900_000))
-      yield* write(repo.claim({ owner, now: 600_000, leaseMs: 60_000, limit: 10, ack: [{ id: entryId("Q6"), partsDelivered: 1 }] }))
-      yield* write(repo.expire(800_000, { owner }))
+      yield* write(Ops.ack(repo, owner, [{ id: entryId("Q6"), partsDelivered: 1 }], 600_000))
+      yield* write(repo.claim({ owner, now: 600_000, leaseMs: 60_000, limit: 10 }))
+      yield* write(Ops.expireHeld(repo, entryId("Q7"), owner, 800_000))
+      yield* write(Ops.release(repo, owner, [entryId("Q3")], 800_000))
+      yield* write(repo.expire(900_001))
       // every state was reached along the way, so each kind of write was checked
       expect(seen).toEqual(new Set(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"]))
     }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))
@@ -232,7 +236,7 @@ describe("SqliteOutboxRepo.layerFile", () => {
         const repo = yield* SqliteOutboxRepo.make
         yield* repo.insert(entries)
         yield* repo.claim({ owner: "old/1", now: 10, leaseMs: 1000, limit: 2 })
-        yield* repo.ack("old/1", [{ id: entryId("M1"), partsDelivered: 1 }], 20)
+        yield* Ops.ack(repo, "old/1", [{ id: entryId("M1"), partsDelivered: 1 }], 20)
       }).pipe(Effect.provide(SqliteClient.layer({ filename })))
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

@@ -8,8 +8,12 @@ import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import type { StoreError } from "../../src/DeliveryError.js"
-import { OutboxRepo } from "../../src/OutboxRepo.js"
+import * as Either from "effect/Either"
+import { orderingKey } from "../../src/Delivery.js"
+import * as Machine from "../../src/EntryStateMachine.js"
+import { OutboxRepo, WriteOp } from "../../src/OutboxRepo.js"
 import { entryId, queuedEntry } from "../support/entries.js"
+import * as Ops from "../support/repoOps.js"
 
 const MIN = 60_000
 const lease = 5 * MIN
@@ -116,15 +120,15 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const entry = queuedEntry()
       yield* repo.insert([entry])
       yield* claim()
-      const ack = yield* repo.ack(other, [{ id: entry.id, partsDelivered: 1 }], 1)
+      const ack = yield* Ops.ack(repo, other, [{ id: entry.id, partsDelivered: 1 }], 1)
       expect(ack).toEqual({ written: [], rejected: [entry.id] })
       const failure = yield* Effect.flip(
-        repo.recordFailure(entry.id, other, { _tag: "Terminal", error: "x", reason: "permanent_error", partsDelivered: 0 }, 1)
+        Ops.recordFailure(repo, entry.id, other, { _tag: "Terminal", error: "x", reason: "permanent_error", partsDelivered: 0 }, 1)
       )
       expect(failure._tag).toBe("LeaseLost")
-      const progress = yield* Effect.flip(repo.recordProgress(entry.id, other, { partsDelivered: 1 }, 1))
+      const progress = yield* Effect.flip(Ops.recordProgress(repo, entry.id, other, { partsDelivered: 1 }, 1))
       expect(progress._tag).toBe("LeaseLost")
-      expect((yield* repo.release(other, [entry.id], 1)).rejected).toEqual([entry.id])
+      expect((yield* Ops.release(repo, other, [entry.id], 1)).rejected).toEqual([entry.id])
       expect(yield* getEntry(entry.id)).toMatchObject({ state: "in_flight", leaseOwner: owner, partsDelivered: 0 })
     }))
 
@@ -134,7 +138,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const b = queuedEntry({ to: "b" })
       yield* repo.insert([a, b])
       yield* claim()
-      const result = yield* repo.ack(owner, [{ id: a.id, partsDelivered: 2 }, { id: b.id, partsDelivered: 1 }], 50)
+      const result = yield* Ops.ack(repo, owner, [{ id: a.id, partsDelivered: 2 }, { id: b.id, partsDelivered: 1 }], 50)
       expect([...result.written].sort()).toEqual([a.id, b.id].sort())
       expect(yield* getEntry(a.id)).toMatchObject({
         state: "delivered",
@@ -144,7 +148,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
         leaseOwner: null,
         leaseExpiresAt: null
       })
-      expect((yield* repo.ack(owner, [{ id: a.id, partsDelivered: 2 }], 60)).rejected).toEqual([a.id])
+      expect((yield* Ops.ack(repo, owner, [{ id: a.id, partsDelivered: 2 }], 60)).rejected).toEqual([a.id])
       expect(yield* claimedIds()).toEqual([])
     }))
 
@@ -153,7 +157,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const entry = queuedEntry()
       yield* repo.insert([entry])
       yield* claim()
-      const failed = yield* repo.recordFailure(entry.id, owner, {
+      const failed = yield* Ops.recordFailure(repo, entry.id, owner, {
         _tag: "Retryable",
         error: "HTTP 500",
         retryAt: 5000,
@@ -175,19 +179,19 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const entry = queuedEntry({ attemptCount: 0 })
       yield* repo.insert([entry])
       yield* claim()
-      const limited = yield* repo.recordFailure(entry.id, owner, {
+      const limited = yield* Ops.recordFailure(repo, entry.id, owner, {
         _tag: "Retryable", error: "429", retryAt: 10, countsAttempt: false, partsDelivered: 0, maxAttempts: 2
       }, 0)
       expect(limited.attemptCount).toBe(0)
       yield* TestClock.setTime(10)
       yield* claim()
-      const once = yield* repo.recordFailure(entry.id, owner, {
+      const once = yield* Ops.recordFailure(repo, entry.id, owner, {
         _tag: "Retryable", error: "500", retryAt: 20, countsAttempt: true, partsDelivered: 0, maxAttempts: 2
       }, 10)
       expect(once).toMatchObject({ state: "failed_retryable", attemptCount: 1 })
       yield* TestClock.setTime(20)
       yield* claim()
-      const last = yield* repo.recordFailure(entry.id, owner, {
+      const last = yield* Ops.recordFailure(repo, entry.id, owner, {
         _tag: "Retryable", error: "500 again", retryAt: 30, countsAttempt: true, partsDelivered: 0, maxAttempts: 2
       }, 20)
       expect(last).toMatchObject({ state: "failed_terminal", terminalReason: "max_attempts", attemptCount: 2, nextAttemptAt: null })
@@ -198,20 +202,20 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const entry = queuedEntry({ bestEffort: true })
       yield* repo.insert([entry])
       yield* claim()
-      const failed = yield* repo.recordFailure(entry.id, owner, {
+      const failed = yield* Ops.recordFailure(repo, entry.id, owner, {
         _tag: "Retryable", error: "503", retryAt: 10, countsAttempt: true, partsDelivered: 1, deliveredParts: [3, 2], maxAttempts: 5
       }, 0)
       expect(failed).toMatchObject({ partsDelivered: 1, deliveredParts: [2, 3] })
       expect(yield* getEntry(entry.id)).toEqual(failed)
       yield* TestClock.setTime(10)
       yield* claim()
-      const again = yield* repo.recordFailure(entry.id, owner, {
+      const again = yield* Ops.recordFailure(repo, entry.id, owner, {
         _tag: "Retryable", error: "503", retryAt: 20, countsAttempt: true, partsDelivered: 2, deliveredParts: [4], maxAttempts: 5
       }, 10)
       expect(again).toMatchObject({ partsDelivered: 2, deliveredParts: [2, 3, 4] })
       yield* TestClock.setTime(20)
       yield* claim()
-      yield* repo.ack(owner, [{ id: entry.id, partsDelivered: 5 }], 20)
+      yield* Ops.ack(repo, owner, [{ id: entry.id, partsDelivered: 5 }], 20)
       const done = yield* getEntry(entry.id)
       expect(done).toMatchObject({ state: "delivered", partsDelivered: 5 })
       expect(done.deliveredParts).toBeUndefined()
@@ -222,7 +226,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const entry = queuedEntry()
       yield* repo.insert([entry])
       yield* claim()
-      yield* repo.recordFailure(entry.id, owner, { _tag: "Terminal", error: "chat not found", reason: "permanent_error", partsDelivered: 0 }, 5)
+      yield* Ops.recordFailure(repo, entry.id, owner, { _tag: "Terminal", error: "chat not found", reason: "permanent_error", partsDelivered: 0 }, 5)
       expect(yield* getEntry(entry.id)).toMatchObject({
         state: "failed_terminal",
         terminalReason: "permanent_error",
@@ -238,11 +242,11 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const entry = queuedEntry()
       yield* repo.insert([entry])
       yield* claim()
-      const renewed = yield* repo.recordProgress(entry.id, owner, { partsDelivered: 2, leaseUntil: 2 * lease }, 100)
+      const renewed = yield* Ops.recordProgress(repo, entry.id, owner, { partsDelivered: 2, leaseUntil: 2 * lease }, 100)
       expect(renewed).toMatchObject({ partsDelivered: 2, leaseExpiresAt: 2 * lease, state: "in_flight" })
       yield* TestClock.setTime(lease)
       expect(yield* claimedIds(100, other)).toEqual([])
-      const back = yield* Effect.flip(repo.recordProgress(entry.id, owner, { partsDelivered: 1 }, 100))
+      const back = yield* Effect.flip(Ops.recordProgress(repo, entry.id, owner, { partsDelivered: 1 }, 100))
       expect(back._tag).toBe("LeaseLost")
     }))
 
@@ -251,7 +255,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const entry = queuedEntry()
       yield* repo.insert([entry])
       yield* claim()
-      expect((yield* repo.release(owner, [entry.id], 0)).written).toEqual([entry.id])
+      expect((yield* Ops.release(repo, owner, [entry.id], 0)).written).toEqual([entry.id])
       expect(yield* getEntry(entry.id)).toMatchObject({ state: "queued", attemptCount: 0, leaseOwner: null })
       expect(yield* claimedIds(100, other)).toEqual([entry.id])
     }))
@@ -295,39 +299,77 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       yield* TestClock.setTime(10)
       expect(yield* claimedIds()).toEqual(["C1", "C3"])
       // the head fails and waits; its younger sibling must still wait behind it
-      yield* repo.recordFailure(first.id, owner, {
+      yield* Ops.recordFailure(repo, first.id, owner, {
         _tag: "Retryable", error: "500", retryAt: 1000, countsAttempt: true, partsDelivered: 0, maxAttempts: 5
       }, 10)
       expect(yield* claimedIds()).toEqual([])
       yield* TestClock.setTime(1000)
       expect(yield* claimedIds()).toEqual(["C1"])
-      yield* repo.ack(owner, [{ id: first.id, partsDelivered: 1 }], 1000)
+      yield* Ops.ack(repo, owner, [{ id: first.id, partsDelivered: 1 }], 1000)
       expect(yield* claimedIds()).toEqual(["C2"])
     }))
 
-    test("acks given with a claim are written first, in its transaction: the acked head's successor is claimed by it", Effect.gen(function*() {
+    test("a write batch applies inserts and guarded updates in order; a refused guard or a bad row fails alone", Effect.gen(function*() {
       const repo = yield* OutboxRepo
       const head = queuedEntry({ id: entryId("K1"), enqueuedAt: 1, to: "same" })
-      const next = queuedEntry({ id: entryId("K2"), enqueuedAt: 2, to: "same" })
       const foreign = queuedEntry({ id: entryId("K3"), enqueuedAt: 3, to: "other" })
       yield* TestClock.setTime(5)
       yield* repo.insert([foreign])
-      expect(yield* claimedIds(100, other)).toEqual(["K3"]) // leased to another process: its ack is rejected
-      yield* repo.insert([head, next])
+      expect(yield* claimedIds(100, other)).toEqual(["K3"]) // leased to another process: our spec's guard fails
+      yield* repo.insert([head])
       expect(yield* claimedIds()).toEqual(["K1"])
-      const batch = yield* repo.claim({
-        owner,
-        now: 10,
-        leaseMs: lease,
-        limit: 100,
-        ack: [{ id: head.id, partsDelivered: 1 }, { id: foreign.id, partsDelivered: 1 }]
-      })
-      expect(batch.acked).toEqual({ written: [head.id], rejected: [foreign.id] })
-      expect(batch.claimed.map((c) => c.entry.id)).toEqual([next.id])
-      expect(yield* getEntry(head.id)).toMatchObject({ state: "delivered", deliveredAt: 10, partsDelivered: 1 })
+      const ackOf = (id: string) =>
+        Effect.map(getEntry(id), (row) => Either.getOrThrow(Machine.writeSpec({ ...row, leaseOwner: owner }, Machine.EntryEvent.Ack({ owner, partsDelivered: 1 }), 10)))
+      const circular: Record<string, unknown> = {}
+      circular.self = circular
+      const bad = queuedEntry({ id: entryId("K4"), to: "x", metadata: circular })
+      const fresh = queuedEntry({ id: entryId("K5"), to: "y" })
+      const results = yield* repo.write([
+        WriteOp.Update({ spec: yield* ackOf(head.id) }),
+        WriteOp.Update({ spec: yield* ackOf(foreign.id) }),
+        WriteOp.Insert({ entry: bad, deferIfBusy: false }),
+        WriteOp.Insert({ entry: fresh, deferIfBusy: false })
+      ])
+      expect(results.map((r) => r._tag)).toEqual(["Updated", "Rejected", "Invalid", "Inserted"])
+      expect(yield* getEntry(head.id)).toMatchObject({ state: "delivered", deliveredAt: 10, partsDelivered: 1, leaseOwner: null })
       expect(yield* getEntry(foreign.id)).toMatchObject({ state: "in_flight", leaseOwner: other })
-      // without acks there is no `acked`
-      expect((yield* claim()).acked).toBeUndefined()
+      expect(yield* repo.get(bad.id)).toEqual(Option.none())
+      expect((yield* getEntry(fresh.id)).state).toBe("queued")
+    }))
+
+    test("a live insert with deferIfBusy is stored queued behind its conversation's pending row", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      yield* TestClock.setTime(5)
+      const older = queuedEntry({ id: entryId("L1"), enqueuedAt: 1, to: "same" })
+      yield* repo.insert([older])
+      const live = (id: string, to: string) =>
+        queuedEntry({ id: entryId(id), enqueuedAt: 5, to, state: "in_flight", leaseOwner: owner, leaseExpiresAt: 5 + lease, nextAttemptAt: 5 + lease })
+      const results = yield* repo.write([
+        WriteOp.Insert({ entry: live("L2", "same"), deferIfBusy: true }),
+        WriteOp.Insert({ entry: live("L3", "free"), deferIfBusy: true }),
+        WriteOp.Insert({ entry: live("L4", "free"), deferIfBusy: true })
+      ])
+      expect(results.map((r) => r._tag === "Inserted" || r._tag === "Duplicate" ? r.entry.state : r._tag)).toEqual(["queued", "in_flight", "queued"])
+      expect((yield* getEntry("L2")).state).toBe("queued")
+      expect((yield* getEntry("L4")).leaseOwner).toBeNull()
+    }))
+
+    test("a claim for one conversation takes only its head", Effect.gen(function*() {
+      const repo = yield* OutboxRepo
+      yield* TestClock.setTime(5)
+      yield* repo.insert([
+        queuedEntry({ id: entryId("H1"), enqueuedAt: 1, to: "a" }),
+        queuedEntry({ id: entryId("H2"), enqueuedAt: 2, to: "a" }),
+        queuedEntry({ id: entryId("H3"), enqueuedAt: 0, to: "b" })
+      ])
+      const key = orderingKey({ channel: "slack", to: "a" })
+      const first = yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKey: key })
+      expect(first.claimed.map((c) => c.entry.id)).toEqual(["H1"])
+      // the head is in flight: nothing more of that conversation is claimable
+      expect((yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKey: key })).claimed).toEqual([])
+      yield* Ops.ack(repo, owner, [{ id: entryId("H1"), partsDelivered: 1 }], 5)
+      const next = yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKey: key })
+      expect(next.claimed.map((c) => c.entry.id)).toEqual(["H2"])
     }))
 
     test("rows of one conversation enqueued in the same millisecond go by id", Effect.gen(function*() {
@@ -343,7 +385,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
         const ids = yield* claimedIds()
         expect(ids).toHaveLength(1)
         order.push(ids[0]!)
-        yield* repo.ack(owner, [{ id: entryId(ids[0]!), partsDelivered: 1 }], 5)
+        yield* Ops.ack(repo, owner, [{ id: entryId(ids[0]!), partsDelivered: 1 }], 5)
       }
       expect(order).toEqual(["M1", "M2", "M3"])
     }))
@@ -357,7 +399,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       yield* repo.insert([old, young, leasedByOther, noTtl])
       // lease all four to `other`, then give back all but one
       expect(yield* claimedIds(100, other)).toHaveLength(4)
-      yield* repo.release(other, [old.id, young.id, noTtl.id], 0)
+      yield* Ops.release(repo, other, [old.id, young.id, noTtl.id], 0)
       expect((yield* getEntry(leasedByOther.id)).state).toBe("in_flight")
       const expired = yield* repo.expire(100)
       expect(expired).toEqual([old.id])
@@ -365,7 +407,8 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       expect((yield* getEntry(young.id)).state).toBe("queued")
       expect((yield* getEntry(noTtl.id)).state).toBe("queued")
       expect((yield* getEntry(leasedByOther.id)).state).toBe("in_flight")
-      expect(yield* repo.expire(100, { owner: other, ids: [leasedByOther.id] })).toEqual([leasedByOther.id])
+      // an in-flight row is expired by its lease owner, through a guarded write
+      yield* Ops.expireHeld(repo, leasedByOther.id, other, 100)
       expect((yield* getEntry(leasedByOther.id)).state).toBe("expired")
     }))
 
@@ -383,14 +426,14 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       }
       yield* repo.insert(Object.values(rows))
       yield* claim()
-      yield* repo.ack(owner, [{ id: rows.deliveredOld.id, partsDelivered: 1 }], 0)
-      yield* repo.ack(owner, [{ id: rows.deliveredNew.id, partsDelivered: 1 }], 9.5 * day)
-      yield* repo.recordFailure(rows.terminalOld.id, owner, { _tag: "Terminal", error: "x", reason: "permanent_error", partsDelivered: 0 }, 0)
-      yield* repo.recordFailure(rows.terminalMid.id, owner, { _tag: "Terminal", error: "x", reason: "manual", partsDelivered: 0 }, 3.5 * day)
-      yield* repo.recordFailure(rows.retryingAncient.id, owner, {
+      yield* Ops.ack(repo, owner, [{ id: rows.deliveredOld.id, partsDelivered: 1 }], 0)
+      yield* Ops.ack(repo, owner, [{ id: rows.deliveredNew.id, partsDelivered: 1 }], 9.5 * day)
+      yield* Ops.recordFailure(repo, rows.terminalOld.id, owner, { _tag: "Terminal", error: "x", reason: "permanent_error", partsDelivered: 0 }, 0)
+      yield* Ops.recordFailure(repo, rows.terminalMid.id, owner, { _tag: "Terminal", error: "x", reason: "manual", partsDelivered: 0 }, 3.5 * day)
+      yield* Ops.recordFailure(repo, rows.retryingAncient.id, owner, {
         _tag: "Retryable", error: "x", retryAt: 100 * day, countsAttempt: true, partsDelivered: 0, maxAttempts: 5
       }, 0)
-      yield* repo.release(owner, [rows.expiredOld.id, rows.queuedAncient.id], 0)
+      yield* Ops.release(repo, owner, [rows.expiredOld.id, rows.queuedAncient.id], 0)
       yield* repo.expire(2)
       const result = yield* repo.prune(10 * day, { deliveredMs: day, terminalMs: 7 * day })
       expect(result).toEqual({ delivered: 1, terminal: 2 })
@@ -429,7 +472,7 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       ])
       yield* TestClock.setTime(1000)
       const [first] = (yield* claim(1)).claimed
-      yield* repo.ack(owner, [{ id: first!.entry.id, partsDelivered: 1 }], 1000)
+      yield* Ops.ack(repo, owner, [{ id: first!.entry.id, partsDelivered: 1 }], 1000)
       const stats = yield* repo.stats(5000)
       expect(stats.total).toBe(3)
       expect(stats.byState).toEqual({ queued: 2, in_flight: 0, delivered: 1, failed_retryable: 0, failed_terminal: 0, expired: 0 })
@@ -444,8 +487,8 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
       const done = queuedEntry({ to: "b" })
       yield* repo.insert([dead, done])
       yield* claim()
-      yield* repo.recordFailure(dead.id, owner, { _tag: "Terminal", error: "x", reason: "permanent_error", partsDelivered: 0 }, 1)
-      yield* repo.ack(owner, [{ id: done.id, partsDelivered: 1 }], 1)
+      yield* Ops.recordFailure(repo, dead.id, owner, { _tag: "Terminal", error: "x", reason: "permanent_error", partsDelivered: 0 }, 1)
+      yield* Ops.ack(repo, owner, [{ id: done.id, partsDelivered: 1 }], 1)
       const requeued = yield* repo.requeue(dead.id, 50, 50 + 30 * MIN)
       expect(requeued).toMatchObject({ state: "queued", attemptCount: 0, terminalReason: null, nextAttemptAt: 50, expiresAt: 50 + 30 * MIN })
       expect(yield* getEntry(dead.id)).toEqual(requeued)

@@ -1,0 +1,403 @@
+/**
+ * `deliverEntry`: the one delivery program. Live `deliver` runs it on the row it just wrote (leased to this process),
+ * the worker on each row it claims; it runs in the fiber that delivers the row, and its only writes go through the
+ * journal as guarded specs of the row it holds:
+ *
+ *   pending ack? → tool/block on recovery? → channel? → TTL → reconcile (a row reclaimed from a crash)
+ *   → send part by part, a `Progress` write after each accepted part → `Ack`, or `Retry`/`Fail` by the policy.
+ *
+ * While it runs, the lease is renewed every half lease. Interrupted before its first adapter call, the row is released
+ * (claimable at once); interrupted during a call, it stays in flight under this lease (the call may have reached the
+ * channel): this node's next start, or the lease's expiry, hands it to a worker that reconciles or replays it.
+ */
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as SynchronizedRef from "effect/SynchronizedRef"
+import type { Channel } from "../ChannelAdapter.js"
+import type { ChannelRegistry } from "../ChannelRegistry.js"
+import type { EntryId, OutboxEntry, TerminalReason } from "../Delivery.js"
+import type { SendError, StoreError } from "../DeliveryError.js"
+import { AckFailed, PartialDeliveryFailure, SendFailed } from "../DeliveryError.js"
+import * as Machine from "../EntryStateMachine.js"
+import * as Metrics from "../Metrics.js"
+import type { OutboxConfigShape } from "../OutboxConfig.js"
+import { WriteOp } from "../OutboxRepo.js"
+import * as RetryPolicy from "../RetryPolicy.js"
+import type { SendReport } from "../Sender.js"
+import type * as Sender from "../Sender.js"
+import type { Journal } from "./Journal.js"
+
+/**
+ * What delivering a row came to. `finished`: the row left the pending states (its conversation may go on);
+ * `possibleDuplicate`: it was replayed after a crash with no proof its earlier attempt did not reach the channel.
+ */
+export type Outcome = Result & { readonly possibleDuplicate: boolean }
+
+type Result =
+  | { readonly _tag: "Delivered"; readonly report: SendReport; readonly finished: true }
+  | { readonly _tag: "Failed"; readonly error: SendFailed | PartialDeliveryFailure; readonly finished: boolean }
+  | { readonly _tag: "Expired"; readonly finished: true }
+  | { readonly _tag: "Skipped"; readonly reason: TerminalReason; readonly finished: true }
+  /** sent, but the ack could not be written: kept in memory, written by the next pass; the row is not sent again */
+  | { readonly _tag: "AckFailed"; readonly error: AckFailed; readonly finished: false }
+  /** another owner holds the row now (its lease ran out): this process stopped */
+  | { readonly _tag: "LeaseLost"; readonly finished: false }
+
+/** A row to deliver: written by live `deliver` just now, or claimed (`reclaimed` from an expired lease: a possible duplicate). */
+export interface Claimed {
+  readonly entry: OutboxEntry
+  readonly live: boolean
+  readonly reclaimed: boolean
+}
+
+/** What the delivery program needs from the outbox. */
+export interface Deps {
+  readonly journal: Journal
+  readonly sender: Context.Tag.Service<typeof Sender.Sender>
+  readonly registry: Context.Tag.Service<typeof ChannelRegistry>
+  readonly config: OutboxConfigShape
+  readonly owner: string
+  readonly events: Events
+  /** sent rows whose ack is not written yet: never sent again by this process; the next pass writes them */
+  readonly pendingAcks: Map<EntryId, { readonly entry: OutboxEntry; readonly partsDelivered: number }>
+}
+
+/** The announcements the program makes (the outbox's event stream). */
+export interface Events {
+  readonly sent: (entry: OutboxEntry, parts: number) => Effect.Effect<void>
+  readonly delivered: (entry: OutboxEntry) => Effect.Effect<void>
+  readonly retryScheduled: (entry: OutboxEntry, error: string) => Effect.Effect<void>
+  readonly terminal: (entry: OutboxEntry, reason: TerminalReason, error: string) => Effect.Effect<void>
+  readonly expired: (entry: OutboxEntry) => Effect.Effect<void>
+}
+
+/** The row was taken over by another owner while this process delivered it. */
+class LeaseLost {
+  readonly _tag = "LeaseLost"
+}
+
+/** An attempt's result before it is recorded. */
+type Attempt =
+  | { readonly _tag: "Sent"; readonly report: SendReport }
+  | { readonly _tag: "SendFailed"; readonly error: SendError | PartialDeliveryFailure }
+  | { readonly _tag: "Expired" }
+  | { readonly _tag: "Skip"; readonly reason: TerminalReason; readonly message: string }
+
+const sent = (report: SendReport): Either.Either<Attempt, LeaseLost> => Either.right({ _tag: "Sent", report })
+const skip = (reason: TerminalReason, message: string): Either.Either<Attempt, LeaseLost> =>
+  Either.right({ _tag: "Skip", reason, message })
+
+/** Builds the delivery program over the outbox's journal, sender and configuration. */
+export const make = (deps: Deps) => {
+  const { config, journal, owner, sender } = deps
+  const policy = RetryPolicy.fromConfig(config)
+  const leaseMs = Duration.toMillis(config.leaseDuration)
+  const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(Schedule.intersect(Schedule.recurs(config.ackRetries)))
+
+  /** One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. */
+  const deliverEntry = (claimed: Claimed): Effect.Effect<Outcome> =>
+    Effect.gen(function*() {
+      const held = yield* SynchronizedRef.make(claimed.entry)
+      let calling = false
+      let possibleDuplicate = false
+      const attempt = yield* Effect.scoped(Effect.gen(function*() {
+        yield* Effect.forkScoped(renewEveryHalfLease(held))
+        return yield* attemptSend(held, claimed, {
+          onCall: () => void (calling = true),
+          onPossibleDuplicate: () => void (possibleDuplicate = true)
+        })
+      })).pipe(
+        // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
+        Effect.onInterrupt(() => calling ? Effect.void : Effect.ignore(writeHeld(held, Machine.EntryEvent.Release({ owner }))))
+      )
+      if (Either.isLeft(attempt)) {
+        yield* Effect.logWarning(`entry ${claimed.entry.id}: its lease was taken over while it was delivered; stopped`)
+        return { _tag: "LeaseLost", finished: false, possibleDuplicate } as const
+      }
+      return { ...(yield* record(held, attempt.right)), possibleDuplicate }
+    }).pipe(Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }))
+
+  /**
+   * Writes `event` on the held row through the journal: true once written, false when its guard no longer held (the
+   * lease is gone). The held copy follows every write, so the next spec is made from the stored row.
+   */
+  const writeHeld = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, event: Machine.EntryEvent, at?: number) =>
+    SynchronizedRef.modifyEffect(held, (entry) =>
+      Effect.flatMap(at === undefined ? Clock.currentTimeMillis : Effect.succeed(at), (now) => {
+        const spec = Machine.writeSpec(entry, event, now)
+        // the held row is the stored row, so a transition refused here would be refused by the store too
+        if (Either.isLeft(spec)) return Effect.succeed([false, entry] as const)
+        return Effect.map(
+          journal.write(WriteOp.Update({ spec: spec.right })),
+          (result) => result._tag === "Updated" ? [true, spec.right.next] as const : [false, entry] as const
+        )
+      }))
+
+  /** Renews the lease every half lease while the delivery runs, so no worker takes the row however slow the channel is. */
+  const renewEveryHalfLease = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      writeHeld(held, Machine.EntryEvent.Renew({ owner, leaseUntil: now + leaseMs }))).pipe(
+        Effect.catchAll((error) =>
+          Effect.zipRight(Metric.increment(Metrics.writeFailures("renew")), Effect.logWarning(`could not renew the lease: ${error.message}`))
+        ),
+        Effect.delay(Duration.millis(leaseMs / 2)),
+        Effect.forever
+      )
+
+  /** Everything up to the adapter's last answer; `Left` when the lease was lost on the way. */
+  const attemptSend = (
+    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    claimed: Claimed,
+    hooks: { readonly onCall: () => void; readonly onPossibleDuplicate: () => void }
+  ): Effect.Effect<Either.Either<Attempt, LeaseLost>> =>
+    Effect.gen(function*() {
+      const entry = claimed.entry
+      const pendingAck = deps.pendingAcks.get(entry.id)
+      if (pendingAck !== undefined) {
+        // it went out already: only its ack is missing
+        const parts = pendingAck.partsDelivered
+        return sent({ entryId: entry.id, partsTotal: parts, partsDelivered: parts, outcomes: [] })
+      }
+      if (entry.kind !== "final" && !claimed.live) {
+        // progress messages are only meaningful live; replaying them after the fact confuses the chat
+        return skip("non_final_recovery_skip", `a ${entry.kind} message is not replayed by recovery`)
+      }
+      const channel = yield* Effect.either(deps.registry.get(entry.channel))
+      if (Either.isLeft(channel)) return skip("unknown_channel", channel.left.message)
+      const now = yield* Clock.currentTimeMillis
+      if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") {
+        return Either.right<Attempt>({ _tag: "Expired" })
+      }
+      if (claimed.reclaimed) {
+        const settled = yield* reconcile(held, channel.right, hooks.onPossibleDuplicate)
+        if (Either.isLeft(settled)) return Either.left(settled.left)
+        if (settled.right !== undefined) return Either.right(settled.right)
+      }
+      hooks.onCall()
+      const current = yield* SynchronizedRef.get(held)
+      return yield* sender.send(current, channel.right, {
+        attempt: current.attemptCount + 1,
+        // a crash after this write replays only the parts not yet accepted
+        onProgress: (partsDelivered) => progress(held, partsDelivered)
+      }).pipe(
+        Effect.map((report): Either.Either<Attempt, LeaseLost> => Either.right({ _tag: "Sent", report })),
+        Effect.catchAll((error): Effect.Effect<Either.Either<Attempt, LeaseLost>> =>
+          Effect.succeed(error instanceof LeaseLost ? Either.left(error) : Either.right({ _tag: "SendFailed", error }))
+        )
+      )
+    })
+
+  /** A `Progress` write; a store failure is logged and counted (the send goes on), a lost lease stops the send. */
+  const progress = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, partsDelivered: number): Effect.Effect<void, LeaseLost> =>
+    writeHeld(held, Machine.EntryEvent.Progress({ owner, partsDelivered })).pipe(
+      Effect.catchAll((error) =>
+        Effect.as(
+          Effect.zipRight(
+            Metric.increment(Metrics.writeFailures("progress")),
+            Effect.logWarning(`could not record ${partsDelivered} parts delivered (a crash now would resend them): ${error.message}`)
+          ),
+          true
+        )
+      ),
+      Effect.flatMap((written) => (written ? Effect.void : Effect.fail(new LeaseLost())))
+    )
+
+  /**
+   * Asks the adapter whether the part in flight at the crash went out. "sent" settles that part alone and the rest are
+   * sent; "unknown" (or no reconcile) replays it and counts a possible duplicate. `Right(undefined)`: go on sending.
+   */
+  const reconcile = (
+    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    channel: Channel,
+    onPossibleDuplicate: () => void
+  ): Effect.Effect<Either.Either<Attempt | undefined, LeaseLost>> =>
+    Effect.gen(function*() {
+      const entry = yield* SynchronizedRef.get(held)
+      const verdict = yield* sender.reconcile(entry, channel, { attempt: entry.attemptCount + 1 })
+      if (verdict === "unknown") {
+        onPossibleDuplicate()
+        yield* Metric.increment(Metrics.possibleDuplicates)
+        yield* Effect.logWarning(`entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`)
+        return Either.right<Attempt | undefined>(undefined)
+      }
+      if (verdict === "not_sent") return Either.right<Attempt | undefined>(undefined)
+      const total = sender.plan(entry, channel).parts.length
+      const settled = Math.min(total, entry.partsDelivered + 1)
+      if (settled >= total) {
+        return Either.right<Attempt | undefined>({
+          _tag: "Sent",
+          report: { entryId: entry.id, partsTotal: total, partsDelivered: total, outcomes: [] }
+        })
+      }
+      const moved = yield* Effect.either(progress(held, settled))
+      return Either.isLeft(moved) ? Either.left(moved.left) : Either.right<Attempt | undefined>(undefined)
+    })
+
+  /** Records an attempt's outcome on the held row (each write is uninterruptible; an interrupted ack is kept, see `ack`). */
+  const record = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, attempt: Attempt): Effect.Effect<Result> =>
+    Effect.gen(function*() {
+      const entry = yield* SynchronizedRef.get(held)
+      switch (attempt._tag) {
+        case "Sent":
+          return yield* ack(held, entry, attempt.report)
+        case "SendFailed":
+          return yield* recordFailure(held, entry, attempt.error)
+        case "Expired": {
+          const written = yield* Effect.either(writeHeld(held, Machine.EntryEvent.Expire({ owner })))
+          if (Either.isRight(written) && written.right) {
+            yield* Metric.increment(Metrics.expired)
+            yield* deps.events.expired(entry)
+            yield* Effect.logWarning(`entry ${entry.id} expired before sending`)
+          } else yield* writeFailed("expire", entry, written)
+          return { _tag: "Expired", finished: true } as const
+        }
+        case "Skip": {
+          const written = yield* Effect.either(
+            writeHeld(held, Machine.EntryEvent.Fail({ owner, error: attempt.message, reason: attempt.reason, partsDelivered: entry.partsDelivered }))
+          )
+          if (Either.isRight(written) && written.right) yield* announceTerminal(entry, attempt.reason, attempt.message)
+          else yield* writeFailed("fail", entry, written)
+          return { _tag: "Skipped", reason: attempt.reason, finished: true } as const
+        }
+      }
+    })
+
+  const writeFailed = (operation: string, entry: OutboxEntry, written: Either.Either<boolean, StoreError>) =>
+    Effect.zipRight(
+      Metric.increment(Metrics.writeFailures(operation)),
+      Effect.logError(
+        `entry ${entry.id}: could not write ${operation} (${Either.isLeft(written) ? written.left.message : "the row is no longer leased to this process"}); the row is retried after its lease`
+      )
+    )
+
+  const announceTerminal = (entry: OutboxEntry, reason: TerminalReason, error: string) =>
+    Effect.all([
+      Metric.increment(Metrics.terminal(reason)),
+      deps.events.terminal(entry, reason, error),
+      Effect.logWarning(`entry ${entry.id} failed for good (${reason}): ${error}`)
+    ], { discard: true })
+
+  /** Acks a sent row, the write retried on the ack schedule; what cannot be written is kept for the next pass. */
+  const ack = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, entry: OutboxEntry, report: SendReport) =>
+    Effect.gen(function*() {
+      if (report.outcomes.length > 0) yield* deps.events.sent(entry, report.outcomes.length)
+      // delivered when the channel accepted it, whenever the write lands
+      const now = yield* Clock.currentTimeMillis
+      const keep = Effect.sync(() => void deps.pendingAcks.set(entry.id, { entry, partsDelivered: report.partsDelivered }))
+      const written = yield* Effect.either(
+        writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now).pipe(
+          Effect.retry(ackSchedule),
+          // given up while retrying (its caller left, a shutdown): the message went out, so the ack is kept
+          Effect.onInterrupt(() => keep)
+        )
+      )
+      if (Either.isRight(written) && written.right) {
+        deps.pendingAcks.delete(entry.id)
+        yield* Metric.increment(Metrics.delivered)
+        yield* Metric.update(Metrics.deliveryLatency, Math.max(0, now - entry.enqueuedAt))
+        yield* deps.events.delivered(entry)
+        return { _tag: "Delivered", report, finished: true } as const
+      }
+      const message = Either.isLeft(written)
+        ? `sent, but the ack write failed: ${written.left.message}`
+        : "sent, but the row is no longer leased to this process (another worker may send it again)"
+      if (Either.isLeft(written)) yield* keep
+      yield* Metric.increment(Metrics.ackFailures)
+      yield* Effect.logError(`entry ${entry.id}: ${message}`)
+      return { _tag: "AckFailed", error: new AckFailed({ entryId: entry.id, message }), finished: false } as const
+    })
+
+  /** Records a failed send (retry at the policy's next delay, or terminal) and builds the caller's error. */
+  const recordFailure = (
+    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    entry: OutboxEntry,
+    error: SendError | PartialDeliveryFailure
+  ) =>
+    Effect.gen(function*() {
+      const event = yield* failureEvent(entry, error)
+      const written = yield* Effect.either(writeHeld(held, event))
+      const recorded = yield* SynchronizedRef.get(held)
+      const stored = Either.isRight(written) && written.right
+      if (!stored) yield* writeFailed("failure", entry, written)
+      else if (recorded.state === "failed_retryable") {
+        yield* Metric.increment(Metrics.retryScheduled)
+        yield* deps.events.retryScheduled(recorded, error.message)
+        yield* Effect.logInfo(`entry ${entry.id} failed (attempt ${entry.attemptCount + 1}), retry at ${recorded.nextAttemptAt}: ${error.message}`)
+      } else yield* announceTerminal(entry, recorded.terminalReason ?? "permanent_error", error.message)
+      const retryable = stored ? recorded.state === "failed_retryable" : true
+      const willRetryAt = stored && recorded.state === "failed_retryable" && recorded.nextAttemptAt !== null
+        ? { willRetryAt: recorded.nextAttemptAt }
+        : {}
+      const callerError = error._tag === "SendError"
+        ? new SendFailed({
+          entryId: entry.id,
+          channel: entry.channel,
+          retryable,
+          ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+          message: error.message,
+          ...willRetryAt
+        })
+        : new PartialDeliveryFailure({
+          entryId: entry.id,
+          partsDelivered: error.partsDelivered,
+          ...(error.deliveredParts !== undefined ? { deliveredParts: error.deliveredParts } : {}),
+          partsFailed: error.partsFailed,
+          errors: error.errors,
+          retryable,
+          ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+          ...willRetryAt
+        })
+      return { _tag: "Failed", error: callerError, finished: stored && recorded.state !== "failed_retryable" } as const
+    })
+
+  /** The state-machine event of a failed send: permanent, a progress message, rate limited, or the policy's next delay. */
+  const failureEvent = (entry: OutboxEntry, error: SendError | PartialDeliveryFailure) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const attempt = entry.attemptCount + 1
+      const retryable = error._tag === "SendError" ? error.retryable : error.retryable ?? true
+      const partsDelivered = Math.max(entry.partsDelivered, error.partsDelivered ?? entry.partsDelivered)
+      const deliveredParts = error._tag === "PartialDeliveryFailure" && error.deliveredParts !== undefined
+        ? { deliveredParts: error.deliveredParts }
+        : {}
+      if (!retryable) {
+        return Machine.EntryEvent.Fail({ owner, error: error.message, reason: "permanent_error", partsDelivered })
+      }
+      if (entry.kind !== "final") {
+        // recovery never sends a tool/block row, so waiting for a retry would only hold up the conversation
+        return Machine.EntryEvent.Fail({ owner, error: error.message, reason: "non_final_recovery_skip", partsDelivered })
+      }
+      if (error.retryAfterMs !== undefined) {
+        // rate limiting is not failure: the channel's delay, and no attempt used up
+        return Machine.EntryEvent.Retry({
+          owner,
+          error: error.message,
+          retryAt: now + Math.round(error.retryAfterMs),
+          countsAttempt: false,
+          partsDelivered,
+          ...deliveredParts,
+          maxAttempts: config.maxAttempts
+        })
+      }
+      const delay = yield* RetryPolicy.delayAfterAttempt(policy, attempt)
+      return Machine.EntryEvent.Retry({
+        owner,
+        error: error.message,
+        // jitter makes fractional milliseconds; times are stored as integer millis
+        retryAt: now + Math.round(Option.match(delay, { onNone: () => 0, onSome: Duration.toMillis })),
+        countsAttempt: true,
+        partsDelivered,
+        ...deliveredParts,
+        // the policy has the last word on whether another attempt follows
+        maxAttempts: Option.isSome(delay) ? config.maxAttempts : attempt
+      })
+    })
+
+  return deliverEntry
+}

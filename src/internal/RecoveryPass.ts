@@ -1,0 +1,139 @@
+/**
+ * One recovery pass: write the acks kept from failed ack writes, expire waiting rows past their TTL, then claim due
+ * rows while there are free send slots and time left in the budget (75 % of the interval by default), starting
+ * `deliverEntry` for each in a fiber of its own; wait for them within the budget, prune when due. A send still running
+ * at the end of the budget goes on in the background, holding its slot (so a hanging channel holds its slots, never
+ * the next pass). A claim that comes back short ends the claiming: nothing more is due, and a conversation's next
+ * rows are started by its lane when its head finishes, not by the next pass.
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import type { EntryId } from "../Delivery.js"
+import type { StoreError } from "../DeliveryError.js"
+import * as Metrics from "../Metrics.js"
+import type { OutboxConfigShape } from "../OutboxConfig.js"
+import type { ClaimedEntry, OutboxRepoShape } from "../OutboxRepo.js"
+import type { Outcome } from "./DeliverEntry.js"
+import { yieldToEventLoop } from "./Journal.js"
+
+/** What one recovery pass did. */
+export interface RecoveryReport {
+  readonly expired: number
+  readonly claimed: number
+  readonly delivered: number
+  readonly retried: number
+  readonly terminal: number
+  /** worker sends still running when the pass ended (a slow channel; they finish in the background) */
+  readonly inFlight: number
+  readonly quarantined: number
+  readonly acksFlushed: number
+  readonly possibleDuplicates: number
+  readonly pruned: number
+}
+
+/** What a pass needs from the outbox. */
+export interface Deps {
+  readonly repo: OutboxRepoShape
+  readonly config: OutboxConfigShape
+  readonly owner: string
+  /** starts delivering a claimed row in a fiber of the outbox's deliveries; `finally` runs when that fiber ends */
+  readonly start: (claimed: ClaimedEntry, finally_: Effect.Effect<void>) => Effect.Effect<Fiber.RuntimeFiber<Outcome>>
+  /** waits until no delivery is in progress (this pass's rows, and the conversations they started) */
+  readonly awaitIdle: Effect.Effect<void>
+  readonly flushPendingAcks: Effect.Effect<number, StoreError>
+  readonly prune: Effect.Effect<number, StoreError>
+  readonly quarantine: (bad: { readonly id: EntryId; readonly message: string }, now: number) => Effect.Effect<void, StoreError>
+  readonly announceExpired: (ids: ReadonlyArray<EntryId>) => Effect.Effect<void>
+}
+
+/** Builds the pass; `stop` is read before every claim (shutdown stops claiming). */
+export const make = (deps: Deps) =>
+  Effect.gen(function*() {
+    const { config, owner, repo } = deps
+    const leaseMs = Duration.toMillis(config.leaseDuration)
+    const slots = yield* Effect.makeSemaphore(config.workerConcurrency)
+    // only passes take slots (one pass at a time), so this mirror sizes the claims
+    let freeSlots = config.workerConcurrency
+    const take = (n: number) => Effect.zipRight(slots.take(n), Effect.sync(() => void (freeSlots -= n)))
+    const release = (n: number) => Effect.zipRight(Effect.sync(() => void (freeSlots += n)), slots.release(n))
+    let lastPrune: number | null = null
+
+    /** Claims rows for the free slots (waiting for one within `wait`) and starts them; none when nothing is due. */
+    const claimAndStart = (wait: Duration.Duration) =>
+      Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
+        const first = yield* restore(Effect.timeoutOption(take(1), wait))
+        if (Option.isNone(first)) return { started: [], full: false, quarantined: 0 }
+        const limit = Math.min(config.claimBatch, 1 + freeSlots)
+        if (limit > 1) yield* take(limit - 1)
+        const now = yield* Clock.currentTimeMillis
+        const batch = yield* Effect.onError(repo.claim({ owner, now, leaseMs, limit }), () => release(limit))
+        yield* release(limit - batch.claimed.length)
+        // a claimed row is started at once, so an interruption (shutdown) never strands a claimed row unsent
+        const started = yield* Effect.forEach(batch.claimed, (claimed) => deps.start(claimed, release(1)))
+        for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
+        return {
+          started: started.map((fiber, i) => ({ fiber, reclaimed: batch.claimed[i]!.reclaimed })),
+          full: batch.claimed.length + batch.malformed.length >= limit,
+          quarantined: batch.malformed.length
+        }
+      }))
+
+    return (stop: Effect.Effect<boolean>): Effect.Effect<RecoveryReport, StoreError> =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        const deadline = start + Duration.toMillis(config.workerInterval) * config.workerBudget
+        const untilDeadline = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(Math.max(0, deadline - now)))
+        const acksFlushed = yield* deps.flushPendingAcks
+
+        const expired = yield* repo.expire(start)
+        if (expired.length > 0) {
+          yield* Metric.incrementBy(Metrics.expired, expired.length)
+          yield* deps.announceExpired(expired)
+          yield* Effect.logWarning(`expired ${expired.length} rows past maxAge`)
+        }
+
+        const rows: Array<{ readonly fiber: Fiber.RuntimeFiber<Outcome>; readonly reclaimed: boolean }> = []
+        let quarantined = 0
+        while (!(yield* stop) && (yield* Clock.currentTimeMillis) < deadline) {
+          const claimed = yield* claimAndStart(yield* untilDeadline)
+          rows.push(...claimed.started)
+          quarantined += claimed.quarantined
+          if (!claimed.full) break
+          yield* yieldToEventLoop // a backlog is claimed batch after batch: let the gateway's I/O in between
+        }
+        // this pass's sends and the rows their conversations went on to, waited for within the budget; a slower one
+        // goes on in the background
+        if (rows.length > 0) yield* Effect.timeoutOption(deps.awaitIdle, yield* untilDeadline)
+
+        let pruned = 0
+        if (lastPrune === null || start - lastPrune >= Duration.toMillis(config.pruneInterval)) {
+          pruned = yield* deps.prune
+          lastPrune = start
+        }
+        yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
+        return { expired: expired.length, claimed: rows.length, quarantined, acksFlushed, pruned, ...tally(rows) }
+      }).pipe(Effect.withSpan("Outbox.runRecoveryPass", { captureStackTrace: false }))
+  })
+
+/** Counts the outcomes of a pass's rows that finished, and the ones still running. */
+const tally = (rows: ReadonlyArray<{ readonly fiber: Fiber.RuntimeFiber<Outcome>; readonly reclaimed: boolean }>) => {
+  const counts = { delivered: 0, retried: 0, terminal: 0, inFlight: 0, possibleDuplicates: 0 }
+  for (const { fiber } of rows) {
+    const exit = fiber.unsafePoll()
+    if (exit === null) {
+      counts.inFlight++
+      continue
+    }
+    if (exit._tag === "Failure") continue
+    const outcome = exit.value
+    if (outcome.possibleDuplicate) counts.possibleDuplicates++
+    if (outcome._tag === "Delivered") counts.delivered++
+    else if (outcome._tag === "Skipped" || (outcome._tag === "Failed" && outcome.finished)) counts.terminal++
+    else if (outcome._tag === "Failed") counts.retried++
+  }
+  return counts
+}
