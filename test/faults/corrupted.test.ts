@@ -13,6 +13,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
 import type { AdapterV1, SendContext } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import type { EntryId } from "../../src/Delivery.js"
@@ -107,5 +108,27 @@ describe("rows corrupted at rest", () => {
       expect(yield* outbox.runRecoveryPass).toMatchObject({ delivered: 1, quarantined: 0 })
       expect(sent).toEqual(["hello"])
     }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("a row whose delivered_parts no longer parses, past its TTL, expires like any other and never stops the worker for the others", () => {
+    const { layer, sent } = recordingOutbox()
+    return Effect.gen(function*() {
+      const outbox = yield* Outbox.Outbox
+      const sql = yield* SqlClient.SqlClient
+      const damaged: EntryId = yield* outbox.enqueue(request("a", "damaged"))
+      yield* sql`UPDATE outbox_entries SET delivered_parts = '[1,' WHERE id = ${damaged}`
+      yield* TestClock.adjust("31 minutes") // past the 30 min TTL
+      const healthy: EntryId = yield* outbox.enqueue(request("b", "healthy"))
+      const first = yield* outbox.runRecoveryPass
+      expect(first).toMatchObject({ expired: 1, delivered: 1 })
+      expect(Option.getOrThrow(yield* outbox.get(healthy)).state).toBe("delivered")
+      const [row] = yield* sql<{ state: string }>`SELECT state FROM outbox_entries WHERE id = ${damaged}`
+      expect(row?.state).toBe("expired")
+      // the next passes run as usual
+      const later: EntryId = yield* outbox.enqueue(request("c", "later"))
+      expect(yield* outbox.runRecoveryPass).toMatchObject({ delivered: 1 })
+      expect(Option.getOrThrow(yield* outbox.get(later)).state).toBe("delivered")
+      expect(sent).toEqual(["healthy", "later"])
+    }).pipe(Effect.provide(layer), Logger.withMinimumLogLevel(LogLevel.None))
   })
 })
