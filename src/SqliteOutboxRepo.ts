@@ -21,6 +21,7 @@ import * as Machine from "./EntryStateMachine.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
 import { fromRow, groupChanges, lightEntry, MUTABLE_SELECT, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
+import { enableWal, withWriteLock } from "./internal/sqliteLocks.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
@@ -96,13 +97,29 @@ export const migrations = {
   })
 }
 
-/** Runs the migrations into `effect_outbox_migrations`. */
-export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = Migrator.make({})({
-  loader: Migrator.fromRecord(migrations),
-  table: "effect_outbox_migrations"
-}).pipe(
-  Effect.mapError((e) => new StoreError({ operation: "migrate", message: e.message, cause: e })),
-  Effect.asVoid
+const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
+
+/**
+ * Runs the migrations into `effect_outbox_migrations`, holding SQLite's write lock: processes opening one file
+ * together take turns, and each finds the schema complete when its turn ends.
+ */
+export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = withWriteLock(Effect.gen(function*() {
+  yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "effect_outbox_migrations" })
+  // The Migrator takes any failure to record a migration for "already running elsewhere" and succeeds. Under the
+  // write lock nothing else runs them, so a schema short of the latest is an error, never something to go on with
+  const sql = yield* SqlClient.SqlClient
+  const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
+  if ((applied?.id ?? 0) < LATEST_MIGRATION) {
+    return yield* Effect.fail(
+      new StoreError({ operation: "migrate", message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}` })
+    )
+  }
+})).pipe(
+  Effect.mapError((e) =>
+    e._tag === "StoreError"
+      ? e
+      : new StoreError({ operation: "migrate", message: e._tag === "SqlError" ? describe(e) : e.message, cause: e })
+  )
 )
 
 const describe = (e: SqlError): string => {
@@ -499,14 +516,16 @@ export const configureConnection = (options: Omit<FileOptions, "filename">) =>
   Effect.gen(function*() {
     const pages = yield* checkpointPages(options)
     const sql = yield* SqlClient.SqlClient
+    const busyTimeoutMs = Math.trunc(options.busyTimeoutMs ?? 5000)
     yield* sql.unsafe(`PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}`)
-    yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`)
+    // before anything reads the file, the WAL switch included
+    yield* sql.unsafe(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
     // Fewer, larger checkpoints: an index page that many batches dirty is copied and synced once per 10,000 WAL pages
     // rather than once per 1,000. The worker drain gained about 7 % (median of 16 interleaved pairs; BENCHMARKS.md)
     yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${pages}`)
-    const [mode] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
-    if (mode?.journal_mode !== "wal" && mode?.journal_mode !== "memory") {
-      return yield* Effect.fail(new StoreError({ operation: "open", message: `journal_mode is ${mode?.journal_mode}, not wal` }))
+    const mode = yield* enableWal(busyTimeoutMs)
+    if (mode !== "wal" && mode !== "memory") {
+      return yield* Effect.fail(new StoreError({ operation: "open", message: `journal_mode is ${mode}, not wal` }))
     }
   }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(storeError("open")(e))))
 
@@ -515,7 +534,8 @@ export const configureConnection = (options: Omit<FileOptions, "filename">) =>
  * and mode 0600; migrated.
  */
 export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlClient.SqlClient, StoreError> => {
-  const client = SqliteClient.layer({ filename: options.filename }).pipe(
+  // WAL is switched on by configureConnection, once busy_timeout is set
+  const client = SqliteClient.layer({ filename: options.filename, disableWAL: true }).pipe(
     Layer.catchAllCause((cause) => {
       const reason = Cause.squash(cause)
       // the driver's reason ("file is not a database", SQLITE_CANTOPEN…) belongs in the message a log line shows
@@ -523,7 +543,11 @@ export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlCli
       return Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${why}`, cause }))
     })
   )
-  const ready = Layer.effectDiscard(configureConnection(options)).pipe(Layer.provideMerge(client))
+  const cannotOpen = (e: StoreError) =>
+    new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${e.message}`, cause: e })
+  // the file is first read here (a file that is not a database fails here)
+  const configured = Effect.mapError(configureConnection(options), cannotOpen)
+  const ready = Layer.effectDiscard(configured).pipe(Layer.provideMerge(client))
   const opened = Effect.zipRight(checkpointPages(options), createPrivateFile(options.filename))
   return Layer.unwrapEffect(Effect.as(opened, layer.pipe(Layer.provideMerge(ready))))
 }
