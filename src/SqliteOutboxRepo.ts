@@ -18,6 +18,7 @@ import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, LeaseLost, StoreError } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
+import * as GatewayLock from "./internal/gatewayLock.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, failureEvent, foldStats } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
 import { fromRow, groupChanges, lightEntry, MUTABLE_SELECT, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
@@ -461,7 +462,10 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
 const changes = (result: unknown): number =>
   typeof result === "object" && result !== null && "changes" in result ? Number(result.changes) : 0
 
-/** The store over a gateway-provided `SqlClient`; migrates on construction. */
+/**
+ * The store over a gateway-provided `SqlClient`; migrates on construction. It takes no gateway lock (`layerFile`'s
+ * `exclusive`): keeping to one gateway per file is then up to the gateway.
+ */
 export const layer: Layer.Layer<OutboxRepo, StoreError, SqlClient.SqlClient> = Layer.effect(
   OutboxRepo,
   Effect.zipRight(migrate, make)
@@ -478,6 +482,15 @@ export interface FileOptions {
    * default (the `-wal` file reaches about 44 MB under load), against SQLite's own 1,000
    */
   readonly walAutocheckpointPages?: number | undefined
+  /**
+   * Whether this process is the file's one gateway (default true): it holds an exclusive lock on
+   * `<filename>-gateway.lock` while the layer is open, and a second gateway on the file fails at start with a
+   * `StoreError` (operation "lock") naming the holder's pid, host and start. The operating system drops the lock when
+   * the process ends, however it ends. `false` takes no lock: for a process that only enqueues or administers the file
+   * beside a running gateway (it must not `deliver` or run the worker). A gateway that provides its own `SqlClient`
+   * through `layer` takes no lock either.
+   */
+  readonly exclusive?: boolean | undefined
 }
 
 /** The WAL size that triggers a checkpoint, in pages, when `walAutocheckpointPages` is not given. */
@@ -531,7 +544,7 @@ export const configureConnection = (options: Omit<FileOptions, "filename">) =>
 
 /**
  * A SQLite file with WAL, explicit `synchronous` (NORMAL default), busy_timeout 5 s, a checkpoint every 10,000 WAL pages
- * and mode 0600; migrated.
+ * and mode 0600; migrated, and held as this process's gateway unless `exclusive: false`.
  */
 export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlClient.SqlClient, StoreError> => {
   // WAL is switched on by configureConnection, once busy_timeout is set
@@ -549,5 +562,13 @@ export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlCli
   const configured = Effect.mapError(configureConnection(options), cannotOpen)
   const ready = Layer.effectDiscard(configured).pipe(Layer.provideMerge(client))
   const opened = Effect.zipRight(checkpointPages(options), createPrivateFile(options.filename))
-  return Layer.unwrapEffect(Effect.as(opened, layer.pipe(Layer.provideMerge(ready))))
+  const exclusive = options.exclusive !== false && options.filename !== ":memory:"
+  // the lock is taken, the schema migrated and the holder recorded in one write transaction (see GatewayLock.take)
+  const started = withWriteLock(Effect.gen(function*() {
+    const holder = exclusive ? yield* GatewayLock.take(options.filename) : undefined
+    yield* migrate
+    if (holder !== undefined) yield* GatewayLock.record(holder)
+  })).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(cannotOpen(storeError("open")(e)))))
+  const store = Layer.scoped(OutboxRepo, Effect.zipRight(started, make))
+  return Layer.unwrapEffect(Effect.as(opened, store.pipe(Layer.provideMerge(ready))))
 }

@@ -2,9 +2,9 @@
  * A process that opens outbox files on command, for the tests that need two real processes on one SQLite file.
  *   node --import tsx test/processes/opener.ts
  * Commands arrive on stdin as JSON lines; each answer is one JSON line on stdout carrying the command's `tag`:
- * - `{ cmd: "open", tag, file }`: `SqliteOutboxRepo.layerFile`, one row inserted and read back, closed;
+ * - `{ cmd: "open", tag, file, exclusive? }`: `SqliteOutboxRepo.layerFile`, one row inserted and read back, closed;
  *   answers `{ tag, ok: true, rows }` (rows: how many the file holds) or `{ tag, ok: false, errorTag, message }`.
- * - `{ cmd: "hold", tag, file }`: the same, but the file stays open (a live gateway) until
+ * - `{ cmd: "hold", tag, file, exclusive? }`: the same, but the file stays open (a live gateway) until
  *   `{ cmd: "release", tag }`, which answers `{ tag, released: true }` once the layer's scope is closed.
  * `{ ready: true }` is printed once the modules are loaded, so a test can start a trial without a cold start in it.
  */
@@ -21,7 +21,7 @@ import { queuedEntry } from "../support/entries.js"
 
 /** A command the test sends. */
 export type Command =
-  | { readonly cmd: "open" | "hold"; readonly tag: string; readonly file: string }
+  | { readonly cmd: "open" | "hold"; readonly tag: string; readonly file: string; readonly exclusive?: boolean }
   | { readonly cmd: "release"; readonly tag: string }
 
 /** What the process answers. */
@@ -58,7 +58,7 @@ const run = (command: Command): Effect.Effect<void> => {
     return release === undefined ? Effect.void : Deferred.succeed(release, undefined)
   }
   const { file, tag } = command
-  const layer = SqliteOutboxRepo.layerFile({ filename: file })
+  const layer = SqliteOutboxRepo.layerFile({ filename: file, ...(command.exclusive === undefined ? {} : { exclusive: command.exclusive }) })
   return Effect.gen(function*() {
     const release = yield* Deferred.make<void>()
     const exit = yield* Effect.exit(Effect.gen(function*() {
