@@ -12,9 +12,11 @@ import * as Layer from "effect/Layer"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { OutboxStats } from "../../src/Delivery.js"
+import { MARKER } from "../../src/cli/Demo.js"
+import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { cli, stdoutJson } from "../cli/support.js"
-import { tempDatabases } from "../support/files.js"
+import { snapshot, tempDatabases } from "../support/files.js"
 import type { Answer } from "./opener.js"
 import { startOpener } from "./support.js"
 
@@ -106,5 +108,24 @@ describe("two processes on one SQLite file", () => {
       expect(prune.code).toBe(0)
       expect(stdoutJson(prune)).toEqual({ pruned: 0 })
       expect(outcome(yield* gateway.send({ cmd: "release", tag: "gateway" }))).toBe("released")
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("demo refuses a demo database that a running gateway holds, and leaves its files as they are", () =>
+    Effect.gen(function*() {
+      const gateway = yield* startOpener
+      const file = databases.fresh()
+      expect(outcome(yield* gateway.send({ cmd: "hold", tag: "gateway", file }))).toBe("ok")
+      // marked as the demo's own, which it would otherwise remove and recreate
+      yield* Effect.flatMap(OutboxRepo, (repo) => repo.setMeta(MARKER, "{}")).pipe(
+        Effect.provide(SqliteOutboxRepo.layerFile({ filename: file, exclusive: false }))
+      )
+      // the database and its WAL (the -shm index changes with any reader's marks)
+      const contents = () => snapshot(databases.dir).filter((line) => /^\S+\.db(-wal)? /.test(line) && line.startsWith(path.basename(file)))
+      const before = contents()
+      const run = yield* Effect.promise(() => cli(["demo", "--messages", "3", "--db", file]))
+      expect(run.stderr).toBe(`effect-outbox: ${file} is in use by a running gateway; run the demo with --db <another file>\n`)
+      expect(run.code).not.toBe(0)
+      expect(before).toHaveLength(2)
+      expect(contents()).toEqual(before)
     }).pipe(Effect.scoped), 60_000)
 })
