@@ -19,7 +19,7 @@ import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { StoreError } from "../DeliveryError.js"
-import { isBusy } from "./sqliteLocks.js"
+import { isBusy, unprepared } from "./sqliteLocks.js"
 
 /** The process that holds a file's gateway lock. */
 export interface Holder {
@@ -64,11 +64,13 @@ const tryLock = (path: string): Effect.Effect<boolean, StoreError, Scope.Scope> 
       Effect.catchAllCause((cause) => Effect.fail(lockError(`cannot open the gateway lock ${path}: ${why(Cause.squash(cause))}`, cause)))
     )
     const lock = Context.get(context, SqlClient.SqlClient)
-    return yield* Effect.zipRight(
-      lock`PRAGMA busy_timeout = 0`.unprepared,
+    return yield* Effect.all([
+      unprepared(lock`PRAGMA busy_timeout = 0`),
+      // nothing is ever written, and a rollback journal would put a -journal file beside the lock while it is held
+      unprepared(lock`PRAGMA journal_mode = MEMORY`),
       // EXCLUSIVE on a file nobody writes: the lock is the whole point, the file stays empty
-      Effect.acquireRelease(lock`BEGIN EXCLUSIVE`.unprepared, () => Effect.ignore(lock`ROLLBACK`.unprepared))
-    ).pipe(
+      Effect.acquireRelease(unprepared(lock`BEGIN EXCLUSIVE`), () => Effect.ignore(unprepared(lock`ROLLBACK`)))
+    ]).pipe(
       // the caller runs inside the outbox's transaction, whose connection every SqlClient would otherwise use
       Effect.mapInputContext((context: Context.Context<Scope.Scope>) => Context.omit(SqlClient.TransactionConnection)(context)),
       Effect.as(true),

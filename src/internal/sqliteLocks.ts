@@ -3,12 +3,23 @@
  * WAL, and a write lock held around the migrations.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+
+/**
+ * Runs `statement` without the client's statement cache, so that a failure is not kept for the next call. The client
+ * lets a failure to prepare an unprepared statement escape as a defect; it is a SqlError here like any other (a pragma
+ * that must read the file fails to prepare while another connection holds it).
+ */
+export const unprepared = <A>(statement: Statement.Statement<A>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
+  statement.unprepared.pipe(
+    Effect.catchAllDefect((cause) => Effect.fail(new SqlError({ cause, message: "Failed to prepare statement" })))
+  )
 
 /** Whether SQLite refused for a lock another connection holds (SQLITE_BUSY or one of its extended codes). */
 export const isBusy = (e: SqlError): boolean => {
@@ -24,7 +35,7 @@ export const isBusy = (e: SqlError): boolean => {
  */
 export const enableWal = (timeoutMs: number): Effect.Effect<string, SqlError, SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ journal_mode: string }>`PRAGMA journal_mode = WAL`.unprepared.pipe(
+    unprepared(sql<{ journal_mode: string }>`PRAGMA journal_mode = WAL`).pipe(
       Effect.retry({
         while: isBusy,
         schedule: Schedule.spaced(Duration.millis(5)).pipe(Schedule.upTo(Duration.millis(timeoutMs)))
@@ -42,23 +53,24 @@ export const enableWal = (timeoutMs: number): Effect.Effect<string, SqlError, Sq
  */
 export const withWriteLock = <A, E, R>(
   effect: Effect.Effect<A, E, R>
-): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
-  Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (current): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
-    Option.isSome(current) ? effect : Effect.flatMap(SqlClient.SqlClient, (sql) =>
-      Effect.acquireUseRelease(
-        Scope.make(),
-        (connectionScope) =>
-          Effect.gen(function*() {
-            const conn = yield* Scope.extend(sql.reserve, connectionScope)
-            // unprepared: these are not worth a cache slot, and a failed one must not sit in the cache
-            const exec = (statement: string) => conn.executeUnprepared(statement, [], undefined)
-            yield* exec("BEGIN IMMEDIATE")
-            return yield* effect.pipe(
-              Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
-              Effect.zipLeft(exec("COMMIT")),
-              // after a failed COMMIT SQLite may have ended the transaction already: nothing left to roll back
-              Effect.onError(() => Effect.ignore(exec("ROLLBACK")))
-            )
-          }),
-        (connectionScope, exit) => Scope.close(connectionScope, exit)
-      )))
+): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> => {
+  const locked: Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.acquireUseRelease(
+      Scope.make(),
+      (connectionScope) =>
+        Effect.gen(function*() {
+          const conn = yield* Scope.extend(sql.reserve, connectionScope)
+          // unprepared: these are not worth a cache slot, and a failed one must not sit in the cache
+          const exec = (statement: string) => conn.executeUnprepared(statement, [], undefined)
+          yield* exec("BEGIN IMMEDIATE")
+          return yield* effect.pipe(
+            Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
+            Effect.zipLeft(exec("COMMIT")),
+            // after a failed COMMIT SQLite may have ended the transaction already: nothing left to roll back
+            Effect.onError(() => Effect.ignore(exec("ROLLBACK")))
+          )
+        }),
+      (connectionScope, exit) => Scope.close(connectionScope, exit)
+    ))
+  return Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (current) => Option.isSome(current) ? effect : locked)
+}

@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { OutboxStats } from "../../src/Delivery.js"
@@ -67,6 +68,13 @@ describe("two processes on one SQLite file", () => {
       const [holder, other] = yield* Effect.all([startOpener, startOpener], { concurrency: 2 })
       const file = databases.fresh()
       expect(outcome(yield* holder.send({ cmd: "hold", tag: "held", file }))).toBe("ok")
+      // one empty file beside the database, and nothing more
+      const lockFile = `${fs.realpathSync(file)}-gateway.lock`
+      expect(fs.readdirSync(databases.dir).filter((name) => name.startsWith(`${path.basename(file)}-gateway`))).toEqual([
+        path.basename(lockFile)
+      ])
+      expect(fs.statSync(lockFile).size).toBe(0)
+      expect(fs.statSync(lockFile).mode & 0o777).toBe(0o600)
 
       // a gateway in another process, and one in this process: both refused, both told who holds the file
       const refused = yield* other.send({ cmd: "open", tag: "second gateway", file })
