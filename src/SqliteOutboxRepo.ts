@@ -18,9 +18,11 @@ import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, StoreError } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
+import * as GatewayLock from "./internal/gatewayLock.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
 import { fromRow, groupChanges, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
+import { enableWal, withWriteLock } from "./internal/sqliteLocks.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape, WriteOp, WriteResult } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
@@ -96,13 +98,29 @@ export const migrations = {
   })
 }
 
-/** Runs the migrations into `effect_outbox_migrations`. */
-export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = Migrator.make({})({
-  loader: Migrator.fromRecord(migrations),
-  table: "effect_outbox_migrations"
-}).pipe(
-  Effect.mapError((e) => new StoreError({ operation: "migrate", message: e.message, cause: e })),
-  Effect.asVoid
+const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
+
+/**
+ * Runs the migrations into `effect_outbox_migrations`, holding SQLite's write lock: processes opening one file
+ * together take turns, and each finds the schema complete when its turn ends.
+ */
+export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = withWriteLock(Effect.gen(function*() {
+  yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "effect_outbox_migrations" })
+  // The Migrator takes any failure to record a migration for "already running elsewhere" and succeeds. Under the
+  // write lock nothing else runs them, so a schema short of the latest is an error, never something to go on with
+  const sql = yield* SqlClient.SqlClient
+  const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
+  if ((applied?.id ?? 0) < LATEST_MIGRATION) {
+    return yield* Effect.fail(
+      new StoreError({ operation: "migrate", message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}` })
+    )
+  }
+})).pipe(
+  Effect.mapError((e) =>
+    e._tag === "StoreError"
+      ? e
+      : new StoreError({ operation: "migrate", message: e._tag === "SqlError" ? describe(e) : e.message, cause: e })
+  )
 )
 
 const describe = (e: SqlError): string => {
@@ -415,7 +433,10 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
 const changes = (result: unknown): number =>
   typeof result === "object" && result !== null && "changes" in result ? Number(result.changes) : 0
 
-/** The store over a gateway-provided `SqlClient`; migrates on construction. */
+/**
+ * The store over a gateway-provided `SqlClient`; migrates on construction. It takes no gateway lock (`layerFile`'s
+ * `exclusive`): keeping to one gateway per file is then up to the gateway.
+ */
 export const layer: Layer.Layer<OutboxRepo, StoreError, SqlClient.SqlClient> = Layer.effect(
   OutboxRepo,
   Effect.zipRight(migrate, make)
@@ -432,6 +453,15 @@ export interface FileOptions {
    * default (the `-wal` file reaches about 44 MB under load), against SQLite's own 1,000
    */
   readonly walAutocheckpointPages?: number | undefined
+  /**
+   * Whether this process is the file's one gateway (default true): it holds an exclusive lock on
+   * `<filename>-gateway.lock` while the layer is open, and a second gateway on the file fails at start with a
+   * `StoreError` (operation "lock") naming the holder's pid, host and start. The operating system drops the lock when
+   * the process ends, however it ends. `false` takes no lock: for a process that only enqueues or administers the file
+   * beside a running gateway (it must not `deliver` or run the worker). A gateway that provides its own `SqlClient`
+   * through `layer` takes no lock either.
+   */
+  readonly exclusive?: boolean | undefined
 }
 
 /** The WAL size that triggers a checkpoint, in pages, when `walAutocheckpointPages` is not given. */
@@ -470,23 +500,26 @@ export const configureConnection = (options: Omit<FileOptions, "filename">) =>
   Effect.gen(function*() {
     const pages = yield* checkpointPages(options)
     const sql = yield* SqlClient.SqlClient
+    const busyTimeoutMs = Math.trunc(options.busyTimeoutMs ?? 5000)
     yield* sql.unsafe(`PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}`)
-    yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`)
+    // before anything reads the file, the WAL switch included
+    yield* sql.unsafe(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
     // Fewer, larger checkpoints: an index page that many batches dirty is copied and synced once per 10,000 WAL pages
     // rather than once per 1,000. The worker drain gained about 7 % (median of 16 interleaved pairs; BENCHMARKS.md)
     yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${pages}`)
-    const [mode] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
-    if (mode?.journal_mode !== "wal" && mode?.journal_mode !== "memory") {
-      return yield* Effect.fail(new StoreError({ operation: "open", message: `journal_mode is ${mode?.journal_mode}, not wal` }))
+    const mode = yield* enableWal(busyTimeoutMs)
+    if (mode !== "wal" && mode !== "memory") {
+      return yield* Effect.fail(new StoreError({ operation: "open", message: `journal_mode is ${mode}, not wal` }))
     }
   }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(storeError("open")(e))))
 
 /**
  * A SQLite file with WAL, explicit `synchronous` (NORMAL default), busy_timeout 5 s, a checkpoint every 10,000 WAL pages
- * and mode 0600; migrated.
+ * and mode 0600; migrated, and held as this process's gateway unless `exclusive: false`.
  */
 export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlClient.SqlClient, StoreError> => {
-  const client = SqliteClient.layer({ filename: options.filename }).pipe(
+  // WAL is switched on by configureConnection, once busy_timeout is set
+  const client = SqliteClient.layer({ filename: options.filename, disableWAL: true }).pipe(
     Layer.catchAllCause((cause) => {
       const reason = Cause.squash(cause)
       // the driver's reason ("file is not a database", SQLITE_CANTOPEN…) belongs in the message a log line shows
@@ -494,7 +527,19 @@ export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlCli
       return Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${why}`, cause }))
     })
   )
-  const ready = Layer.effectDiscard(configureConnection(options)).pipe(Layer.provideMerge(client))
+  const cannotOpen = (e: StoreError) =>
+    new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${e.message}`, cause: e })
+  // the file is first read here (a file that is not a database fails here)
+  const configured = Effect.mapError(configureConnection(options), cannotOpen)
+  const ready = Layer.effectDiscard(configured).pipe(Layer.provideMerge(client))
   const opened = Effect.zipRight(checkpointPages(options), createPrivateFile(options.filename))
-  return Layer.unwrapEffect(Effect.as(opened, layer.pipe(Layer.provideMerge(ready))))
+  const exclusive = options.exclusive !== false && options.filename !== ":memory:"
+  // the lock is taken, the schema migrated and the holder recorded in one write transaction (see GatewayLock.take)
+  const started = withWriteLock(Effect.gen(function*() {
+    const holder = exclusive ? yield* GatewayLock.take(options.filename) : undefined
+    yield* migrate
+    if (holder !== undefined) yield* GatewayLock.record(holder)
+  })).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(cannotOpen(storeError("open")(e)))))
+  const store = Layer.scoped(OutboxRepo, Effect.zipRight(started, make))
+  return Layer.unwrapEffect(Effect.as(opened, store.pipe(Layer.provideMerge(ready))))
 }

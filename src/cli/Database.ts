@@ -86,6 +86,7 @@ export const readOnly = (path: string): Layer.Layer<OutboxRepo, DatabaseMissing 
 /**
  * The store of an outbox file for writing (migrated by `layerFile`). With `create`, a missing or empty file becomes
  * a new outbox; without it a missing file is `DatabaseMissing`. A file holding anything else is never touched.
+ * Admin commands run beside a live gateway, so this takes no gateway lock.
  */
 export const readWrite = (
   path: string,
@@ -98,7 +99,7 @@ export const readWrite = (
       if (state === "empty" && !options.create) return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
       // checked through a read-only connection first, so a foreign database is refused before any migration runs
       if (state === "present") yield* Effect.scoped(Layer.build(readOnlyStore(path)))
-      return SqliteOutboxRepo.layerFile({ filename: path })
+      return SqliteOutboxRepo.layerFile({ filename: path, exclusive: false })
     })
   )
 

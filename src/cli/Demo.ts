@@ -24,6 +24,7 @@ import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as ChannelRegistry from "../ChannelRegistry.js"
 import type { DeliveryRequestInput, OutboxEntry, OutboxStats, TerminalReason } from "../Delivery.js"
+import * as GatewayLock from "../internal/gatewayLock.js"
 import * as Metrics from "../Metrics.js"
 import * as Outbox from "../Outbox.js"
 import * as OutboxConfig from "../OutboxConfig.js"
@@ -302,6 +303,10 @@ const resetDatabase = (path: string) =>
       return yield* Effect.fail(
         new DemoError({ message: `${path} holds an outbox the demo did not create; run the demo with --db <another file>` })
       )
+    }
+    // a running demo's files: removing them would pull its database from under it before its lock refused this one
+    if (yield* GatewayLock.isHeld(path)) {
+      return yield* Effect.fail(new DemoError({ message: `${path} is in use by a running gateway; run the demo with --db <another file>` }))
     }
     for (const file of [path, `${path}-wal`, `${path}-shm`]) yield* fs.remove(file, { force: true })
   })

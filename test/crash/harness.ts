@@ -203,7 +203,8 @@ export interface CrashReport {
 const parentLayer = (filename: string) =>
   Outbox.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(
-      SqliteOutboxRepo.layerFile({ filename }),
+      // not the file's gateway (the child is): it only enqueues
+      SqliteOutboxRepo.layerFile({ filename, exclusive: false }),
       ChannelRegistry.layer({
         // the parent only enqueues; its outbox never runs a worker or a live send
         chat: { sendText: () => Effect.fail(new SendError({ message: "the parent never sends", retryable: false })) }
