@@ -332,7 +332,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const drain = (grace: Duration.DurationInput) =>
       Effect.gen(function*() {
         closing = true
-        const finished = yield* FiberSet.awaitEmpty(deliveries).pipe(Effect.timeoutOption(grace))
+        // a finalizer runs uninterruptibly: the wait must be made interruptible, or the timeout could not cut it
+        const finished = yield* Effect.interruptible(FiberSet.awaitEmpty(deliveries)).pipe(Effect.timeoutOption(grace))
         if (finished._tag === "None") {
           const running = yield* FiberSet.size(deliveries)
           yield* Effect.logWarning(

@@ -71,6 +71,43 @@ export const defaults: OutboxConfigShape = {
   chunking: {}
 }
 
+/** What `layer` takes: any field of the configuration, durations as any `Duration.DurationInput` ("5 seconds", millis…). */
+export type OutboxConfigInput = {
+  readonly [K in keyof OutboxConfigShape]?: OutboxConfigShape[K] extends Duration.Duration ? Duration.DurationInput
+    : OutboxConfigShape[K] extends ReadonlyArray<Duration.Duration> ? ReadonlyArray<Duration.DurationInput>
+    : OutboxConfigShape[K]
+}
+
+const durationFields = [
+  "maxAge",
+  "workerInterval",
+  "leaseDuration",
+  "sendTimeout",
+  "ackRetryBase",
+  "deliveredRetention",
+  "terminalRetention",
+  "pruneInterval",
+  "shutdownGrace"
+] as const satisfies ReadonlyArray<keyof OutboxConfigShape>
+
+/** Decodes a duration input, or throws a message naming the field (`Duration.decode` throws on a bad string). */
+const durationOf = (name: string, input: Duration.DurationInput): Duration.Duration => {
+  try {
+    return Duration.decode(input)
+  } catch {
+    throw new Error(`${name} must be a duration such as "5 seconds" or a number of millis, got ${JSON.stringify(input)}`)
+  }
+}
+
+/** The input with every duration decoded, over the defaults. */
+const resolve = (options: OutboxConfigInput): OutboxConfigShape => {
+  const out: Record<string, unknown> = { ...defaults }
+  for (const [key, value] of Object.entries(options)) if (value !== undefined) out[key] = value
+  for (const key of durationFields) out[key] = durationOf(key, out[key] as Duration.DurationInput)
+  out.retryDelays = (out.retryDelays as ReadonlyArray<Duration.DurationInput>).map((d, i) => durationOf(`retryDelays[${i}]`, d))
+  return out as unknown as OutboxConfigShape
+}
+
 /** The `OutboxConfig` service tag. */
 export class OutboxConfig extends Context.Tag("effect-outbox/OutboxConfig")<OutboxConfig, OutboxConfigShape>() {}
 
@@ -88,12 +125,12 @@ const validate = (config: OutboxConfigShape): OutboxConfigShape => {
   return config
 }
 
-/** Defaults overridden by `options`. Invalid values fail the layer with a message naming them. */
-export const layer = (options: Partial<OutboxConfigShape> = {}): Layer.Layer<OutboxConfig, ConfigError.ConfigError> =>
+/** Defaults overridden by `options` (durations as `Duration.DurationInput`). Invalid values fail the layer with a message naming them. */
+export const layer = (options: OutboxConfigInput = {}): Layer.Layer<OutboxConfig, ConfigError.ConfigError> =>
   Layer.effect(
     OutboxConfig,
     Effect.try({
-      try: () => validate({ ...defaults, ...options }),
+      try: () => validate(resolve(options)),
       catch: (e) => ConfigError.InvalidData([], e instanceof Error ? e.message : String(e))
     })
   )

@@ -75,14 +75,14 @@ export const scriptedAdapter = (script: ReadonlyArray<Step> | ((call: Call, n: n
   })
 
 /** Test configuration: jitter off, a fixed node id. */
-export const testConfig = (overrides: Partial<OutboxConfig.OutboxConfigShape> = {}) =>
+export const testConfig = (overrides: OutboxConfig.OutboxConfigInput = {}) =>
   OutboxConfig.layer({ retryJitter: false, nodeId: "test-node", ...overrides }).pipe(Layer.orDie)
 
 /** An outbox over `store` with `adapters`; exposes the repo and config too. */
 export const outboxLayer = (
   adapters: Parameters<typeof ChannelRegistry.layer>[0],
   options: {
-    readonly config?: Partial<OutboxConfig.OutboxConfigShape>
+    readonly config?: OutboxConfig.OutboxConfigInput
     readonly store?: Layer.Layer<OutboxRepo, StoreError>
   } = {}
 ) => {
