@@ -7,6 +7,9 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { InvalidRequest } from "./DeliveryError.js"
+import { EntryId } from "./EntryId.js"
+
+export { EntryId } from "./EntryId.js"
 
 /** The kind of reply: `tool`/`block` are progress messages that recovery never replays; `final` is the answer. */
 export const DispatchKind = Schema.Literal("tool", "block", "final")
@@ -30,10 +33,6 @@ export const TerminalReason = Schema.Literal(
   "manual"
 )
 export type TerminalReason = typeof TerminalReason.Type
-
-/** A time-sortable entry id (ULID). */
-export const EntryId = Schema.String.pipe(Schema.brand("effect-outbox/EntryId"))
-export type EntryId = typeof EntryId.Type
 
 /** The largest text a single payload may carry (UTF-8 bytes). */
 export const MAX_TEXT_BYTES = 1024 * 1024
