@@ -2,10 +2,13 @@
  * The domain of effect-outbox, defined with Schema: what a gateway asks to deliver (`DeliveryRequest`),
  * what the outbox stores (`OutboxEntry`) and the vocabularies of states, kinds and terminal reasons.
  */
+import * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 import { InvalidRequest } from "./DeliveryError.js"
 import { EntryId } from "./EntryId.js"
 
@@ -74,6 +77,19 @@ export const MediaUrl = Schema.String.pipe(
 const isRecordObject = (u: unknown): u is { readonly [x: string]: unknown } =>
   typeof u === "object" && u !== null && !Array.isArray(u)
 
+type JsonObject = { [x: string]: unknown }
+
+/** A plain object's prototype: none, or `Object.prototype` of this realm or another (whose own prototype is null). */
+const isPlainPrototype = (proto: object | null): boolean =>
+  proto === null || proto === Object.prototype || Object.getPrototypeOf(proto) === null
+
+/** The name of the class an object belongs to, read from data properties only (a getter could throw or lie). */
+const className = (proto: object | null): string => {
+  const ctor: unknown = proto === null ? undefined : Object.getOwnPropertyDescriptor(proto, "constructor")?.value
+  const name: unknown = typeof ctor === "function" ? Object.getOwnPropertyDescriptor(ctor, "name")?.value : undefined
+  return typeof name === "string" && name !== "" ? name : "an unnamed class"
+}
+
 /**
  * Copies the own enumerable keys as data properties. `__proto__` stays a key, as `JSON.parse` made it: an
  * assignment (what `Schema.Record` does) would drop it and make its value the copy's prototype instead.
@@ -113,7 +129,53 @@ const Payloads = Schema.Array(ReplyPayload).pipe(
   Schema.filter((ps) => ps.length > 0 || "must contain at least one payload")
 )
 
-const formatActual = (u: unknown): string => (typeof u === "string" ? JSON.stringify(u.slice(0, 80)) : String(u))
+const clip = (s: string, max: number): string => (s.length > max ? `${s.slice(0, max)}…` : s)
+
+/** A short description of any value for an error message. Never throws, whatever getters, Proxy traps or toString do. */
+const formatValue = (u: unknown): string => {
+  try {
+    return clip(describe(u, 2), 120)
+  } catch {
+    return "a value that could not be read"
+  }
+}
+
+const describe = (u: unknown, depth: number): string => {
+  switch (typeof u) {
+    case "string":
+      return JSON.stringify(clip(u, 80))
+    case "bigint":
+      return `${clip(String(u), 40)}n`
+    case "function":
+      return "a function"
+    case "object":
+      return u === null ? "null" : describeObject(u, depth)
+    default:
+      // number, boolean, undefined, symbol: String() runs no user code on these
+      return String(u)
+  }
+}
+
+const describeObject = (u: object, depth: number): string => {
+  const items = (keys: ReadonlyArray<string | number>, show: (key: string | number) => string) =>
+    depth === 0 ? "…" : keys.slice(0, 3).map(show).join(",") + (keys.length > 3 ? ",…" : "")
+  if (Array.isArray(u)) {
+    const indices = Array.from({ length: Math.min(u.length, 4) }, (_, i) => i)
+    return `[${items(indices, (i) => describe(u[i as number], depth - 1))}]`
+  }
+  const proto: object | null = Object.getPrototypeOf(u)
+  if (!isPlainPrototype(proto)) return `an instance of ${className(proto)}`
+  const record = u as JsonObject
+  return `{${items(Object.keys(record), (k) => `${JSON.stringify(clip(String(k), 40))}:${describe(record[k], depth - 1)}`)}}`
+}
+
+const formatError = (error: unknown): string => {
+  try {
+    return error instanceof Error ? clip(String(error.message), 120) : formatValue(error)
+  } catch {
+    return "an error that could not be read"
+  }
+}
 
 const requestFields = {
   channel: NonEmptyString,
@@ -124,7 +186,7 @@ const requestFields = {
   payloads: Payloads,
   kind: Schema.optionalWith(
     DispatchKind.annotations({
-      message: (issue) => ({ message: `must be "tool", "block" or "final", got ${formatActual(issue.actual)}`, override: true })
+      message: (issue) => ({ message: `must be "tool", "block" or "final", got ${formatValue(issue.actual)}`, override: true })
     }),
     { default: () => "final" as const, exact: true }
   ),
@@ -158,18 +220,74 @@ const onlyKnownKeys = (u: unknown): boolean => {
   return true
 }
 
-/** Formats a parse error as `field.path: problem; …` so the caller sees which field is wrong. */
+/** Formats a parse error as `field.path: problem; …` so the caller sees which field is wrong. Never throws. */
 export const formatParseError = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
+  ParseResult.ArrayFormatter.formatIssueSync(withSafeMessages(error.issue))
     .map((issue) => `${issue.path.length === 0 ? "request" : formatPath(issue.path)}: ${issue.message}`)
     .join("; ")
 
+const identifier = /^[A-Za-z_$][\w$]*$/
+
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join("")
+  path.map((k, i) =>
+    typeof k === "number"
+      ? `[${k}]`
+      : typeof k === "string" && identifier.test(k)
+      ? (i === 0 ? k : `.${k}`)
+      : `[${typeof k === "string" ? JSON.stringify(clip(k, 40)) : String(k)}]`
+  ).join("")
+
+/**
+ * The issue with Schema's default "Expected …, actual …" messages written by `formatValue`: Schema's own rendering of
+ * the actual value runs the caller's code (toString, getters, Proxy traps) and throws on a null-prototype object.
+ */
+const withSafeMessages = (issue: ParseResult.ParseIssue): ParseResult.ParseIssue => {
+  switch (issue._tag) {
+    case "Type":
+      return issue.message !== undefined
+        ? issue
+        : new ParseResult.Type(issue.ast, issue.actual, `Expected ${expected(issue.ast)}, actual ${formatValue(issue.actual)}`)
+    case "Pointer":
+      return new ParseResult.Pointer(issue.path, issue.actual, withSafeMessages(issue.issue))
+    case "Refinement":
+      return new ParseResult.Refinement(issue.ast, issue.actual, issue.kind, withSafeMessages(issue.issue))
+    case "Transformation":
+      return new ParseResult.Transformation(issue.ast, issue.actual, issue.kind, withSafeMessages(issue.issue))
+    case "Composite":
+      return new ParseResult.Composite(
+        issue.ast,
+        issue.actual,
+        isIssueList(issue.issues) ? Arr.map(issue.issues, withSafeMessages) : withSafeMessages(issue.issues),
+        issue.output
+      )
+    default:
+      // Missing, Unexpected, Forbidden: their messages show no value
+      return issue
+  }
+}
+
+const isIssueList = (issues: ParseResult.Composite["issues"]): issues is Arr.NonEmptyReadonlyArray<ParseResult.ParseIssue> =>
+  Array.isArray(issues)
+
+/** What Schema's default message says was expected (its own rule, which it does not export). */
+const expected = (ast: AST.AST): string =>
+  AST.isRefinement(ast)
+    ? AST.getDescriptionAnnotation(ast).pipe(
+      Option.orElse(() => AST.getTitleAnnotation(ast)),
+      Option.orElse(() => AST.getIdentifierAnnotation(ast)),
+      Option.getOrElse(() => `{ ${ast.from} | filter }`)
+    )
+    : String(ast)
 
 /** The strict Schema decode: the reference `decodeRequest` must agree with (exported for the equivalence test). */
-export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryRequest, InvalidRequest> =>
-  Either.mapLeft(decodeRequestUnknown(input), (error) => new InvalidRequest({ message: formatParseError(error) }))
+export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryRequest, InvalidRequest> => {
+  try {
+    return Either.mapLeft(decodeRequestUnknown(input), (error) => new InvalidRequest({ message: formatParseError(error) }))
+  } catch (error) {
+    // a getter or Proxy trap on the request or a payload threw while Schema read it
+    return Either.left(new InvalidRequest({ message: `request: could not be read: ${formatError(error)}` }))
+  }
+}
 
 /** Decodes untrusted input into a `DeliveryRequest`, failing with an `InvalidRequest` that names the field. */
 export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> => {
@@ -178,11 +296,15 @@ export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, In
   //   its payloads, as the full decode costs ~8 µs, a twentieth of a delivery;
   // - any other request with declared keys only is decoded without the excess-property check (a third of a decode).
   // Anything else, and any failure, goes through the strict decode and its full message.
-  if (onlyKnownKeys(input)) {
-    const quick = quickRequest(input as { readonly [x: string]: unknown })
-    if (quick !== undefined) return Either.right(quick)
-    const decoded = decodeRequestKnownKeys(input)
-    if (Either.isRight(decoded)) return Either.right(decoded.right)
+  try {
+    if (onlyKnownKeys(input)) {
+      const quick = quickRequest(input as { readonly [x: string]: unknown })
+      if (quick !== undefined) return Either.right(quick)
+      const decoded = decodeRequestKnownKeys(input)
+      if (Either.isRight(decoded)) return Either.right(decoded.right)
+    }
+  } catch {
+    // a getter or Proxy trap threw: the strict decode below reports it
   }
   return decodeRequestWithSchema(input)
 }

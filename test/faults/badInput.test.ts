@@ -1,7 +1,7 @@
 /**
  * Bad input corpus: FastCheck-generated requests (wrong types, missing and unknown fields, huge strings, unicode
- * edge cases, prototype-pollution keys in channelData/metadata, non-URL media) go through `Outbox.deliver` on a
- * SQLite file. Each one either delivers exactly what was asked — the adapter gets the payload as given, and the
+ * edge cases, prototype-pollution keys in channelData/metadata, non-URL media, values whose every read throws) go
+ * through `Outbox.deliver` on a SQLite file. Each one either delivers exactly what was asked — the adapter gets the payload as given, and the
  * stored row reads back the same (what recovery would replay) — or fails with InvalidRequest/UnknownChannel and
  * leaves the table unchanged and the adapter uncalled. Nothing may ever pollute Object.prototype.
  */
@@ -73,7 +73,30 @@ const anyText = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(...loneSurrogates) },
   { weight: 1, arbitrary: fc.constantFrom(HUGE.ascii1MBPlus1, HUGE.twoByte1MBPlus) }
 )
-const wrongType = fc.constantFrom<unknown>(42, null, true, {}, [], ["x"], undefined)
+const wrongType = fc.constantFrom<unknown>(42, null, true, {}, [], ["x"], undefined, Object.create(null), Symbol("s"), 7n, NaN, () => 1)
+
+/**
+ * Values whose reads throw, made when a mutation runs: the test runner would read them itself if they were generated
+ * values (and a revoked Proxy throws on any look at all).
+ */
+const unreadable: ReadonlyArray<() => unknown> = [
+  () => {
+    const boom = () => {
+      throw new Error("trap")
+    }
+    return new Proxy({}, { get: boom, ownKeys: boom, getPrototypeOf: boom, getOwnPropertyDescriptor: boom })
+  },
+  () => {
+    const { proxy, revoke } = Proxy.revocable([], {})
+    revoke()
+    return proxy
+  },
+  () => ({
+    toString() {
+      throw new Error("toString")
+    }
+  })
+]
 
 const goodUrl = fc.oneof(
   fc.webUrl({ withQueryParameters: true, withFragments: true }),
@@ -183,7 +206,14 @@ const mutation: FastCheck.Arbitrary<Mutation> = fc.oneof(
   }),
   fc.constantFrom<unknown>("s", 5, null, [1, 2]).map((metadata): Mutation => (r) => {
     r.metadata = metadata
-  })
+  }),
+  fc.tuple(fc.constantFrom(...fields.filter((f) => f !== "metadata")), fc.nat(unreadable.length - 1)).map(([field, i]): Mutation => (r) => {
+    r[field] = unreadable[i]!()
+  }),
+  fc.tuple(fc.constantFrom("payload", "text", "mediaUrls"), fc.nat(unreadable.length - 1))
+    .map(([at, i]): Mutation => (r) => {
+      r.payloads = [at === "payload" ? unreadable[i]!() : { [at]: unreadable[i]!() }]
+    })
 )
 
 /** Anything: a legitimate request with up to three things wrong or odd about it (a fresh copy: samples are reused when shrinking). */
