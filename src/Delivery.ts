@@ -91,6 +91,133 @@ const className = (proto: object | null): string => {
 }
 
 /**
+ * The deepest nesting of objects and arrays in `channelData` or `metadata`, the record itself being level 1. Chat
+ * data nests a few levels; the bound keeps validation, storage and every later JSON.stringify off the stack's edge.
+ */
+export const MAX_JSON_DEPTH = 64
+
+/**
+ * The most values one `channelData` or `metadata` record may hold, a shared object counted at each place it appears
+ * (as JSON writes it out): shared references would otherwise make a small object expand without bound.
+ */
+export const MAX_JSON_VALUES = 100_000
+
+/** Where a record stops being JSON, and why. */
+interface JsonProblem {
+  readonly path: ReadonlyArray<string | number>
+  readonly message: string
+}
+
+/** The walk over one record: the path to the current value, the objects enclosing it, the values counted so far. */
+interface JsonWalk {
+  readonly path: Array<string | number>
+  readonly ancestors: Array<object>
+  values: number
+  problem: JsonProblem | undefined
+}
+
+const INVALID: unique symbol = Symbol("effect-outbox/InvalidJson")
+
+const fail = (walk: JsonWalk, message: string, path: ReadonlyArray<string | number> = walk.path.slice()): typeof INVALID => {
+  walk.problem = { path, message }
+  return INVALID
+}
+
+/** A copy of `u` made of JSON values only, or INVALID with `walk.problem` set. Recursion stops at MAX_JSON_DEPTH. */
+const copyJson = (walk: JsonWalk, u: unknown, depth: number): unknown => {
+  if (++walk.values > MAX_JSON_VALUES) return fail(walk, `holds more than ${MAX_JSON_VALUES} values`, [])
+  switch (typeof u) {
+    case "string":
+    case "boolean":
+      return u
+    case "number":
+      // JSON has no -0: the stored row would give 0 back, so the live send gets 0 too
+      return Number.isFinite(u) ? (u === 0 ? 0 : u) : fail(walk, `must be a finite number, got ${u}`)
+    case "bigint":
+      return fail(walk, "must be a finite number, got a BigInt")
+    case "object":
+      return u === null ? null : copyContainer(walk, u, depth + 1)
+    default:
+      return fail(walk, `must be JSON data, got ${u === undefined ? "undefined" : `a ${typeof u}`}`)
+  }
+}
+
+const copyContainer = (walk: JsonWalk, u: object, depth: number): unknown => {
+  if (walk.ancestors.includes(u)) return fail(walk, "contains itself (a cycle), which JSON cannot hold")
+  if (depth > MAX_JSON_DEPTH) return fail(walk, `nests deeper than ${MAX_JSON_DEPTH} levels`)
+  const proto: object | null = Object.getPrototypeOf(u)
+  const isArray = Array.isArray(u)
+  // an array's prototype is an array itself (any realm's Array.prototype); a subclass's prototype is not
+  if (isArray ? !Array.isArray(proto) : !isPlainPrototype(proto)) {
+    return fail(walk, `must be a plain object or array, got an instance of ${className(proto)}`)
+  }
+  walk.ancestors.push(u)
+  const out = isArray ? copyArray(walk, u, depth) : copyObject(walk, u as JsonObject, depth)
+  walk.ancestors.pop()
+  return out
+}
+
+const copyArray = (walk: JsonWalk, u: ReadonlyArray<unknown>, depth: number): unknown => {
+  const out: Array<unknown> = []
+  // read once: a Proxy could answer differently each time
+  const length = u.length
+  for (let i = 0; i < length; i++) {
+    walk.path.push(i)
+    const value = copyJson(walk, u[i], depth)
+    if (value === INVALID) return INVALID
+    walk.path.pop()
+    out.push(value)
+  }
+  return out
+}
+
+const copyObject = (walk: JsonWalk, u: JsonObject, depth: number): unknown => {
+  const out: JsonObject = {}
+  for (const key of Object.keys(u)) {
+    walk.path.push(key)
+    const value = copyJson(walk, u[key], depth)
+    if (value === INVALID) return INVALID
+    walk.path.pop()
+    // `__proto__` stays a key, as JSON.parse made it: an assignment would make its value the copy's prototype instead
+    if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+    else out[key] = value
+  }
+  return out
+}
+
+/**
+ * A deep copy of a record made of JSON values only, so the live send and a replay from the store see the same data
+ * (and later changes by the caller reach neither), or where and why it is not JSON. Never throws.
+ */
+const toJsonRecord = (u: unknown): Either.Either<JsonObject, JsonProblem> => {
+  const walk: JsonWalk = { path: [], ancestors: [], values: 0, problem: undefined }
+  try {
+    if (!isRecordObject(u)) return Either.left({ path: [], message: `must be an object, got ${formatValue(u)}` })
+    const copy = copyJson(walk, u, 0)
+    return copy === INVALID ? Either.left(walk.problem!) : Either.right(copy as JsonObject)
+  } catch (error) {
+    // a getter or Proxy trap threw: the path still points at the value being read
+    return Either.left({ path: walk.path.slice(), message: `could not be read: ${formatError(error)}` })
+  }
+}
+
+const decodeJsonRecord = (u: unknown, ast: AST.AST): Either.Either<JsonObject, ParseResult.ParseIssue> =>
+  Either.mapLeft(toJsonRecord(u), ({ message, path }) => {
+    const issue = new ParseResult.Type(ast, u, message)
+    return Arr.isNonEmptyReadonlyArray(path) ? new ParseResult.Pointer(path, u, issue) : issue
+  })
+
+/**
+ * Free-form data passed through to adapters: exactly what JSON holds (plain objects and arrays, strings, booleans,
+ * null, finite numbers; no cycles; at most MAX_JSON_DEPTH levels and MAX_JSON_VALUES values), deep-copied, every own
+ * key kept as data (`__proto__` too). Anything else fails with a message naming the path to the value.
+ */
+export const JsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Schema.declare([], {
+  decode: () => (u, _, ast) => decodeJsonRecord(u, ast),
+  encode: () => (u, _, ast) => decodeJsonRecord(u, ast)
+}, { title: "{ readonly [x: string]: unknown }" })
+
+/**
  * Copies the own enumerable keys as data properties. `__proto__` stays a key, as `JSON.parse` made it: an
  * assignment (what `Schema.Record` does) would drop it and make its value the copy's prototype instead.
  */
@@ -102,28 +229,34 @@ const copyRecord = (u: { readonly [x: string]: unknown }): { readonly [x: string
   return out
 }
 
-/** Free-form JSON-like data passed through to adapters untouched, every own key kept as data (`__proto__` too). */
-export const JsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Schema.declare([], {
+/** A record read back from a stored row: JSON when it was stored, so copied but not walked again. */
+const StoredJsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Schema.declare([], {
   decode: () => (u, _, ast) => isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u)),
   encode: () => (u, _, ast) => isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u))
 }, { title: "{ readonly [x: string]: unknown }" })
 
-const ReplyPayloadFields = Schema.Struct({
-  text: Schema.optionalWith(Text, { exact: true }),
-  mediaUrls: Schema.optionalWith(Schema.Array(MediaUrl), { exact: true }),
-  channelData: Schema.optionalWith(JsonRecord, { exact: true })
-})
+const payloadFields = (record: Schema.Schema<{ readonly [x: string]: unknown }>) =>
+  Schema.Struct({
+    text: Schema.optionalWith(Text, { exact: true }),
+    mediaUrls: Schema.optionalWith(Schema.Array(MediaUrl), { exact: true }),
+    channelData: Schema.optionalWith(record, { exact: true })
+  })
+const ReplyPayloadFields = payloadFields(JsonRecord)
+type ReplyPayloadFields = typeof ReplyPayloadFields.Type
+
+/** The rule rows were stored under: some text (blank counted), media or data. */
+const hasContent = (p: ReplyPayloadFields): true | string =>
+  (p.text !== undefined && p.text.length > 0) ||
+  (p.mediaUrls !== undefined && p.mediaUrls.length > 0) ||
+  p.channelData !== undefined ||
+  "a payload needs text, mediaUrls or channelData"
 
 /** One reply: text, media, channel-specific rich data, or a mix. At least one of them must be present. */
-export const ReplyPayload = ReplyPayloadFields.pipe(
-  Schema.filter((p) =>
-    (p.text !== undefined && p.text.length > 0) ||
-    (p.mediaUrls !== undefined && p.mediaUrls.length > 0) ||
-    p.channelData !== undefined ||
-    "a payload needs text, mediaUrls or channelData"
-  )
-)
+export const ReplyPayload = ReplyPayloadFields.pipe(Schema.filter(hasContent))
 export type ReplyPayload = typeof ReplyPayload.Type
+
+/** A payload read back from a stored row: its data was JSON when stored, so it is not walked again. */
+const StoredReplyPayload = payloadFields(StoredJsonRecord).pipe(Schema.filter(hasContent))
 
 const Payloads = Schema.Array(ReplyPayload).pipe(
   Schema.filter((ps) => ps.length > 0 || "must contain at least one payload")
@@ -355,12 +488,12 @@ export const OutboxEntry = Schema.Struct({
   accountId: Schema.optionalWith(Schema.String, { exact: true }),
   threadId: Schema.optionalWith(Schema.String, { exact: true }),
   replyToId: Schema.optionalWith(Schema.String, { exact: true }),
-  payloads: Schema.Array(ReplyPayload),
+  payloads: Schema.Array(StoredReplyPayload),
   kind: DispatchKind,
   bestEffort: Schema.Boolean,
   idempotencyKey: Schema.optionalWith(Schema.String, { exact: true }),
   silent: Schema.optionalWith(Schema.Boolean, { exact: true }),
-  metadata: Schema.optionalWith(JsonRecord, { exact: true }),
+  metadata: Schema.optionalWith(StoredJsonRecord, { exact: true }),
   state: EntryState,
   attemptCount: Schema.Number,
   /** the resume point: parts before this index were all delivered */
