@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
+import { isBlank } from "./Chunking.js"
 import { InvalidRequest } from "./DeliveryError.js"
 import { EntryId } from "./EntryId.js"
 
@@ -251,11 +252,22 @@ const hasContent = (p: ReplyPayloadFields): true | string =>
   p.channelData !== undefined ||
   "a payload needs text, mediaUrls or channelData"
 
-/** One reply: text, media, channel-specific rich data, or a mix. At least one of them must be present. */
-export const ReplyPayload = ReplyPayloadFields.pipe(Schema.filter(hasContent))
+/** Whether a payload has something to send: the sender skips blank text (`Chunking.isBlank`), so it does not count. */
+const sendable = (p: ReplyPayloadFields): true | string | Schema.FilterIssue => {
+  if ((p.mediaUrls !== undefined && p.mediaUrls.length > 0) || p.channelData !== undefined) return true
+  if (p.text === undefined) return "a payload needs text, mediaUrls or channelData"
+  return !isBlank(p.text) ||
+    { path: ["text"], message: "must contain a non-whitespace character (the payload has no mediaUrls or channelData)" }
+}
+
+/** One reply: text, media, channel-specific rich data, or a mix. It must have something to send. */
+export const ReplyPayload = ReplyPayloadFields.pipe(Schema.filter(sendable))
 export type ReplyPayload = typeof ReplyPayload.Type
 
-/** A payload read back from a stored row: its data was JSON when stored, so it is not walked again. */
+/**
+ * A payload read back from a stored row: its data was JSON when stored, so it is not walked again, and rows stored
+ * before the blank-text rule still read.
+ */
 const StoredReplyPayload = payloadFields(StoredJsonRecord).pipe(Schema.filter(hasContent))
 
 const Payloads = Schema.Array(ReplyPayload).pipe(
