@@ -3,6 +3,7 @@
  * infrastructure errors (SqlError, ParseError) are collapsed into `StoreError` at the port boundary.
  */
 import * as Schema from "effect/Schema"
+import { EntryId } from "./EntryId.js"
 
 /** A request that does not decode; `message` names the offending field. Nothing was persisted. */
 export class InvalidRequest extends Schema.TaggedError<InvalidRequest>("effect-outbox/InvalidRequest")(
@@ -49,7 +50,7 @@ export class SendError extends Schema.TaggedError<SendError>("effect-outbox/Send
 export class SendFailed extends Schema.TaggedError<SendFailed>("effect-outbox/SendFailed")(
   "SendFailed",
   {
-    entryId: Schema.String,
+    entryId: EntryId,
     channel: Schema.String,
     retryable: Schema.Boolean,
     retryAfterMs: Schema.optionalWith(Schema.Number, { exact: true }),
@@ -62,7 +63,7 @@ export class SendFailed extends Schema.TaggedError<SendFailed>("effect-outbox/Se
 export class PartialDeliveryFailure extends Schema.TaggedError<PartialDeliveryFailure>(
   "effect-outbox/PartialDeliveryFailure"
 )("PartialDeliveryFailure", {
-  entryId: Schema.String,
+  entryId: EntryId,
   partsDelivered: Schema.Number,
   /** parts past `partsDelivered` that went out in this attempt (the retry skips them) */
   deliveredParts: Schema.optionalWith(Schema.Array(Schema.Number), { exact: true }),
@@ -82,7 +83,7 @@ export class PartialDeliveryFailure extends Schema.TaggedError<PartialDeliveryFa
 /** The message was sent but the `delivered` write failed; the worker retries the ack, this process never re-sends. */
 export class AckFailed extends Schema.TaggedError<AckFailed>("effect-outbox/AckFailed")(
   "AckFailed",
-  { entryId: Schema.String, message: Schema.String }
+  { entryId: EntryId, message: Schema.String }
 ) {}
 
 /** The store could not do `operation` (I/O, lock timeout, constraint, corrupt database). */
@@ -94,7 +95,7 @@ export class StoreError extends Schema.TaggedError<StoreError>("effect-outbox/St
 /** A fenced write by a process that no longer holds the row's lease (or the row is not in flight). */
 export class LeaseLost extends Schema.TaggedError<LeaseLost>("effect-outbox/LeaseLost")(
   "LeaseLost",
-  { id: Schema.String, owner: Schema.String }
+  { id: EntryId, owner: Schema.String }
 ) {
   override get message() {
     return `entry ${this.id} is not in flight under lease owner ${this.owner}`
@@ -104,7 +105,7 @@ export class LeaseLost extends Schema.TaggedError<LeaseLost>("effect-outbox/Leas
 /** The state machine refused a transition (e.g. anything but pruning out of `delivered`). */
 export class TransitionRejected extends Schema.TaggedError<TransitionRejected>("effect-outbox/TransitionRejected")(
   "TransitionRejected",
-  { id: Schema.String, from: Schema.String, event: Schema.String, reason: Schema.String }
+  { id: EntryId, from: Schema.String, event: Schema.String, reason: Schema.String }
 ) {
   override get message() {
     return `entry ${this.id}: ${this.event} is not allowed from ${this.from} (${this.reason})`

@@ -26,7 +26,8 @@ describe("DeliveryRequest decoding", () => {
   const cases: Array<[string, unknown, RegExp]> = [
     ["empty payloads", { ...valid, payloads: [] }, /^InvalidRequest: payloads: must contain at least one payload/],
     ["payload with nothing", { ...valid, payloads: [{}] }, /payloads\[0\]: a payload needs text, mediaUrls or channelData/],
-    ["payload with empty text only", { ...valid, payloads: [{ text: "" }] }, /payloads\[0\]: a payload needs/],
+    ["payload with empty text only", { ...valid, payloads: [{ text: "" }] }, /payloads\[0\]\.text: must contain a non-whitespace character/],
+    ["payload with whitespace-only text", { ...valid, payloads: [{ text: " \n" }] }, /payloads\[0\]\.text: must contain a non-whitespace character/],
     ["empty channel", { ...valid, channel: "" }, /channel: must be a non-empty string/],
     ["blank to", { ...valid, to: "   " }, /to: must be a non-empty string/],
     ["missing to", { channel: "slack", payloads: [{ text: "x" }] }, /to: is missing/],

@@ -1,9 +1,10 @@
 /**
  * Bad input corpus: FastCheck-generated requests (wrong types, missing and unknown fields, huge strings, unicode
- * edge cases, prototype-pollution keys in channelData/metadata, non-URL media) go through `Outbox.deliver` on a
- * SQLite file. Each one either delivers exactly what was asked — the adapter gets the payload as given, and the
- * stored row reads back the same (what recovery would replay) — or fails with InvalidRequest/UnknownChannel and
- * leaves the table unchanged and the adapter uncalled. Nothing may ever pollute Object.prototype.
+ * edge cases, prototype-pollution keys and data JSON cannot hold in channelData/metadata, non-URL media, payloads
+ * with nothing to send, values whose every read throws) go through `Outbox.deliver` on a SQLite file. Each one
+ * either delivers exactly what was asked — the adapter gets the payload as given, and the stored row reads back the
+ * same (what recovery would replay) — or fails with InvalidRequest/UnknownChannel and leaves the table unchanged and
+ * the adapter uncalled. Nothing may ever pollute Object.prototype.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -14,9 +15,9 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type { AdapterV2, SendContext } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
-import { isBlank } from "../../src/Chunking.js"
-import { decodeRequest, decodeRequestWithSchema, MAX_TEXT_BYTES } from "../../src/Delivery.js"
-import type { EntryId, OutboxEntry } from "../../src/Delivery.js"
+import { decodeRequest, decodeRequestWithSchema, DeliveryRequest, MAX_JSON_DEPTH, MAX_TEXT_BYTES } from "../../src/Delivery.js"
+import type { OutboxEntry } from "../../src/Delivery.js"
+import type { InvalidRequest } from "../../src/DeliveryError.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as OutboxConfig from "../../src/OutboxConfig.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
@@ -73,7 +74,30 @@ const anyText = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(...loneSurrogates) },
   { weight: 1, arbitrary: fc.constantFrom(HUGE.ascii1MBPlus1, HUGE.twoByte1MBPlus) }
 )
-const wrongType = fc.constantFrom<unknown>(42, null, true, {}, [], ["x"], undefined)
+const wrongType = fc.constantFrom<unknown>(42, null, true, {}, [], ["x"], undefined, Object.create(null), Symbol("s"), 7n, NaN, () => 1)
+
+/**
+ * Values whose reads throw, made when a mutation runs: the test runner would read them itself if they were generated
+ * values (and a revoked Proxy throws on any look at all).
+ */
+const unreadable: ReadonlyArray<() => unknown> = [
+  () => {
+    const boom = () => {
+      throw new Error("trap")
+    }
+    return new Proxy({}, { get: boom, ownKeys: boom, getPrototypeOf: boom, getOwnPropertyDescriptor: boom })
+  },
+  () => {
+    const { proxy, revoke } = Proxy.revocable([], {})
+    revoke()
+    return proxy
+  },
+  () => ({
+    toString() {
+      throw new Error("toString")
+    }
+  })
+]
 
 const goodUrl = fc.oneof(
   fc.webUrl({ withQueryParameters: true, withFragments: true }),
@@ -98,7 +122,23 @@ const goodRecord = fc.oneof(
   fc.constantFrom(...prototypeKeys).map((json): Record<string, unknown> => JSON.parse(json)),
   fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }))
 )
-const anyRecord = fc.oneof({ weight: 4, arbitrary: goodRecord }, { weight: 1, arbitrary: fc.constantFrom<unknown>("s", 5, null, [1, 2]) })
+const nested = (levels: number): unknown => {
+  let out: unknown = "leaf"
+  for (let i = 0; i < levels; i++) out = [out]
+  return out
+}
+const cyclic: Record<string, unknown> = { a: [1] }
+;(cyclic.a as Array<unknown>).push({ back: cyclic })
+/** Records JSON cannot hold (the store would keep something else, or throw while encoding): always InvalidRequest. */
+const nonJsonRecord = fc.constantFrom<unknown>(
+  { n: NaN }, { n: -Infinity }, { n: 1n }, { u: undefined }, { a: [1, undefined] }, { f: () => 1 }, { s: Symbol("s") },
+  { d: new Date(0) }, { m: new Map([[1, 2]]) }, cyclic, { deep: nested(20_000) }, { deep: nested(MAX_JSON_DEPTH) }
+)
+const anyRecord = fc.oneof(
+  { weight: 4, arbitrary: goodRecord },
+  { weight: 1, arbitrary: fc.constantFrom<unknown>("s", 5, null, [1, 2]) },
+  { weight: 1, arbitrary: nonJsonRecord }
+)
 
 /** Builds an object from optional fields: `undefined` from `fc.option` means "absent". */
 const compact = (fields: Record<string, unknown>): Record<string, unknown> => {
@@ -114,7 +154,8 @@ const validPayload = fc.record({
   mediaUrls: opt(fc.array(goodUrl, { maxLength: 3 })),
   channelData: opt(goodRecord)
 }).map(compact).filter((p) =>
-  (typeof p.text === "string" && p.text.length > 0) || (Array.isArray(p.mediaUrls) && p.mediaUrls.length > 0) || p.channelData !== undefined
+  (typeof p.text === "string" && p.text.trim().length > 0) || (Array.isArray(p.mediaUrls) && p.mediaUrls.length > 0) ||
+  p.channelData !== undefined
 )
 
 /** Requests a gateway could legitimately send, with every edge case they may contain. */
@@ -136,7 +177,7 @@ type Mutation = (request: Record<string, unknown>) => void
 
 const fields = ["channel", "to", "accountId", "threadId", "replyToId", "payloads", "kind", "bestEffort", "silent", "idempotencyKey", "metadata"]
 
-/** A payload that is wrong, or odd but valid (whitespace-only text, lone surrogates in text, 1 MB). */
+/** A payload that is wrong (whitespace-only text and nothing else: nothing to send), or odd but valid (lone surrogates in text, 1 MB). */
 const oddPayload = fc.oneof(
   fc.record({ text: fc.oneof(anyText, wrongType) }),
   fc.record({ mediaUrls: fc.oneof(fc.array(fc.oneof(goodUrl, badUrl), { minLength: 1, maxLength: 3 }), wrongType, goodUrl) }),
@@ -183,7 +224,17 @@ const mutation: FastCheck.Arbitrary<Mutation> = fc.oneof(
   }),
   fc.constantFrom<unknown>("s", 5, null, [1, 2]).map((metadata): Mutation => (r) => {
     r.metadata = metadata
-  })
+  }),
+  nonJsonRecord.map((metadata): Mutation => (r) => {
+    r.metadata = metadata
+  }),
+  fc.tuple(fc.constantFrom(...fields), fc.nat(unreadable.length - 1)).map(([field, i]): Mutation => (r) => {
+    r[field] = unreadable[i]!()
+  }),
+  fc.tuple(fc.constantFrom("payload", "text", "mediaUrls", "channelData"), fc.nat(unreadable.length - 1))
+    .map(([at, i]): Mutation => (r) => {
+      r.payloads = [at === "payload" ? unreadable[i]!() : { [at]: unreadable[i]!() }]
+    })
 )
 
 /** Anything: a legitimate request with up to three things wrong or odd about it (a fresh copy: samples are reused when shrinking). */
@@ -224,13 +275,6 @@ const expectNoPollution = () => {
   }
 }
 
-const sentPayloads = (payloads: ReadonlyArray<Record<string, unknown>>) =>
-  // whitespace-only text and nothing else is not sent (DESIGN: "whitespace-only text with no media sends nothing")
-  payloads.filter((p) =>
-    (typeof p.text === "string" && !isBlank(p.text)) || (Array.isArray(p.mediaUrls) && p.mediaUrls.length > 0) ||
-    p.channelData !== undefined
-  )
-
 const addressOf = (e: Pick<OutboxEntry, "channel" | "to" | "accountId" | "threadId" | "replyToId">) => ({
   channel: e.channel,
   to: e.to,
@@ -268,12 +312,13 @@ const checkOne = (calls: Array<SendContext>, seenKeys: Set<string>) => (input: R
     const payloads = input.payloads as ReadonlyArray<Record<string, unknown>>
     const sent = calls.slice(callsBefore)
     // the adapter got exactly the payloads asked for, as data, with nothing planted in their prototypes
-    expect(sent.map((c) => canonical(c.payload))).toEqual(sentPayloads(payloads).map(canonical))
+    // every payload of an accepted request has something to send
+    expect(sent.map((c) => canonical(c.payload))).toEqual(payloads.map(canonical))
     for (const c of sent) expect(inheritsNothing(c.payload)).toBe(true)
     const request = { channel: input.channel, to: input.to, accountId: input.accountId, threadId: input.threadId, replyToId: input.replyToId }
     for (const c of sent) expect(addressOf(c)).toEqual(request)
     // and the row reads back as the same request: a replay by recovery would send the same thing to the same place
-    const row = Option.getOrThrow(yield* outbox.get(result.right.entryId as EntryId))
+    const row = Option.getOrThrow(yield* outbox.get(result.right.entryId))
     expect(row.state).toBe("delivered")
     expect(addressOf(row)).toEqual(request)
     expect(canonical(row.payloads)).toEqual(canonical(payloads))
@@ -312,7 +357,13 @@ describe("bad input corpus", () => {
   }, 60_000)
 
   it("the request decode's fast paths agree with the strict Schema decode on every request of the corpus", () => {
-    const decode = (input: unknown) => Effect.runSync(Effect.either(decodeRequest(input)))
+    // compared as data: the decoded records are copies, so an own `constructor` key differs by identity
+    const comparable = (result: Either.Either<DeliveryRequest, InvalidRequest>) =>
+      Either.match(result, {
+        onLeft: (e) => ["left", e._tag, e.message],
+        onRight: (r) => ["right", r instanceof DeliveryRequest, canonical(r)]
+      })
+    const decode = (input: unknown) => comparable(Effect.runSync(Effect.either(decodeRequest(input))))
     // a key present with the value undefined is not an absent key to Schema
     const presentUndefined = fc.constantFrom("accountId", "threadId", "replyToId", "kind", "bestEffort", "idempotencyKey", "silent", "metadata")
       .map((key) => ({ channel: "chat", to: "u", payloads: [{ text: "hi" }], [key]: undefined }))
@@ -326,7 +377,7 @@ describe("bad input corpus", () => {
       return Object.assign(Object.create({ [key]: value }), own) as Record<string, unknown>
     })
     fc.assert(fc.property(fc.oneof(anyRequest, validRequest, presentUndefined, inherited), (input) => {
-      expect(decode(input)).toStrictEqual(decodeRequestWithSchema(input))
+      expect(decode(input)).toStrictEqual(comparable(decodeRequestWithSchema(input)))
     }), { numRuns: 1000 })
   })
 
@@ -351,7 +402,7 @@ describe("bad input corpus", () => {
       expect(Object.getPrototypeOf(channelData)).toBe(Object.prototype)
       expect(Reflect.get(channelData, "polluted")).toBeUndefined()
       expect(JSON.stringify(channelData)).toBe(`{"__proto__":{"polluted":true},"line":{"a":1}}`)
-      const row = Option.getOrThrow(yield* outbox.get(outcome.entryId as EntryId))
+      const row = Option.getOrThrow(yield* outbox.get(outcome.entryId))
       expect(JSON.stringify(row.payloads[0]!.channelData)).toBe(`{"__proto__":{"polluted":true},"line":{"a":1}}`)
       expect(JSON.stringify(row.metadata)).toBe(`{"__proto__":{"polluted":true}}`)
       expect(Reflect.get(row.payloads[0]!.channelData!, "polluted")).toBeUndefined()
@@ -372,7 +423,7 @@ describe("bad input corpus", () => {
       expect(calls).toHaveLength(0)
       // in text it is JSON-escaped in the row and comes back as it went in
       const outcome = yield* outbox.deliver({ channel: "chat", to: "u", payloads: [{ text: "a\uD800b" }] })
-      const row = Option.getOrThrow(yield* outbox.get(outcome.entryId as EntryId))
+      const row = Option.getOrThrow(yield* outbox.get(outcome.entryId))
       expect(row.payloads[0]!.text).toBe("a\uD800b")
     }).pipe(Effect.provide(layer))
   })
