@@ -14,7 +14,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Option from "effect/Option"
@@ -24,10 +23,11 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ChannelRegistry } from "./ChannelRegistry.js"
 import type { DeliveryRequest, DeliveryRequestInput, EntryId, EntryState, OutboxEntry, OutboxStats, TerminalReason } from "./Delivery.js"
-import { decodeRequest, orderingKey } from "./Delivery.js"
+import { decodeRequest } from "./Delivery.js"
 import type { AckFailed, EntryNotFound, PartialDeliveryFailure, TransitionRejected, UnknownChannel } from "./DeliveryError.js"
 import { InvalidRequest, SendFailed, StoreError } from "./DeliveryError.js"
 import * as Machine from "./EntryStateMachine.js"
+import * as Deliveries from "./internal/Deliveries.js"
 import * as DeliverEntry from "./internal/DeliverEntry.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
@@ -90,8 +90,8 @@ export interface OutboxShape {
   readonly retry: (id: EntryId) => Effect.Effect<void, StoreError | EntryNotFound | TransitionRejected>
   /** One worker pass: write kept acks, expire, claim and deliver within the budget, prune when due. */
   readonly runRecoveryPass: Effect.Effect<RecoveryReport, StoreError>
-  /** A worker pass that stops claiming once `stop` succeeds with true (used on shutdown). */
-  readonly runRecoveryPassUntil: (stop: Effect.Effect<boolean>) => Effect.Effect<RecoveryReport, StoreError>
+  /** A pass that only writes kept acks and claims due rows (no expiry, prune or gauge): the worker's pass on a wake-up. */
+  readonly runClaimPass: Effect.Effect<RecoveryReport, StoreError>
   /** Waits until no delivery is in progress in this process (live or by the worker). */
   readonly awaitIdle: Effect.Effect<void>
   /** Waits until this process enqueued a row or finished one (the worker's wake-up besides its interval). */
@@ -151,43 +151,14 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       }
     })
 
-    // every row being delivered, live or by the worker; closing the scope drains them (see `drain`)
-    const deliveries = yield* FiberSet.make<unknown>()
-    let closing = false
-
-    /** Delivers a row in a fiber of `deliveries`; when it finishes, its conversation's next due row starts at once. */
-    const start = (claimed: DeliverEntry.Claimed, finally_: Effect.Effect<void> = Effect.void) =>
-      FiberSet.run(
-        deliveries,
-        deliverEntry(claimed).pipe(
-          Effect.tap((outcome) => (outcome.finished ? Effect.zipRight(signalWork, continueConversation(claimed.entry)) : Effect.void)),
-          Effect.ensuring(finally_),
-          // started from uninterruptible regions (a claim, a lane), it must still be interruptible itself: its send
-          // timeout and a shutdown interrupt it
-          Effect.interruptible
-        )
-      )
-
-    /** The conversation lane: claims the conversation's next due row (if any) and starts it, without waiting for it. */
-    const continueConversation = (entry: OutboxEntry): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (closing) return Effect.void
-        return Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          const batch = yield* repo.claim({ owner, now, leaseMs, limit: 1, orderingKey: orderingKey(entry) })
-          for (const bad of batch.malformed) yield* quarantine(bad, now)
-          for (const next of batch.claimed) yield* start({ ...next, live: false })
-        }).pipe(
-          Effect.catchAll((error) =>
-            Effect.zipRight(
-              Metric.increment(Metrics.writeFailures("claim")),
-              Effect.logWarning(`could not start the next reply of ${entry.channel}/${entry.to}; the worker will: ${error.message}`)
-            )
-          ),
-          Effect.uninterruptible
-        )
-      })
-
+    const deliveries: Deliveries.Deliveries = yield* Deliveries.make({
+      deliverEntry,
+      repo,
+      config,
+      owner,
+      quarantine: (bad, now) => quarantine(bad, now),
+      signalWork
+    })
     const newEntry = (request: DeliveryRequest, now: number, live: boolean) =>
       Effect.map(ids.at(now), (id): OutboxEntry => ({
         id,
@@ -229,6 +200,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           return yield* Effect.fail(new StoreError({ operation: "insert", message: `the store answered ${result._tag} to an insert` }))
         }
         if (result._tag === "Inserted") {
+          // a row stored to wait (enqueued, or behind its conversation's pending row): its lane sends it
+          if (result.entry.state === "queued") deliveries.noteWaiting(result.entry)
           yield* Metric.increment(Metrics.enqueued)
           yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: result.entry.channel }))
         }
@@ -241,12 +214,12 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         const { entry } = stored
         if (stored._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
         if (entry.state !== "in_flight") return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
-        const fiber = yield* start({ entry, live: true, reclaimed: false })
+        const fiber = yield* deliveries.start({ entry, live: true, reclaimed: false })
         // awaited, not joined (a join would merge the delivery fiber's refs into the caller's); a caller that gives up
         // interrupts its delivery
         const exit = yield* Fiber.await(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
         if (Exit.isFailure(exit)) return yield* Exit.failCause(exit.cause)
-        const outcome = exit.value as DeliverEntry.Outcome
+        const outcome = exit.value
         switch (outcome._tag) {
           case "Delivered":
             return DeliveryOutcome.Delivered({ entryId: entry.id, results: outcome.report.outcomes })
@@ -299,7 +272,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         written++
         yield* Metric.increment(Metrics.delivered)
         yield* emit(OutboxEvent.delivered({ entryId: id, channel: entry.channel }))
-        yield* continueConversation(entry)
+        yield* deliveries.continueConversation(entry)
       }
       return written
     })
@@ -316,34 +289,20 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       return result.delivered + result.terminal
     }).pipe(Effect.withSpan("Outbox.prune", SPAN_OPTIONS))
 
-    const runRecoveryPassUntil = yield* RecoveryPass.make({
+    const runPass = yield* RecoveryPass.make({
       repo,
       config,
       owner,
-      start: (claimed: ClaimedEntry, finally_) =>
-        Effect.map(start({ ...claimed, live: false }, finally_), (fiber) => fiber as Fiber.RuntimeFiber<DeliverEntry.Outcome>),
-      awaitIdle: FiberSet.awaitEmpty(deliveries),
+      start: (claimed: ClaimedEntry, finally_) => deliveries.start({ ...claimed, live: false }, finally_),
       flushPendingAcks,
       prune,
       quarantine,
       announceExpired: (expired) => Effect.forEach(expired, (entryId) => emit(OutboxEvent.expired({ entryId })), { discard: true })
     })
 
+    /** Drains the deliveries (see `OutboxShape.drain`), then writes what acks it can. */
     const drain = (grace: Duration.DurationInput) =>
-      Effect.gen(function*() {
-        closing = true
-        // a finalizer runs uninterruptibly: the wait must be made interruptible, or the timeout could not cut it
-        const finished = yield* Effect.interruptible(FiberSet.awaitEmpty(deliveries)).pipe(Effect.timeoutOption(grace))
-        if (finished._tag === "None") {
-          const running = yield* FiberSet.size(deliveries)
-          yield* Effect.logWarning(
-            `${running} deliveries did not finish within the shutdown grace; their rows stay in flight and are reclaimed at the next start`
-          )
-          yield* FiberSet.clear(deliveries)
-        }
-        yield* Effect.ignore(flushPendingAcks)
-        return finished._tag === "Some"
-      }).pipe(Effect.annotateLogs({ module: "Outbox" }))
+      Effect.zipLeft(deliveries.drain(grace), Effect.ignore(flushPendingAcks)).pipe(Effect.annotateLogs({ module: "Outbox" }))
 
     // a scope that closes without a worker (or after it) still lets live deliveries finish within the grace
     yield* Effect.addFinalizer(() => drain(config.shutdownGrace))
@@ -361,9 +320,9 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           yield* signalWork
           yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
         }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS)),
-      runRecoveryPass: runRecoveryPassUntil(Effect.succeed(false)),
-      runRecoveryPassUntil,
-      awaitIdle: FiberSet.awaitEmpty(deliveries),
+      runRecoveryPass: runPass({ housekeeping: true }),
+      runClaimPass: runPass({ housekeeping: false }),
+      awaitIdle: deliveries.awaitIdle,
       awaitWork: Queue.take(work),
       drain,
       prune,

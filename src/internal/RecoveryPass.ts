@@ -9,7 +9,7 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type { EntryId } from "../Delivery.js"
@@ -42,15 +42,17 @@ export interface Deps {
   readonly owner: string
   /** starts delivering a claimed row in a fiber of the outbox's deliveries; `finally` runs when that fiber ends */
   readonly start: (claimed: ClaimedEntry, finally_: Effect.Effect<void>) => Effect.Effect<Fiber.RuntimeFiber<Outcome>>
-  /** waits until no delivery is in progress (this pass's rows, and the conversations they started) */
-  readonly awaitIdle: Effect.Effect<void>
   readonly flushPendingAcks: Effect.Effect<number, StoreError>
   readonly prune: Effect.Effect<number, StoreError>
   readonly quarantine: (bad: { readonly id: EntryId; readonly message: string }, now: number) => Effect.Effect<void, StoreError>
   readonly announceExpired: (ids: ReadonlyArray<EntryId>) => Effect.Effect<void>
 }
 
-/** Builds the pass; `stop` is read before every claim (shutdown stops claiming). */
+/**
+ * Builds the pass. With `housekeeping` it also expires rows past their TTL, prunes when the prune interval has passed
+ * and sets the pending gauge (the worker's passes on its interval); without, it only writes kept acks and claims
+ * (the worker's passes when this process enqueued or finished a row).
+ */
 export const make = (deps: Deps) =>
   Effect.gen(function*() {
     const { config, owner, repo } = deps
@@ -82,14 +84,14 @@ export const make = (deps: Deps) =>
         }
       }))
 
-    return (stop: Effect.Effect<boolean>): Effect.Effect<RecoveryReport, StoreError> =>
+    return (options: { readonly housekeeping: boolean }): Effect.Effect<RecoveryReport, StoreError> =>
       Effect.gen(function*() {
         const start = yield* Clock.currentTimeMillis
         const deadline = start + Duration.toMillis(config.workerInterval) * config.workerBudget
         const untilDeadline = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(Math.max(0, deadline - now)))
         const acksFlushed = yield* deps.flushPendingAcks
 
-        const expired = yield* repo.expire(start)
+        const expired = options.housekeeping ? yield* repo.expire(start) : []
         if (expired.length > 0) {
           yield* Metric.incrementBy(Metrics.expired, expired.length)
           yield* deps.announceExpired(expired)
@@ -98,23 +100,23 @@ export const make = (deps: Deps) =>
 
         const rows: Array<{ readonly fiber: Fiber.RuntimeFiber<Outcome>; readonly reclaimed: boolean }> = []
         let quarantined = 0
-        while (!(yield* stop) && (yield* Clock.currentTimeMillis) < deadline) {
+        while ((yield* Clock.currentTimeMillis) < deadline) {
           const claimed = yield* claimAndStart(yield* untilDeadline)
           rows.push(...claimed.started)
           quarantined += claimed.quarantined
           if (!claimed.full) break
           yield* yieldToEventLoop // a backlog is claimed batch after batch: let the gateway's I/O in between
         }
-        // this pass's sends and the rows their conversations went on to, waited for within the budget; a slower one
-        // goes on in the background
-        if (rows.length > 0) yield* Effect.timeoutOption(deps.awaitIdle, yield* untilDeadline)
+        // this pass's sends, waited for within the budget; a slower one goes on in the background, and so do the rows
+        // their conversations go on to
+        yield* Effect.forEach(rows, ({ fiber }) => Fiber.await(fiber), { discard: true }).pipe(Effect.timeoutOption(yield* untilDeadline))
 
         let pruned = 0
-        if (lastPrune === null || start - lastPrune >= Duration.toMillis(config.pruneInterval)) {
+        if (options.housekeeping && (lastPrune === null || start - lastPrune >= Duration.toMillis(config.pruneInterval))) {
           pruned = yield* deps.prune
           lastPrune = start
         }
-        yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
+        if (options.housekeeping) yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
         return { expired: expired.length, claimed: rows.length, quarantined, acksFlushed, pruned, ...tally(rows) }
       }).pipe(Effect.withSpan("Outbox.runRecoveryPass", { captureStackTrace: false }))
   })

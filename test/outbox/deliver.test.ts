@@ -256,8 +256,8 @@ describe("Outbox.deliver", () => {
         yield* TestClock.setTime(5 * SEC)
         yield* outbox.runRecoveryPass // first fails again
         yield* TestClock.setTime(30 * SEC)
-        yield* outbox.runRecoveryPass // first delivered
-        yield* outbox.runRecoveryPass // then second
+        yield* outbox.runRecoveryPass // first delivered; its conversation's lane sends second right after
+        yield* outbox.awaitIdle
         expect((yield* chat.calls).map((c) => c.text)).toEqual(["first", "other chat", "first", "first", "second"])
         expect((yield* outbox.list({ state: "delivered" })).length).toBe(3)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
