@@ -16,7 +16,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import type { Channel } from "../ChannelAdapter.js"
@@ -29,6 +28,7 @@ import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
 import { WriteOp } from "../OutboxRepo.js"
 import * as RetryPolicy from "../RetryPolicy.js"
+import * as FailurePolicy from "./FailurePolicy.js"
 import type { SendReport } from "../Sender.js"
 import type * as Sender from "../Sender.js"
 import type { Journal } from "./Journal.js"
@@ -320,7 +320,7 @@ export const make = (deps: Deps) => {
     error: SendError | PartialDeliveryFailure
   ) =>
     Effect.gen(function*() {
-      const event = yield* failureEvent(entry, error)
+      const event = yield* FailurePolicy.failureEvent(entry, error, { owner, maxAttempts: config.maxAttempts, policy })
       const written = yield* Effect.either(writeHeld(held, event))
       const recorded = yield* SynchronizedRef.get(held)
       const stored = Either.isRight(written) && written.right
@@ -354,49 +354,6 @@ export const make = (deps: Deps) => {
           ...willRetryAt
         })
       return { _tag: "Failed", error: callerError, finished: stored && recorded.state !== "failed_retryable" } as const
-    })
-
-  /** The state-machine event of a failed send: permanent, a progress message, rate limited, or the policy's next delay. */
-  const failureEvent = (entry: OutboxEntry, error: SendError | PartialDeliveryFailure) =>
-    Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const attempt = entry.attemptCount + 1
-      const retryable = error._tag === "SendError" ? error.retryable : error.retryable ?? true
-      const partsDelivered = Math.max(entry.partsDelivered, error.partsDelivered ?? entry.partsDelivered)
-      const deliveredParts = error._tag === "PartialDeliveryFailure" && error.deliveredParts !== undefined
-        ? { deliveredParts: error.deliveredParts }
-        : {}
-      if (!retryable) {
-        return Machine.EntryEvent.Fail({ owner, error: error.message, reason: "permanent_error", partsDelivered })
-      }
-      if (entry.kind !== "final") {
-        // recovery never sends a tool/block row, so waiting for a retry would only hold up the conversation
-        return Machine.EntryEvent.Fail({ owner, error: error.message, reason: "non_final_recovery_skip", partsDelivered })
-      }
-      if (error.retryAfterMs !== undefined) {
-        // rate limiting is not failure: the channel's delay, and no attempt used up
-        return Machine.EntryEvent.Retry({
-          owner,
-          error: error.message,
-          retryAt: now + Math.round(error.retryAfterMs),
-          countsAttempt: false,
-          partsDelivered,
-          ...deliveredParts,
-          maxAttempts: config.maxAttempts
-        })
-      }
-      const delay = yield* RetryPolicy.delayAfterAttempt(policy, attempt)
-      return Machine.EntryEvent.Retry({
-        owner,
-        error: error.message,
-        // jitter makes fractional milliseconds; times are stored as integer millis
-        retryAt: now + Math.round(Option.match(delay, { onNone: () => 0, onSome: Duration.toMillis })),
-        countsAttempt: true,
-        partsDelivered,
-        ...deliveredParts,
-        // the policy has the last word on whether another attempt follows
-        maxAttempts: Option.isSome(delay) ? config.maxAttempts : attempt
-      })
     })
 
   return deliverEntry
