@@ -5,6 +5,7 @@ export default defineConfig({
   test: {
     include: ["test/package/**/*.test.ts"],
     testTimeout: 240_000,
+    // the install hook sets its own, longer limit; this covers npm pack
     hookTimeout: 240_000
   }
 })
