@@ -203,7 +203,7 @@ describe("installed into a new app with its peers, by the README's Install comma
       `import { Effect } from "effect"`,
       `import { Outbox } from "effect-outbox"`,
       ``,
-      `// the library's service, asked for through the app's own effect: one copy of effect, or this does not typecheck`,
+      `// the library's service, asked for through the app's own effect, as a gateway asks for it`,
       `export const program: Effect.Effect<void, never, Outbox.Outbox> = Effect.gen(function*() {`,
       `  yield* Outbox.Outbox`,
       `})`,
