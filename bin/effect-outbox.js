@@ -1,35 +1,15 @@
 #!/usr/bin/env node
-// The effect-outbox CLI launcher.
-// `npm install` / `npm ci` build dist/ through the package's "prepare" script, and the compiled CLI starts in about a
-// second. When there is no build, or the TypeScript source is newer than it (an edited checkout), the source runs
-// through tsx instead: the CLI never runs stale code, and no one has to remember a build step.
-import { readdirSync, statSync } from "node:fs"
-import { join } from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+// The effect-outbox CLI as package.json's `bin` runs it: always the compiled dist/, never the TypeScript source.
+// An installed package has no tsx, and npm stamps files with their unpack time, so file times cannot say which is
+// newer. In this repository, `npm run cli -- …` runs the source instead, and `npm install` builds dist/ ("prepare").
+import { existsSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const compiled = join(root, "dist", "cli", "main.js")
+const compiled = new URL("../dist/cli/main.js", import.meta.url)
 
-/** The newest modification time of the .ts files under `dir`. */
-const newestSource = (dir) => {
-  let newest = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const full = join(dir, entry.name)
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(full))
-    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(full).mtimeMs)
-  }
-  return newest
+// only a checkout can lack the build (npm install --ignore-scripts): say how to make it rather than a module trace
+if (!existsSync(compiled)) {
+  process.stderr.write(`effect-outbox: ${fileURLToPath(compiled)} is missing; run \`npm run build\` in this package first\n`)
+  process.exit(1)
 }
-
-const builtAt = statSync(compiled, { throwIfNoEntry: false })?.mtimeMs
-// `<=`: an npm tarball gives every file the same timestamp
-if (builtAt !== undefined && newestSource(join(root, "src")) <= builtAt) {
-  await import(pathToFileURL(compiled).href)
-} else {
-  const { tsImport } = await import("tsx/esm/api")
-  await tsImport("../src/cli/main.ts", {
-    parentURL: import.meta.url,
-    // the package's own tsconfig, whatever directory the CLI is run from
-    tsconfig: join(root, "tsconfig.json")
-  })
-}
+await import(compiled.href)

@@ -10,8 +10,8 @@ import type { Seeded } from "./support.js"
 import { cli, inspect, seed, stdoutJson, tempDir } from "./support.js"
 import { snapshot } from "../support/files.js"
 
-// CI puts shared/ beside the clone; resolved from this file so the working directory does not matter
-const FIXTURE = fileURLToPath(new URL("../../../shared/fixtures/legacy-delivery-queue/", import.meta.url))
+// the repository's copy; resolved from this file so the working directory does not matter
+const FIXTURE = fileURLToPath(new URL("../fixtures/legacy-delivery-queue/", import.meta.url))
 
 const tmp = tempDir("outbox-cli-")
 let db: string

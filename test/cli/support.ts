@@ -1,6 +1,6 @@
 /**
- * Runs the CLI the way a user does: `node bin/effect-outbox.js …` (the file package.json's `bin` points at) in a
- * child process, and seeds outbox databases through the library for it to read.
+ * Runs the CLI the way a user does: `node bin/effect-outbox.js …` (the file package.json's `bin` points at, which runs
+ * the build in `dist/`) in a child process, and seeds outbox databases through the library for it to read.
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -24,8 +24,22 @@ import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url))
 
-/** The launcher the package's `bin` runs. */
+/** The launcher the package's `bin` runs: it runs the compiled `dist/`, which `npm test` builds first. */
 export const BIN = path.join(ROOT, "bin", "effect-outbox.js")
+
+/** The newest modification time of the .ts files under `dir`. */
+const newestSource = (dir: string): number =>
+  fs.readdirSync(dir, { withFileTypes: true }).reduce((newest, entry) => {
+    const full = path.join(dir, entry.name)
+    if (entry.isDirectory()) return Math.max(newest, newestSource(full))
+    return entry.name.endsWith(".ts") ? Math.max(newest, fs.statSync(full).mtimeMs) : newest
+  }, 0)
+
+// the bin never falls back to the source, so a test run on an old build would test old code: refuse it instead
+const builtAt = fs.statSync(path.join(ROOT, "dist", "cli", "main.js"), { throwIfNoEntry: false })?.mtimeMs
+if (builtAt === undefined || builtAt < newestSource(path.join(ROOT, "src"))) {
+  throw new Error("dist/ is missing or older than src/: run `npm run build` (npm test does) before the CLI tests")
+}
 
 /** What a CLI run printed and how it exited. */
 export interface Run {

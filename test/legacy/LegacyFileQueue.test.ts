@@ -24,7 +24,7 @@ import { entryId } from "../support/entries.js"
 import { snapshot } from "../support/files.js"
 import { memoryStoreWith } from "../support/stores.js"
 
-const FIXTURE = fileURLToPath(new URL("../../../shared/fixtures/legacy-delivery-queue/", import.meta.url))
+const FIXTURE = fileURLToPath(new URL("../fixtures/legacy-delivery-queue/", import.meta.url))
 
 /** 2026-03-01T11:00:05Z: the fixture README's "now" plus a few seconds. */
 const NOW = 1772362800000 + 5_000
