@@ -2,7 +2,7 @@
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import type { EntryId, OutboxEntry } from "../Delivery.js"
-import { DispatchKind, formatParseError, orderingKey, OutboxEntry as OutboxEntrySchema, TerminalReason } from "../Delivery.js"
+import { formatParseError, orderingKey, OutboxEntry as OutboxEntrySchema } from "../Delivery.js"
 
 /** A row as the driver returns it (numbers may come back as numbers or numeric strings on PostgreSQL). */
 export type Row = Record<string, unknown>
@@ -140,84 +140,22 @@ const decodeWith = (row: Row, payloads: unknown, options: unknown): Either.Eithe
   }).pipe(Either.mapLeft(formatParseError))
 }
 
-const decodePayloads = Schema.decodeUnknownEither(OutboxEntrySchema.fields.payloads)
-const kinds: ReadonlySet<unknown> = new Set(DispatchKind.literals)
-const reasons: ReadonlySet<unknown> = new Set(TerminalReason.literals)
-const isNumberOrNull = (u: unknown): u is number | null => u === null || typeof u === "number"
-const isStringOrNull = (u: unknown): u is string | null => u === null || typeof u === "string"
-
-/**
- * The common row decoded by hand, with Schema only on its payloads: the entry Schema costs ~6 µs a row, a sixth of a
- * drained message. Anything unusual (a type it does not expect, delivered parts, metadata, payloads that do not
- * decode) gives undefined, and the entry Schema decides; a property test holds the two equal where this one answers.
- */
-const quickEntry = (row: Row, payloads: unknown, options: unknown): OutboxEntry | undefined => {
-  if (typeof options !== "object" || options === null) return undefined
-  const { bestEffort, metadata, silent } = options as Record<string, unknown>
-  if (
-    typeof row.id !== "string" || typeof row.channel !== "string" || typeof row.recipient !== "string" ||
-    !isStringOrNull(row.account_id) || !isStringOrNull(row.thread_id) || !isStringOrNull(row.reply_to_id) ||
-    !isStringOrNull(row.idempotency_key) || !kinds.has(row.dispatch_kind) || !states.has(row.state) ||
-    typeof bestEffort !== "boolean" || (silent !== undefined && typeof silent !== "boolean") || metadata !== undefined ||
-    typeof row.attempt_count !== "number" || typeof row.parts_delivered !== "number" || row.delivered_parts !== null ||
-    typeof row.enqueued_at !== "number" || typeof row.updated_at !== "number" || !isNumberOrNull(row.next_attempt_at) ||
-    !isNumberOrNull(row.last_attempt_at) || !isNumberOrNull(row.delivered_at) || !isNumberOrNull(row.expires_at) ||
-    !isNumberOrNull(row.lease_expires_at) || !isStringOrNull(row.last_error) || !isStringOrNull(row.lease_owner) ||
-    (row.terminal_reason !== null && !reasons.has(row.terminal_reason))
-  ) return undefined
-  const decoded = decodePayloads(payloads)
-  if (Either.isLeft(decoded)) return undefined
-  return {
-    id: row.id as EntryId,
-    channel: row.channel,
-    to: row.recipient,
-    ...(row.account_id !== null ? { accountId: row.account_id } : {}),
-    ...(row.thread_id !== null ? { threadId: row.thread_id } : {}),
-    ...(row.reply_to_id !== null ? { replyToId: row.reply_to_id } : {}),
-    payloads: decoded.right,
-    kind: row.dispatch_kind as OutboxEntry["kind"],
-    bestEffort,
-    ...(row.idempotency_key !== null ? { idempotencyKey: row.idempotency_key } : {}),
-    ...(silent !== undefined ? { silent } : {}),
-    state: row.state as OutboxEntry["state"],
-    attemptCount: row.attempt_count,
-    partsDelivered: row.parts_delivered,
-    enqueuedAt: row.enqueued_at,
-    nextAttemptAt: row.next_attempt_at,
-    lastAttemptAt: row.last_attempt_at,
-    deliveredAt: row.delivered_at,
-    expiresAt: row.expires_at,
-    lastError: row.last_error,
-    terminalReason: row.terminal_reason as OutboxEntry["terminalReason"],
-    leaseOwner: row.lease_owner,
-    leaseExpiresAt: row.lease_expires_at,
-    updatedAt: row.updated_at
-  }
-}
-
-/** The entry Schema's decode of a row, the reference `fromRow` falls back to (exported for the equivalence test). */
-export const fromRowWithSchema = (row: Row): Either.Either<OutboxEntry, string> => decodeRow(row, decodeWith)
-
 const safeParse = (text: string): unknown => Either.getOrElse(parseJson("delivered_parts", text), () => text)
 
-/** Decodes a row; a row that no longer decodes yields a message naming what is wrong. */
-export const fromRow = (row: Row): Either.Either<OutboxEntry, string> =>
-  decodeRow(row, (row, payloads, options) => {
-    const quick = quickEntry(row, payloads, options)
-    return quick === undefined ? decodeWith(row, payloads, options) : Either.right(quick)
-  })
+/** Decodes a row with the entry Schema; a row that no longer decodes yields a message naming what is wrong. */
+export const fromRow = (row: Row): Either.Either<OutboxEntry, string> => decodeRow(row, decodeWith)
 
 const decodeRow = (
   row: Row,
   decode: (row: Row, payloads: unknown, options: unknown) => Either.Either<OutboxEntry, string>
 ): Either.Either<OutboxEntry, string> => {
-  const decoded = Either.all([parseJson("payloads_json", row.payloads_json), parseJson("options_json", row.options_json)]).pipe(
-    Either.flatMap(([payloads, options]) => decode(row, payloads, options)),
-    Either.mapLeft((message) => `row ${String(row.id)} does not decode: ${message}`)
-  )
+  const named = Either.mapLeft((message: string) => `row ${String(row.id)} does not decode: ${message}`)
+  const decoded = named(Either.all([parseJson("payloads_json", row.payloads_json), parseJson("options_json", row.options_json)]).pipe(
+    Either.flatMap(([payloads, options]) => decode(row, payloads, options))
+  ))
   // a quarantined row keeps its broken data in the table for forensics, but must stay readable and listable
   const quarantined = row.state === "failed_terminal" && row.terminal_reason === "decode_error"
-  return quarantined && Either.isLeft(decoded) ? decodeWith(row, [], { bestEffort: false }) : decoded
+  return quarantined && Either.isLeft(decoded) ? named(decodeWith(row, [], { bestEffort: false })) : decoded
 }
 
 /** Every column of `outbox_entries`, in the order `rowFromValues` reads them. */
@@ -283,40 +221,3 @@ export const rowFromValues = (values: ReadonlyArray<unknown>): Row => ({
   updated_at: values[24],
   pending: values[25]
 })
-
-/** The columns `lightEntry` reads: the id and everything a transition may change. */
-export const MUTABLE_SELECT =
-  "id, enqueued_at, state, attempt_count, parts_delivered, delivered_parts, next_attempt_at, last_attempt_at, delivered_at, expires_at, last_error, terminal_reason, lease_owner, lease_expires_at, updated_at"
-
-const states = new Set<unknown>(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"])
-
-/**
- * An entry carrying only the id, the enqueue time and the mutable columns (the rest are blanks), for batch transitions whose
- * result is written back as a column diff and never returned: acks and releases skip reading and decoding payloads.
- */
-export const lightEntry = (row: Row): Either.Either<OutboxEntry, string> =>
-  states.has(row.state)
-    ? Either.right({
-      id: String(row.id) as EntryId,
-      channel: "",
-      to: "",
-      payloads: [],
-      kind: "final",
-      bestEffort: false,
-      // read but never written back (it is not a mutable column): transitions may depend on it
-      enqueuedAt: Number(row.enqueued_at),
-      state: row.state as OutboxEntry["state"],
-      attemptCount: Number(row.attempt_count),
-      partsDelivered: Number(row.parts_delivered),
-      ...(typeof row.delivered_parts === "string" ? { deliveredParts: JSON.parse(row.delivered_parts) as Array<number> } : {}),
-      nextAttemptAt: numOrNull(row.next_attempt_at) as number | null,
-      lastAttemptAt: numOrNull(row.last_attempt_at) as number | null,
-      deliveredAt: numOrNull(row.delivered_at) as number | null,
-      expiresAt: numOrNull(row.expires_at) as number | null,
-      lastError: (row.last_error ?? null) as string | null,
-      terminalReason: (row.terminal_reason ?? null) as OutboxEntry["terminalReason"],
-      leaseOwner: (row.lease_owner ?? null) as string | null,
-      leaseExpiresAt: numOrNull(row.lease_expires_at) as number | null,
-      updatedAt: Number(row.updated_at)
-    })
-    : Either.left(`row ${String(row.id)} has an unknown state ${JSON.stringify(row.state)}`)
