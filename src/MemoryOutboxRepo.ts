@@ -82,15 +82,18 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
         return ops.map((op) => writeOne(op, busy))
       }),
 
-    claim: ({ leaseMs, limit, now, orderingKey: conversation, owner }) =>
+    claim: ({ leaseMs, limit, now, orderingKeys, owner }) =>
       Effect.sync(() => {
         const heads = conversationHeads()
-        const candidates = conversation === undefined ? [...heads.values()] : (heads.has(conversation) ? [heads.get(conversation)!] : [])
+        const candidates = orderingKeys === undefined ? [...heads.values()] : orderingKeys.flatMap((key) => heads.get(key) ?? [])
         const due = candidates.filter((e) => Machine.isDue(e, now)).sort(byDueThenId).slice(0, limit)
         const claimed: Array<ClaimedEntry> = []
         for (const entry of due) {
           const event = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
-          Either.map(apply(entry, event, now), (next) => claimed.push({ entry: next, reclaimed: entry.state === "in_flight" }))
+          const followed = [...rows.values()].some((e) =>
+            e.id !== entry.id && Machine.isPending(e.state) && orderingKey(e) === orderingKey(entry) && byEnqueuedThenId(entry, e) < 0
+          )
+          Either.map(apply(entry, event, now), (next) => claimed.push({ entry: next, reclaimed: entry.state === "in_flight", followed }))
         }
         return { claimed, malformed: [] }
       }),

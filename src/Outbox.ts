@@ -149,7 +149,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         terminal: (entry, reason, error) => emit(OutboxEvent.terminal({ entryId: entry.id, reason, error })),
         expired: (entry) => emit(OutboxEvent.expired({ entryId: entry.id }))
       }
-    })
+    }, yield* Effect.scope)
 
     const deliveries: Deliveries.Deliveries = yield* Deliveries.make({
       deliverEntry,

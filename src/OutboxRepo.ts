@@ -19,10 +19,14 @@ export type InsertResult = Data.TaggedEnum<{
 /** Constructors and matchers for `InsertResult`. */
 export const InsertResult = Data.taggedEnum<InsertResult>()
 
-/** A claimed row; `reclaimed` is true when it was taken from an expired (crashed) lease: a possible duplicate. */
+/**
+ * A claimed row; `reclaimed` is true when it was taken from an expired (crashed) lease: a possible duplicate.
+ * `followed`: another pending row of its conversation waits behind it (its lane will have a row to start).
+ */
 export interface ClaimedEntry {
   readonly entry: OutboxEntry
   readonly reclaimed: boolean
+  readonly followed: boolean
 }
 
 /** A due row whose stored data no longer decodes; it was not leased. Move it aside with `quarantine`. */
@@ -95,7 +99,7 @@ export interface OutboxRepoShape {
   readonly write: (ops: ReadonlyArray<WriteOp>) => Effect.Effect<ReadonlyArray<WriteResult>, StoreError>
   /**
    * Leases up to `limit` due rows to `owner`, oldest due first, at most one (the oldest pending) per conversation;
-   * with `orderingKey`, only that conversation's head (how a finished row starts its conversation's next one).
+   * with `orderingKeys`, only those conversations' heads (how finished rows start their conversations' next ones).
    */
   readonly claim: (
     options: {
@@ -103,7 +107,7 @@ export interface OutboxRepoShape {
       readonly now: number
       readonly leaseMs: number
       readonly limit: number
-      readonly orderingKey?: string | undefined
+      readonly orderingKeys?: ReadonlyArray<string> | undefined
     }
   ) => Effect.Effect<ClaimBatch, StoreError>
   /** Makes claimable at once the in-flight rows of this node's earlier boots (owner `${nodeId}/…` but not `owner`). */

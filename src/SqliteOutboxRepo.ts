@@ -21,7 +21,7 @@ import * as Machine from "./EntryStateMachine.js"
 import * as GatewayLock from "./internal/gatewayLock.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
-import { fromRow, groupChanges, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
+import { fromRow, groupChanges, ROW_COLUMNS, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
 import { enableWal, withWriteLock } from "./internal/sqliteLocks.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape, WriteOp, WriteResult } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
@@ -287,13 +287,16 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
 
     write: (ops) => (ops.length === 0 ? Effect.succeed([]) : writeTx(writeOps(ops)).pipe(run("write"))),
 
-    claim: ({ leaseMs, limit, now, orderingKey: conversation, owner }) =>
+    claim: ({ leaseMs, limit, now, orderingKeys, owner }) =>
       writeTx(Effect.gen(function*() {
         // the oldest pending row of each conversation is its head; only heads are claimable
         // read as arrays: better-sqlite3 builds a row object at about 4 µs, half the cost of the whole query per row
-        const values = yield* sql`SELECT ${sql.literal(ROW_SELECT)} FROM outbox_entries e
+        const values = yield* sql`SELECT ${sql.literal(ROW_SELECT)},
+            EXISTS (SELECT 1 FROM outbox_entries n WHERE n.ordering_key = e.ordering_key AND n.pending = 1
+              AND (n.enqueued_at, n.id) > (e.enqueued_at, e.id)) AS followed
+          FROM outbox_entries e
           WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= ${now}
-            ${conversation === undefined ? sql`` : sql`AND e.ordering_key = ${conversation} AND e.pending = 1`}
+            ${orderingKeys === undefined ? sql`` : sql`AND e.ordering_key IN ${sql.in(orderingKeys)} AND e.pending = 1`}
             AND NOT EXISTS (
               SELECT 1 FROM outbox_entries p
               WHERE p.ordering_key = e.ordering_key AND p.pending = 1
@@ -302,6 +305,7 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
           LIMIT ${limit}`.values
         const claim = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
         const { malformed, pairs } = claimRows(values.map(rowFromValues), claim, now)
+        const followed = new Set(values.filter((v) => v[ROW_COLUMNS.length] === 1).map((v) => String(v[0])))
         // every accepted row gets the same columns: one UPDATE, without diffing each row's before and after
         const set = Machine.claimWrite(claim, now)
         for (const ids of chunks(pairs.map(([, after]) => after.id), IN_CHUNK)) {
@@ -312,7 +316,8 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         }
         const claimed: Array<ClaimedEntry> = pairs.map(([before, after]) => ({
           entry: after,
-          reclaimed: before.state === "in_flight"
+          reclaimed: before.state === "in_flight",
+          followed: followed.has(after.id)
         }))
         return { claimed, malformed }
       })).pipe(run("claim")),

@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import type { Channel } from "../ChannelAdapter.js"
 import type { ChannelRegistry } from "../ChannelRegistry.js"
@@ -32,6 +33,7 @@ import * as FailurePolicy from "./FailurePolicy.js"
 import type { SendReport } from "../Sender.js"
 import type * as Sender from "../Sender.js"
 import type { Journal } from "./Journal.js"
+import * as LeaseKeeper from "./LeaseKeeper.js"
 
 /**
  * What delivering a row came to. `finished`: the row left the pending states (its conversation may go on);
@@ -54,6 +56,8 @@ export interface Claimed {
   readonly entry: OutboxEntry
   readonly live: boolean
   readonly reclaimed: boolean
+  /** a claimed row with another row of its conversation waiting behind it */
+  readonly followed?: boolean
 }
 
 /** What the delivery program needs from the outbox. */
@@ -93,11 +97,12 @@ const sent = (report: SendReport): Either.Either<Attempt, LeaseLost> => Either.r
 const skip = (reason: TerminalReason, message: string): Either.Either<Attempt, LeaseLost> =>
   Either.right({ _tag: "Skip", reason, message })
 
-/** Builds the delivery program over the outbox's journal, sender and configuration. */
-export const make = (deps: Deps) => {
+/** Builds the delivery program over the outbox's journal, sender and configuration; its lease keeper lives in `scope`. */
+export const make = (deps: Deps, scope: Scope.Scope) => {
   const { config, journal, owner, sender } = deps
   const policy = RetryPolicy.fromConfig(config)
   const leaseMs = Duration.toMillis(config.leaseDuration)
+  const keeper = LeaseKeeper.make(leaseMs / 2, scope)
   const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(Schedule.intersect(Schedule.recurs(config.ackRetries)))
 
   /** One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. */
@@ -106,13 +111,13 @@ export const make = (deps: Deps) => {
       const held = yield* SynchronizedRef.make(claimed.entry)
       let calling = false
       let possibleDuplicate = false
-      const attempt = yield* Effect.scoped(Effect.gen(function*() {
-        yield* Effect.forkScoped(renewEveryHalfLease(held))
-        return yield* attemptSend(held, claimed, {
+      const attempt = yield* keeper.hold(
+        renewLease(held),
+        attemptSend(held, claimed, {
           onCall: () => void (calling = true),
           onPossibleDuplicate: () => void (possibleDuplicate = true)
         })
-      })).pipe(
+      ).pipe(
         // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
         Effect.onInterrupt(() => calling ? Effect.void : Effect.ignore(writeHeld(held, Machine.EntryEvent.Release({ owner }))))
       )
@@ -139,15 +144,14 @@ export const make = (deps: Deps) => {
         )
       }))
 
-  /** Renews the lease every half lease while the delivery runs, so no worker takes the row however slow the channel is. */
-  const renewEveryHalfLease = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>) =>
+  /** Extends the held row's lease by a full lease from now (the keeper calls it every half lease). */
+  const renewLease = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       writeHeld(held, Machine.EntryEvent.Renew({ owner, leaseUntil: now + leaseMs }))).pipe(
         Effect.catchAll((error) =>
           Effect.zipRight(Metric.increment(Metrics.writeFailures("renew")), Effect.logWarning(`could not renew the lease: ${error.message}`))
         ),
-        Effect.delay(Duration.millis(leaseMs / 2)),
-        Effect.forever
+        Effect.asVoid
       )
 
   /** Everything up to the adapter's last answer; `Left` when the lease was lost on the way. */

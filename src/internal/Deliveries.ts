@@ -6,14 +6,16 @@
  * failed for good, expired) the next due row of its conversation is claimed and started at once, and a burst of
  * replies to one chat goes out back to back rather than one per worker tick. A live row whose conversation has no
  * row waiting behind it in this process's view (the common case) skips that claim: a row waits when it was stored
- * behind another (a deferred live reply), enqueued, or found by the worker (a backlog, a previous boot's rows).
+ * behind another (a deferred live reply), enqueued, or found behind a claimed row (a backlog, a previous boot's rows).
  */
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { EntryId, OutboxEntry } from "../Delivery.js"
 import { orderingKey } from "../Delivery.js"
@@ -22,6 +24,10 @@ import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
 import type { OutboxRepoShape } from "../OutboxRepo.js"
 import type { Claimed, Outcome } from "./DeliverEntry.js"
+import { yieldToEventLoop } from "./Journal.js"
+
+/** The most conversations one lane claim takes. */
+const LANE_BATCH = 500
 
 /** The deliveries of one outbox. */
 export interface Deliveries {
@@ -59,7 +65,7 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
     let closing = false
 
     const start = (claimed: Claimed, finally_: Effect.Effect<void> = Effect.void) => {
-      if (!claimed.live) waiting.add(orderingKey(claimed.entry))
+      if (claimed.followed === true) waiting.add(orderingKey(claimed.entry))
       return FiberSet.run(
         running,
         deps.deliverEntry(claimed).pipe(
@@ -76,25 +82,46 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
       )
     }
 
+    // lanes are claimed in batches: the conversations whose rows finished while the last claim ran, in one statement
+    const lanes = yield* Queue.unbounded<{ readonly key: string; readonly done: Deferred.Deferred<void> }>()
+
+    /** Claims the next due row of each conversation in `keys` (their heads) and starts them. */
+    const claimHeads = (keys: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const batch = yield* repo.claim({ owner, now, leaseMs, limit: keys.length, orderingKeys: keys })
+        for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
+        const found = new Set(batch.claimed.map((c) => orderingKey(c.entry)))
+        for (const key of keys) if (!found.has(key) && batch.malformed.length === 0) waiting.delete(key)
+        for (const next of batch.claimed) yield* start({ ...next, live: false })
+      }).pipe(
+        Effect.catchAll((error) =>
+          Effect.zipRight(
+            Metric.increment(Metrics.writeFailures("claim")),
+            Effect.logWarning(`could not start the next replies of ${keys.length} conversations; the worker will: ${error.message}`)
+          )
+        )
+      )
+
+    const laneClaimer = Queue.takeBetween(lanes, 1, LANE_BATCH).pipe(
+      Effect.flatMap((taken) => {
+        const items = Array.from(taken)
+        return Effect.zipRight(
+          claimHeads([...new Set(items.map((item) => item.key))]),
+          Effect.forEach(items, (item) => Deferred.succeed(item.done, undefined), { discard: true })
+        ).pipe(Effect.uninterruptible)
+      }),
+      Effect.zipRight(yieldToEventLoop),
+      Effect.forever
+    )
+    yield* Effect.forkScoped(laneClaimer)
+
+    /** Hands the conversation to the lane claimer and waits for its batch, so the row's fiber ends after its successor started. */
     const continueConversation = (entry: OutboxEntry): Effect.Effect<void> =>
       Effect.suspend(() => {
         const key = orderingKey(entry)
         if (closing || !waiting.has(key)) return Effect.void
-        return Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          const batch = yield* repo.claim({ owner, now, leaseMs, limit: 1, orderingKey: key })
-          for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
-          if (batch.claimed.length === 0 && batch.malformed.length === 0) waiting.delete(key)
-          for (const next of batch.claimed) yield* start({ ...next, live: false })
-        }).pipe(
-          Effect.catchAll((error) =>
-            Effect.zipRight(
-              Metric.increment(Metrics.writeFailures("claim")),
-              Effect.logWarning(`could not start the next reply of ${entry.channel}/${entry.to}; the worker will: ${error.message}`)
-            )
-          ),
-          Effect.uninterruptible
-        )
+        return Effect.flatMap(Deferred.make<void>(), (done) => Effect.zipRight(Queue.offer(lanes, { key, done }), Deferred.await(done)))
       })
 
     const drain = (grace: Duration.DurationInput) =>

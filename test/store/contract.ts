@@ -363,12 +363,12 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
         queuedEntry({ id: entryId("H3"), enqueuedAt: 0, to: "b" })
       ])
       const key = orderingKey({ channel: "slack", to: "a" })
-      const first = yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKey: key })
+      const first = yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKeys: [key] })
       expect(first.claimed.map((c) => c.entry.id)).toEqual(["H1"])
       // the head is in flight: nothing more of that conversation is claimable
-      expect((yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKey: key })).claimed).toEqual([])
+      expect((yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKeys: [key] })).claimed).toEqual([])
       yield* Ops.ack(repo, owner, [{ id: entryId("H1"), partsDelivered: 1 }], 5)
-      const next = yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKey: key })
+      const next = yield* repo.claim({ owner, now: 5, leaseMs: lease, limit: 10, orderingKeys: [key] })
       expect(next.claimed.map((c) => c.entry.id)).toEqual(["H2"])
     }))
 
