@@ -12,8 +12,12 @@ import * as AST from "effect/SchemaAST"
 import { isBlank } from "./Chunking.js"
 import { InvalidRequest } from "./DeliveryError.js"
 import { EntryId } from "./EntryId.js"
+import type { JsonObject } from "./internal/jsonValue.js"
+import { copyRecord, isRecordObject, toJsonRecord } from "./internal/jsonValue.js"
+import { clip, formatError, formatValue } from "./internal/safeFormat.js"
 
 export { EntryId } from "./EntryId.js"
+export { MAX_JSON_DEPTH, MAX_JSON_VALUES } from "./internal/jsonValue.js"
 
 /** The kind of reply: `tool`/`block` are progress messages that recovery never replays; `final` is the answer. */
 export const DispatchKind = Schema.Literal("tool", "block", "final")
@@ -75,133 +79,6 @@ export const MediaUrl = Schema.String.pipe(
   Schema.filter((s) => isMediaUrl(s) || `must be an http(s) or file URL, got ${JSON.stringify(s.slice(0, 80))}`)
 )
 
-const isRecordObject = (u: unknown): u is { readonly [x: string]: unknown } =>
-  typeof u === "object" && u !== null && !Array.isArray(u)
-
-type JsonObject = { [x: string]: unknown }
-
-/** A plain object's prototype: none, or `Object.prototype` of this realm or another (whose own prototype is null). */
-const isPlainPrototype = (proto: object | null): boolean =>
-  proto === null || proto === Object.prototype || Object.getPrototypeOf(proto) === null
-
-/** The name of the class an object belongs to, read from data properties only (a getter could throw or lie). */
-const className = (proto: object | null): string => {
-  const ctor: unknown = proto === null ? undefined : Object.getOwnPropertyDescriptor(proto, "constructor")?.value
-  const name: unknown = typeof ctor === "function" ? Object.getOwnPropertyDescriptor(ctor, "name")?.value : undefined
-  return typeof name === "string" && name !== "" ? name : "an unnamed class"
-}
-
-/**
- * The deepest nesting of objects and arrays in `channelData` or `metadata`, the record itself being level 1. Chat
- * data nests a few levels; the bound keeps validation, storage and every later JSON.stringify off the stack's edge.
- */
-export const MAX_JSON_DEPTH = 64
-
-/**
- * The most values one `channelData` or `metadata` record may hold, a shared object counted at each place it appears
- * (as JSON writes it out): shared references would otherwise make a small object expand without bound.
- */
-export const MAX_JSON_VALUES = 100_000
-
-/** Where a record stops being JSON, and why. */
-interface JsonProblem {
-  readonly path: ReadonlyArray<string | number>
-  readonly message: string
-}
-
-/** The walk over one record: the path to the current value, the objects enclosing it, the values counted so far. */
-interface JsonWalk {
-  readonly path: Array<string | number>
-  readonly ancestors: Array<object>
-  values: number
-  problem: JsonProblem | undefined
-}
-
-const INVALID: unique symbol = Symbol("effect-outbox/InvalidJson")
-
-const fail = (walk: JsonWalk, message: string, path: ReadonlyArray<string | number> = walk.path.slice()): typeof INVALID => {
-  walk.problem = { path, message }
-  return INVALID
-}
-
-/** A copy of `u` made of JSON values only, or INVALID with `walk.problem` set. Recursion stops at MAX_JSON_DEPTH. */
-const copyJson = (walk: JsonWalk, u: unknown, depth: number): unknown => {
-  if (++walk.values > MAX_JSON_VALUES) return fail(walk, `holds more than ${MAX_JSON_VALUES} values`, [])
-  switch (typeof u) {
-    case "string":
-    case "boolean":
-      return u
-    case "number":
-      // JSON has no -0: the stored row would give 0 back, so the live send gets 0 too
-      return Number.isFinite(u) ? (u === 0 ? 0 : u) : fail(walk, `must be a finite number, got ${u}`)
-    case "bigint":
-      return fail(walk, "must be a finite number, got a BigInt")
-    case "object":
-      return u === null ? null : copyContainer(walk, u, depth + 1)
-    default:
-      return fail(walk, `must be JSON data, got ${u === undefined ? "undefined" : `a ${typeof u}`}`)
-  }
-}
-
-const copyContainer = (walk: JsonWalk, u: object, depth: number): unknown => {
-  if (walk.ancestors.includes(u)) return fail(walk, "contains itself (a cycle), which JSON cannot hold")
-  if (depth > MAX_JSON_DEPTH) return fail(walk, `nests deeper than ${MAX_JSON_DEPTH} levels`)
-  const proto: object | null = Object.getPrototypeOf(u)
-  const isArray = Array.isArray(u)
-  // an array's prototype is an array itself (any realm's Array.prototype); a subclass's prototype is not
-  if (isArray ? !Array.isArray(proto) : !isPlainPrototype(proto)) {
-    return fail(walk, `must be a plain object or array, got an instance of ${className(proto)}`)
-  }
-  walk.ancestors.push(u)
-  const out = isArray ? copyArray(walk, u, depth) : copyObject(walk, u as JsonObject, depth)
-  walk.ancestors.pop()
-  return out
-}
-
-const copyArray = (walk: JsonWalk, u: ReadonlyArray<unknown>, depth: number): unknown => {
-  const out: Array<unknown> = []
-  // read once: a Proxy could answer differently each time
-  const length = u.length
-  for (let i = 0; i < length; i++) {
-    walk.path.push(i)
-    const value = copyJson(walk, u[i], depth)
-    if (value === INVALID) return INVALID
-    walk.path.pop()
-    out.push(value)
-  }
-  return out
-}
-
-const copyObject = (walk: JsonWalk, u: JsonObject, depth: number): unknown => {
-  const out: JsonObject = {}
-  for (const key of Object.keys(u)) {
-    walk.path.push(key)
-    const value = copyJson(walk, u[key], depth)
-    if (value === INVALID) return INVALID
-    walk.path.pop()
-    // `__proto__` stays a key, as JSON.parse made it: an assignment would make its value the copy's prototype instead
-    if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
-    else out[key] = value
-  }
-  return out
-}
-
-/**
- * A deep copy of a record made of JSON values only, so the live send and a replay from the store see the same data
- * (and later changes by the caller reach neither), or where and why it is not JSON. Never throws.
- */
-const toJsonRecord = (u: unknown): Either.Either<JsonObject, JsonProblem> => {
-  const walk: JsonWalk = { path: [], ancestors: [], values: 0, problem: undefined }
-  try {
-    if (!isRecordObject(u)) return Either.left({ path: [], message: `must be an object, got ${formatValue(u)}` })
-    const copy = copyJson(walk, u, 0)
-    return copy === INVALID ? Either.left(walk.problem!) : Either.right(copy as JsonObject)
-  } catch (error) {
-    // a getter or Proxy trap threw: the path still points at the value being read
-    return Either.left({ path: walk.path.slice(), message: `could not be read: ${formatError(error)}` })
-  }
-}
-
 const decodeJsonRecord = (u: unknown, ast: AST.AST): Either.Either<JsonObject, ParseResult.ParseIssue> =>
   Either.mapLeft(toJsonRecord(u), ({ message, path }) => {
     const issue = new ParseResult.Type(ast, u, message)
@@ -217,18 +94,6 @@ export const JsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Sche
   decode: () => (u, _, ast) => decodeJsonRecord(u, ast),
   encode: () => (u, _, ast) => decodeJsonRecord(u, ast)
 }, { title: "{ readonly [x: string]: unknown }" })
-
-/**
- * Copies the own enumerable keys as data properties. `__proto__` stays a key, as `JSON.parse` made it: an
- * assignment (what `Schema.Record` does) would drop it and make its value the copy's prototype instead.
- */
-const copyRecord = (u: { readonly [x: string]: unknown }): { readonly [x: string]: unknown } => {
-  const out: Record<string, unknown> = {}
-  for (const key of Object.keys(u)) {
-    Object.defineProperty(out, key, { value: u[key], enumerable: true, writable: true, configurable: true })
-  }
-  return out
-}
 
 /** A record read back from a stored row: JSON when it was stored, so copied but not walked again. */
 const StoredJsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Schema.declare([], {
@@ -273,54 +138,6 @@ const StoredReplyPayload = payloadFields(StoredJsonRecord).pipe(Schema.filter(ha
 const Payloads = Schema.Array(ReplyPayload).pipe(
   Schema.filter((ps) => ps.length > 0 || "must contain at least one payload")
 )
-
-const clip = (s: string, max: number): string => (s.length > max ? `${s.slice(0, max)}…` : s)
-
-/** A short description of any value for an error message. Never throws, whatever getters, Proxy traps or toString do. */
-const formatValue = (u: unknown): string => {
-  try {
-    return clip(describe(u, 2), 120)
-  } catch {
-    return "a value that could not be read"
-  }
-}
-
-const describe = (u: unknown, depth: number): string => {
-  switch (typeof u) {
-    case "string":
-      return JSON.stringify(clip(u, 80))
-    case "bigint":
-      return `${clip(String(u), 40)}n`
-    case "function":
-      return "a function"
-    case "object":
-      return u === null ? "null" : describeObject(u, depth)
-    default:
-      // number, boolean, undefined, symbol: String() runs no user code on these
-      return String(u)
-  }
-}
-
-const describeObject = (u: object, depth: number): string => {
-  const items = (keys: ReadonlyArray<string | number>, show: (key: string | number) => string) =>
-    depth === 0 ? "…" : keys.slice(0, 3).map(show).join(",") + (keys.length > 3 ? ",…" : "")
-  if (Array.isArray(u)) {
-    const indices = Array.from({ length: Math.min(u.length, 4) }, (_, i) => i)
-    return `[${items(indices, (i) => describe(u[i as number], depth - 1))}]`
-  }
-  const proto: object | null = Object.getPrototypeOf(u)
-  if (!isPlainPrototype(proto)) return `an instance of ${className(proto)}`
-  const record = u as JsonObject
-  return `{${items(Object.keys(record), (k) => `${JSON.stringify(clip(String(k), 40))}:${describe(record[k], depth - 1)}`)}}`
-}
-
-const formatError = (error: unknown): string => {
-  try {
-    return error instanceof Error ? clip(String(error.message), 120) : formatValue(error)
-  } catch {
-    return "an error that could not be read"
-  }
-}
 
 const requestFields = {
   channel: NonEmptyString,

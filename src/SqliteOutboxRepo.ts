@@ -3,7 +3,6 @@
  * gateway; `layerFile` builds one with the pragmas this store relies on.
  */
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
@@ -11,8 +10,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as fs from "node:fs"
-import * as path from "node:path"
 import type { EntryId, OutboxEntry } from "./Delivery.js"
 import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, StoreError } from "./DeliveryError.js"
@@ -22,114 +19,16 @@ import * as GatewayLock from "./internal/gatewayLock.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
 import { fromRow, groupChanges, ROW_COLUMNS, ROW_SELECT, rowFromValues, toRow } from "./internal/rowCodec.js"
-import { enableWal, withWriteLock } from "./internal/sqliteLocks.js"
+import type { FileOptions } from "./internal/sqliteFile.js"
+import { checkpointPages, configureConnection, createPrivateFile } from "./internal/sqliteFile.js"
+import { withWriteLock } from "./internal/sqliteLocks.js"
+import { migrate, storeError } from "./internal/sqliteSchema.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape, WriteOp, WriteResult } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
-/** The schema, owned by the library and applied in order. */
-export const migrations = {
-  "0001_create_outbox": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE outbox_entries (
-      id TEXT PRIMARY KEY,
-      idempotency_key TEXT UNIQUE,
-      channel TEXT NOT NULL,
-      account_id TEXT,
-      recipient TEXT NOT NULL,
-      thread_id TEXT,
-      reply_to_id TEXT,
-      ordering_key TEXT NOT NULL,
-      dispatch_kind TEXT NOT NULL CHECK (dispatch_kind IN ('tool', 'block', 'final')),
-      payloads_json TEXT NOT NULL,
-      options_json TEXT NOT NULL,
-      state TEXT NOT NULL
-        CHECK (state IN ('queued', 'in_flight', 'delivered', 'failed_retryable', 'failed_terminal', 'expired')),
-      attempt_count INTEGER NOT NULL DEFAULT 0,
-      parts_delivered INTEGER NOT NULL DEFAULT 0,
-      enqueued_at INTEGER NOT NULL,
-      next_attempt_at INTEGER,
-      last_attempt_at INTEGER,
-      delivered_at INTEGER,
-      expires_at INTEGER,
-      last_error TEXT,
-      terminal_reason TEXT,
-      lease_owner TEXT,
-      lease_expires_at INTEGER,
-      updated_at INTEGER NOT NULL
-    ) STRICT`
-    // only pending rows carry next_attempt_at, so the partial indexes stay the size of the backlog
-    yield* sql`CREATE INDEX outbox_entries_due ON outbox_entries (next_attempt_at, id)
-      WHERE next_attempt_at IS NOT NULL`
-    yield* sql`CREATE INDEX outbox_entries_conversation ON outbox_entries (ordering_key, enqueued_at, id)
-      WHERE next_attempt_at IS NOT NULL`
-    yield* sql`CREATE INDEX outbox_entries_expiry ON outbox_entries (expires_at)
-      WHERE next_attempt_at IS NOT NULL`
-    yield* sql`CREATE INDEX outbox_entries_admin ON outbox_entries (state, channel, enqueued_at)`
-    yield* sql`CREATE INDEX outbox_entries_retention ON outbox_entries (state, updated_at)`
-    yield* sql`CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT`
-    yield* sql`INSERT INTO outbox_meta (key, value) VALUES ('schema', 'effect-outbox')`
-  }),
-  "0002_delivered_parts": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    // best-effort parts delivered past a failed one (JSON array of part indexes), so a retry skips them
-    yield* sql`ALTER TABLE outbox_entries ADD COLUMN delivered_parts TEXT`
-  }),
-  "0003_pending_flag": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    // 1 while the row may still be sent (next_attempt_at is set), NULL once it is finished. The conversation and expiry
-    // indexes are partial on it instead of on next_attempt_at, which every claim rewrites: SQLite updates an index
-    // whose WHERE clause names an assigned column, so each claim moved two index entries on random pages for nothing
-    yield* sql`ALTER TABLE outbox_entries ADD COLUMN pending INTEGER CHECK (pending = 1)`
-    yield* sql`UPDATE outbox_entries SET pending = 1 WHERE next_attempt_at IS NOT NULL`
-    yield* sql`DROP INDEX outbox_entries_conversation`
-    yield* sql`DROP INDEX outbox_entries_expiry`
-    yield* sql`CREATE INDEX outbox_entries_conversation ON outbox_entries (ordering_key, enqueued_at, id) WHERE pending = 1`
-    yield* sql`CREATE INDEX outbox_entries_expiry ON outbox_entries (expires_at) WHERE pending = 1`
-  }),
-  "0004_finished_indexes": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    // The admin and retention indexes lead with state, which a claim and an ack both rewrite: every delivery moved
-    // four entries in them. They now hold finished rows only (pending IS NULL), which a claim leaves alone and an ack
-    // adds once; the backlog's rows are listed through the pending indexes. A drain's CPU per message fell about 20 %.
-    yield* sql`DROP INDEX outbox_entries_admin`
-    yield* sql`DROP INDEX outbox_entries_retention`
-    yield* sql`CREATE INDEX outbox_entries_finished ON outbox_entries (state, channel, enqueued_at) WHERE pending IS NULL`
-    yield* sql`CREATE INDEX outbox_entries_retention ON outbox_entries (state, updated_at) WHERE pending IS NULL`
-  })
-}
-
-const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
-
-/**
- * Runs the migrations into `effect_outbox_migrations`, holding SQLite's write lock: processes opening one file
- * together take turns, and each finds the schema complete when its turn ends.
- */
-export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = withWriteLock(Effect.gen(function*() {
-  yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "effect_outbox_migrations" })
-  // The Migrator takes any failure to record a migration for "already running elsewhere" and succeeds. Under the
-  // write lock nothing else runs them, so a schema short of the latest is an error, never something to go on with
-  const sql = yield* SqlClient.SqlClient
-  const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
-  if ((applied?.id ?? 0) < LATEST_MIGRATION) {
-    return yield* Effect.fail(
-      new StoreError({ operation: "migrate", message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}` })
-    )
-  }
-})).pipe(
-  Effect.mapError((e) =>
-    e._tag === "StoreError"
-      ? e
-      : new StoreError({ operation: "migrate", message: e._tag === "SqlError" ? describe(e) : e.message, cause: e })
-  )
-)
-
-const describe = (e: SqlError): string => {
-  const cause = e.cause instanceof Error ? e.cause.message : e.cause === undefined ? "" : String(e.cause)
-  return cause ? `${e.message}: ${cause}` : e.message
-}
-
-const storeError = (operation: string) => (e: SqlError) =>
-  new StoreError({ operation, message: describe(e), cause: e })
+export { configureConnection, DEFAULT_WAL_AUTOCHECKPOINT_PAGES } from "./internal/sqliteFile.js"
+export type { FileOptions } from "./internal/sqliteFile.js"
+export { migrate, migrations } from "./internal/sqliteSchema.js"
 
 const IN_CHUNK = 500
 
@@ -446,77 +345,6 @@ export const layer: Layer.Layer<OutboxRepo, StoreError, SqlClient.SqlClient> = L
   OutboxRepo,
   Effect.zipRight(migrate, make)
 )
-
-/** Options of `layerFile`. */
-export interface FileOptions {
-  readonly filename: string
-  /** set on every open; NORMAL is durable across process crashes in WAL mode, FULL also across power loss */
-  readonly synchronous?: "NORMAL" | "FULL" | undefined
-  readonly busyTimeoutMs?: number | undefined
-  /**
-   * pages the WAL may hold before a commit copies it into the database (SQLite's `wal_autocheckpoint`); 10,000 by
-   * default (the `-wal` file reaches about 44 MB under load), against SQLite's own 1,000
-   */
-  readonly walAutocheckpointPages?: number | undefined
-  /**
-   * Whether this process is the file's one gateway (default true): it holds an exclusive lock on
-   * `<filename>-gateway.lock` while the layer is open, and a second gateway on the file fails at start with a
-   * `StoreError` (operation "lock") naming the holder's pid, host and start. The operating system drops the lock when
-   * the process ends, however it ends. `false` takes no lock: for a process that only enqueues or administers the file
-   * beside a running gateway (it must not `deliver` or run the worker). A gateway that provides its own `SqlClient`
-   * through `layer` takes no lock either.
-   */
-  readonly exclusive?: boolean | undefined
-}
-
-/** The WAL size that triggers a checkpoint, in pages, when `walAutocheckpointPages` is not given. */
-export const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 10_000
-
-// better-sqlite3 would create the file with the process umask; an outbox holds user messages, so 0600
-const createPrivateFile = (filename: string) =>
-  Effect.try({
-    try: () => {
-      if (filename === ":memory:") return
-      const stat = fs.statSync(filename, { throwIfNoEntry: false })
-      if (stat?.isDirectory()) throw new Error(`${filename} is a directory`)
-      if (stat === undefined) fs.closeSync(fs.openSync(filename, fs.constants.O_CREAT | fs.constants.O_RDWR, 0o600))
-      fs.accessSync(filename, fs.constants.R_OK | fs.constants.W_OK)
-      fs.accessSync(path.dirname(path.resolve(filename)), fs.constants.W_OK) // WAL needs -wal/-shm beside it
-    },
-    catch: (cause) =>
-      new StoreError({
-        operation: "open",
-        message: `cannot open outbox database ${filename}: ${cause instanceof Error ? cause.message : String(cause)}`,
-        cause
-      })
-  })
-
-/** `walAutocheckpointPages` or its default; anything but a whole number ≥ 1 is refused before the file is touched. */
-const checkpointPages = (options: Omit<FileOptions, "filename">): Effect.Effect<number, StoreError> => {
-  const pages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES
-  // 0 would turn automatic checkpoints off and let the WAL grow without bound
-  return Number.isSafeInteger(pages) && pages >= 1 ? Effect.succeed(pages) : Effect.fail(
-    new StoreError({ operation: "open", message: `walAutocheckpointPages must be a whole number of pages ≥ 1, got ${pages}` })
-  )
-}
-
-/** Sets the pragmas this store relies on, on the client's connection. */
-export const configureConnection = (options: Omit<FileOptions, "filename">) =>
-  Effect.gen(function*() {
-    const pages = yield* checkpointPages(options)
-    const sql = yield* SqlClient.SqlClient
-    const busyTimeoutMs = Math.trunc(options.busyTimeoutMs ?? 5000)
-    yield* sql.unsafe(`PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}`)
-    // before anything reads the file, the WAL switch included
-    yield* sql.unsafe(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
-    // Fewer, larger checkpoints: an index page that many batches dirty is copied and synced once per 10,000 WAL pages
-    // rather than once per 1,000. The worker drain gained about 7 % (median of 16 interleaved pairs; BENCHMARKS.md)
-    yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${pages}`)
-    const mode = yield* enableWal(busyTimeoutMs)
-    if (mode !== "wal" && mode !== "memory") {
-      return yield* Effect.fail(new StoreError({ operation: "open", message: `journal_mode is ${mode}, not wal` }))
-    }
-  }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(storeError("open")(e))))
 
 /**
  * A SQLite file with WAL, explicit `synchronous` (NORMAL default), busy_timeout 5 s, a checkpoint every 10,000 WAL pages

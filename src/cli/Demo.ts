@@ -3,7 +3,8 @@
  * (healthy, flaky, rejecting) send replies through `Outbox.deliver`; half-way the gateway is dropped without draining
  * (its fibers interrupted, the worker given no grace), leaving rows in flight; a second boot with the same node id
  * reclaims them through its `RecoveryWorker` and finishes. A live progress line, then a summary; the database is
- * left for `stats`/`list` to inspect.
+ * left for `stats`/`list` to inspect. The script, the simulated gateway, the output and the summary are in the
+ * `Demo*` modules beside this one.
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -20,10 +21,8 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as ChannelRegistry from "../ChannelRegistry.js"
-import type { DeliveryRequestInput, OutboxEntry, OutboxStats, TerminalReason } from "../Delivery.js"
 import * as GatewayLock from "../internal/gatewayLock.js"
 import * as Metrics from "../Metrics.js"
 import * as Outbox from "../Outbox.js"
@@ -33,9 +32,17 @@ import * as RecoveryWorker from "../RecoveryWorker.js"
 import * as SqliteOutboxRepo from "../SqliteOutboxRepo.js"
 import * as Database from "./Database.js"
 import * as DemoChannels from "./DemoChannels.js"
+import { converse, Gateway } from "./DemoGateway.js"
+import type { Output } from "./DemoOutput.js"
+import { makeClear, makeOutput, showProgress } from "./DemoOutput.js"
+import type { Conversation } from "./DemoScript.js"
+import { makeScript } from "./DemoScript.js"
+import { humanSummary, summarize } from "./DemoSummary.js"
 import * as Format from "./Format.js"
 import * as Logging from "./Logging.js"
 import { UsageError } from "./UsageError.js"
+
+export type { Summary } from "./DemoSummary.js"
 
 /** The `outbox_meta` key that marks a database as the demo's own (so a later run may replace it). */
 export const MARKER = "demo"
@@ -67,218 +74,9 @@ const demoConfig = (boot: 1 | 2): Partial<OutboxConfig.OutboxConfigShape> => ({
 export class DemoError extends Data.TaggedError("DemoError")<{ readonly message: string }> {}
 
 // ---------------------------------------------------------------------------------------------------------------
-// the script: conversations and their turns, drawn from the seed
-
-interface Turn {
-  readonly n: number
-  readonly request: DeliveryRequestInput
-  readonly thinkMs: number
-}
-
-interface Conversation {
-  readonly index: number
-  readonly channel: "healthy" | "flaky" | "rejecting"
-  readonly to: string
-  readonly turns: ReadonlyArray<Turn>
-}
-
-const CHANNELS = ["healthy", "flaky", "rejecting"] as const
-
-const FILLER = "The outbox stores every reply before the channel is called, so a crash, an outage or a busy database " +
-  "never loses it; it retries on one schedule, expires what is too old to be useful, and keeps each conversation in order."
-
-const makeScript = (messages: number, seed: number) =>
-  Effect.gen(function*() {
-    const count = Math.min(60, Math.max(3, Math.ceil(messages / 10)))
-    const turns: Array<Array<Turn>> = Array.from({ length: count }, () => [])
-    const rng = Random.make(`${seed}/gateway`)
-    for (let n = 0; n < messages; n++) {
-      const c = n % count
-      const channel = CHANNELS[c % CHANNELS.length]!
-      const k = turns[c]!.length + 1
-      const tool = (yield* rng.next) < 0.08
-      const long = channel === "flaky" && (yield* rng.next) < 0.2
-      const media = channel !== "rejecting" && (yield* rng.next) < 0.15
-      const text = tool
-        ? `(tool) looking up reply ${k}…`
-        : `Reply ${k} to user-${c}.${long ? ` ${FILLER} ${FILLER}` : ""}`
-      turns[c]!.push({
-        n,
-        thinkMs: yield* rng.nextIntBetween(100, 400),
-        request: {
-          channel,
-          to: `user-${c}`,
-          ...(c % 4 === 0 ? { threadId: `thread-${c}` } : {}),
-          payloads: [{ text, ...(media && !tool ? { mediaUrls: [`https://example.com/demo/chart-${n}.png`] } : {}) }],
-          kind: tool ? "tool" : "final",
-          bestEffort: long,
-          idempotencyKey: `turn-${n}`
-        }
-      })
-    }
-    const conversations: ReadonlyArray<Conversation> = turns.map((t, index) => ({
-      index,
-      channel: CHANNELS[index % CHANNELS.length]!,
-      to: `user-${index}`,
-      turns: t
-    }))
-    // every fourth recipient of the rejecting channel (the first one included) has blocked the bot
-    const blocked = new Set(conversations.filter((c) => c.channel === "rejecting").filter((_, i) => i % 4 === 0).map((c) => c.to))
-    return { conversations, blocked }
-  })
-
-// ---------------------------------------------------------------------------------------------------------------
-// the simulated gateway: state that outlives a boot (as a chat platform's webhook retries would)
-
-type LiveOutcome = "Delivered" | "Deferred" | "Duplicate" | "SendFailed" | "PartialDeliveryFailure" | "AckFailed" | "unexpected"
-
-class Gateway {
-  /** per conversation, the next turn to submit */
-  readonly cursor: Array<number>
-  /** turns whose `deliver` has not returned: after a crash the gateway submits them again, same idempotency key */
-  readonly inProgress = new Set<number>()
-  readonly everSubmitted = new Set<number>()
-  resubmitted = 0
-  readonly outcomes: Record<LiveOutcome, number> = {
-    Delivered: 0,
-    Deferred: 0,
-    Duplicate: 0,
-    SendFailed: 0,
-    PartialDeliveryFailure: 0,
-    AckFailed: 0,
-    unexpected: 0
-  }
-  constructor(readonly conversations: ReadonlyArray<Conversation>) {
-    this.cursor = conversations.map(() => 0)
-  }
-}
-
-const submit = (
-  gateway: Gateway,
-  outbox: Outbox.OutboxShape,
-  conversation: Conversation,
-  turn: Turn,
-  onSubmitted: (count: number) => Effect.Effect<void>
-) =>
-  Effect.gen(function*() {
-    const again = yield* Effect.sync(() => {
-      const again = gateway.inProgress.has(turn.n)
-      if (again) gateway.resubmitted++
-      gateway.inProgress.add(turn.n)
-      gateway.everSubmitted.add(turn.n)
-      return again
-    })
-    if (!again) yield* onSubmitted(gateway.everSubmitted.size)
-    const outcome: LiveOutcome = yield* outbox.deliver(turn.request).pipe(
-      Effect.map((o): LiveOutcome => o._tag),
-      // the outbox recorded these already (retry scheduled or terminal); the gateway just moves on
-      Effect.catchTags({
-        SendFailed: () => Effect.succeed<LiveOutcome>("SendFailed"),
-        PartialDeliveryFailure: () => Effect.succeed<LiveOutcome>("PartialDeliveryFailure"),
-        AckFailed: () => Effect.succeed<LiveOutcome>("AckFailed")
-      }),
-      Effect.catchAll((error) =>
-        Effect.as(Effect.logError(`deliver of turn ${turn.n} failed: ${error._tag}: ${error.message}`), "unexpected" as const)
-      )
-    )
-    // one step: answered and moved past, so an interruption leaves the turn either unanswered or done
-    yield* Effect.sync(() => {
-      gateway.inProgress.delete(turn.n)
-      gateway.outcomes[outcome]++
-      gateway.cursor[conversation.index]!++
-    })
-  })
-
-/** One conversation: turns in order, each after the user's "think time"; unanswered turns first after a restart. */
-const converse = (
-  gateway: Gateway,
-  outbox: Outbox.OutboxShape,
-  conversation: Conversation,
-  onSubmitted: (count: number) => Effect.Effect<void>
-) =>
-  Effect.gen(function*() {
-    for (;;) {
-      const turn = conversation.turns[gateway.cursor[conversation.index]!]
-      if (turn === undefined) return
-      if (!gateway.inProgress.has(turn.n)) yield* Effect.sleep(Duration.millis(turn.thinkMs))
-      yield* submit(gateway, outbox, conversation, turn, onSubmitted)
-    }
-  })
-
-// ---------------------------------------------------------------------------------------------------------------
-// output
-
-interface Output {
-  readonly json: boolean
-  readonly tty: boolean
-  /** the progress line: redrawn in place on a terminal, else printed every 10th tick and when `last` */
-  readonly progress: (line: string, tick: number, last: boolean) => Effect.Effect<void>
-  /** ends a progress line drawn in place */
-  readonly endProgress: Effect.Effect<void>
-  /** a line of narrative (nothing in --json mode) */
-  readonly say: (line: string) => Effect.Effect<void>
-  readonly clearLine: () => void
-}
-
-const makeOutput = (json: boolean): Output => {
-  const tty = !json && process.stdout.isTTY === true
-  let drawn = false
-  let printed = ""
-  const clearLine = () => {
-    if (drawn) {
-      process.stdout.write("\r\x1b[K")
-      drawn = false
-    }
-  }
-  return {
-    json,
-    tty,
-    progress: (line, tick, last) =>
-      json
-        ? Effect.void
-        : tty
-        ? Effect.sync(() => {
-          // clipped to the terminal: a wrapped line could not be redrawn in place
-          process.stdout.write(`\r${Format.clip(line, Math.max(20, (process.stdout.columns ?? 120) - 1))}\x1b[K`)
-          drawn = true
-        })
-        // the last line may repeat the periodic one just printed (the loop and the final draw can meet)
-        : (tick % 10 === 0 || last) && line !== printed
-        ? Effect.zipRight(Effect.sync(() => (printed = line)), Console.log(line))
-        : Effect.void,
-    endProgress: Effect.sync(() => {
-      if (drawn) process.stdout.write("\n")
-      drawn = false
-    }),
-    say: (line) => (json ? Effect.void : Effect.zipRight(Effect.sync(clearLine), Console.log(line))),
-    clearLine
-  }
-}
-
-const progressLine = (boot: number, gateway: Gateway, total: number, stats: OutboxStats, elapsedMs: number) => {
-  const s = stats.byState
-  return `[boot ${boot}] ${gateway.everSubmitted.size}/${total} submitted · ${s.delivered} delivered · ` +
-    `${s.in_flight} in flight · ${s.queued} queued · ${s.failed_retryable} retrying · ${s.failed_terminal} failed · ` +
-    `${s.expired} expired · ${Format.duration(elapsedMs)}`
-}
-
-/** Redraws the progress line every 100 ms until interrupted; a failed read is logged and the next tick tries again. */
-const showProgress = (output: Output, boot: number, gateway: Gateway, total: number, start: number) =>
-  Effect.gen(function*() {
-    const outbox = yield* Outbox.Outbox
-    let tick = 0
-    const draw = (last: boolean) =>
-      Effect.gen(function*() {
-        const stats = yield* outbox.stats
-        const now = yield* Clock.currentTimeMillis
-        yield* output.progress(progressLine(boot, gateway, total, stats, now - start), tick++, last)
-      }).pipe(Effect.catchAll((e) => Effect.logWarning(`progress: cannot read stats: ${e.message}`)))
-    return { last: draw(true), loop: draw(false).pipe(Effect.repeat(Schedule.spaced(Duration.millis(100))), Effect.asVoid) }
-  })
-
-// ---------------------------------------------------------------------------------------------------------------
 // the run
 
+/** The `demo` command's options. */
 interface DemoOptions {
   readonly db: string
   readonly messages: number
@@ -331,17 +129,33 @@ const awaitSettled = Effect.gen(function*() {
   )
 })
 
-/** Runs the demo and prints its progress and summary; fails only if something other than the simulation went wrong. */
-export const run = (options: DemoOptions) =>
-  Effect.gen(function*() {
-    const output = makeOutput(options.json)
-    const start = yield* Clock.currentTimeMillis
-    yield* resetDatabase(options.db)
-    const { blocked, conversations } = yield* makeScript(options.messages, options.seed)
-    const channels = DemoChannels.make(options.seed, blocked)
-    const gateway = new Gateway(conversations)
-    const before = yield* metricSnapshot
+/** What the steps of one run share. */
+interface RunContext {
+  readonly options: DemoOptions
+  readonly output: Output
+  /** when the run began (Clock millis) */
+  readonly start: number
+  readonly conversations: ReadonlyArray<Conversation>
+  readonly channels: DemoChannels.DemoChannels
+  readonly gateway: Gateway
+}
 
+/** One boot's gateway: the store on the demo file, the fake channels, the outbox and its recovery worker. */
+const bootLayer = (ctx: RunContext, boot: 1 | 2) => {
+  const deps = Layer.mergeAll(
+    SqliteOutboxRepo.layerFile({ filename: ctx.options.db }),
+    ChannelRegistry.layer(ctx.channels.adapters),
+    OutboxConfig.layer(demoConfig(boot))
+  )
+  return RecoveryWorker.layer.pipe(Layer.provideMerge(Outbox.layer), Layer.provideMerge(deps))
+}
+
+const runConversations = (ctx: RunContext, outbox: Outbox.OutboxShape, onSubmitted: (count: number) => Effect.Effect<void>) =>
+  Effect.forEach(ctx.conversations, (c) => converse(ctx.gateway, outbox, c, onSubmitted), { concurrency: "unbounded", discard: true })
+
+/** The opening lines: the traffic, the three channels and the outbox's settings. */
+const introduce = ({ channels, conversations, options, output }: RunContext) =>
+  Effect.gen(function*() {
     yield* output.say(
       `effect-outbox demo: a gateway answers ${options.messages} messages in ${conversations.length} conversations ` +
         `on 3 fake channels (seed ${options.seed})`
@@ -351,48 +165,42 @@ export const run = (options: DemoOptions) =>
       `database ${options.db} (SQLite, WAL) · worker every ${ms(WORKER_INTERVAL)} · ` +
         `retries after ${RETRY_DELAYS.map(ms).join(", ")} · TTL ${ms(MAX_AGE)}\n`
     )
+  })
 
-    const bootLayer = (boot: 1 | 2) => {
-      const deps = Layer.mergeAll(
-        SqliteOutboxRepo.layerFile({ filename: options.db }),
-        ChannelRegistry.layer(channels.adapters),
-        OutboxConfig.layer(demoConfig(boot))
+/** Boot 1: runs until half the turns are submitted, then is dropped with whatever is in flight. */
+const firstBoot = (ctx: RunContext) => {
+  const { conversations, gateway, options, output, start } = ctx
+  const crashAt = Math.max(1, Math.floor(options.messages / 2))
+  return Effect.gen(function*() {
+    const outbox = yield* Outbox.Outbox
+    const repo = yield* OutboxRepo
+    yield* repo.setMeta(MARKER, JSON.stringify({ seed: options.seed, messages: options.messages }))
+    const halfway = yield* Deferred.make<void>()
+    const progress = yield* showProgress(output, 1, gateway, options.messages, start)
+    const progressFiber = yield* Effect.fork(progress.loop)
+    const traffic = yield* Effect.fork(
+      runConversations(ctx, outbox, (count) => (count >= crashAt ? Deferred.succeed(halfway, undefined) : Effect.void))
+    )
+    // a crash tells most with requests in the middle of their send: past half-way, wait (up to 1 s) for a busy moment
+    const busy = Math.min(8, Math.max(1, Math.floor(conversations.length / 4)))
+    const crash = Effect.zipRight(
+      Deferred.await(halfway),
+      Effect.sync(() => gateway.inProgress.size).pipe(
+        Effect.repeat({ schedule: Schedule.spaced(Duration.millis(5)), until: (n) => n >= busy }),
+        Effect.timeoutOption(Duration.seconds(1))
       )
-      return RecoveryWorker.layer.pipe(Layer.provideMerge(Outbox.layer), Layer.provideMerge(deps))
-    }
+    )
+    yield* Effect.raceFirst(crash, Fiber.join(traffic))
+    yield* Fiber.interrupt(traffic)
+    yield* Fiber.interrupt(progressFiber)
+    yield* progress.last
+    yield* output.endProgress
+  }).pipe(Effect.provide(bootLayer(ctx, 1)))
+}
 
-    const runConversations = (outbox: Outbox.OutboxShape, onSubmitted: (count: number) => Effect.Effect<void>) =>
-      Effect.forEach(conversations, (c) => converse(gateway, outbox, c, onSubmitted), { concurrency: "unbounded", discard: true })
-
-    // boot 1: runs until half the turns are submitted, then is dropped with whatever is in flight
-    const crashAt = Math.max(1, Math.floor(options.messages / 2))
-    yield* Effect.gen(function*() {
-      const outbox = yield* Outbox.Outbox
-      const repo = yield* OutboxRepo
-      yield* repo.setMeta(MARKER, JSON.stringify({ seed: options.seed, messages: options.messages }))
-      const halfway = yield* Deferred.make<void>()
-      const progress = yield* showProgress(output, 1, gateway, options.messages, start)
-      const progressFiber = yield* Effect.fork(progress.loop)
-      const traffic = yield* Effect.fork(
-        runConversations(outbox, (count) => (count >= crashAt ? Deferred.succeed(halfway, undefined) : Effect.void))
-      )
-      // a crash tells most with requests in the middle of their send: past half-way, wait (up to 1 s) for a busy moment
-      const busy = Math.min(8, Math.max(1, Math.floor(conversations.length / 4)))
-      const crash = Effect.zipRight(
-        Deferred.await(halfway),
-        Effect.sync(() => gateway.inProgress.size).pipe(
-          Effect.repeat({ schedule: Schedule.spaced(Duration.millis(5)), until: (n) => n >= busy }),
-          Effect.timeoutOption(Duration.seconds(1))
-        )
-      )
-      yield* Effect.raceFirst(crash, Fiber.join(traffic))
-      yield* Fiber.interrupt(traffic)
-      yield* Fiber.interrupt(progressFiber)
-      yield* progress.last
-      yield* output.endProgress
-    }).pipe(Effect.provide(bootLayer(1)))
-
-    // between the boots: what the crash left behind
+/** Between the boots: what the crash left behind, read from the file and told. */
+const inspectCrash = ({ channels, gateway, options, output, start }: RunContext) =>
+  Effect.gen(function*() {
     const crashedAt = yield* Clock.currentTimeMillis
     const inFlight = yield* Effect.flatMap(OutboxRepo, (repo) => repo.list({ state: "in_flight", limit: options.messages + 1 })).pipe(
       Effect.provide(SqliteOutboxRepo.layerFile({ filename: options.db }))
@@ -404,21 +212,41 @@ export const run = (options: DemoOptions) =>
         `${Format.count(gateway.inProgress.size, "request")} unanswered`
     )
     yield* output.say(`restart: same node id "${NODE_ID}", so the recovery worker reclaims boot 1's leases at once\n`)
+    return { atMs: crashedAt - start, inFlight: inFlight.length, alreadySent }
+  })
 
-    // boot 2: the gateway resubmits what it never heard back about, then carries on; the worker replays the rest
-    const final = yield* Effect.gen(function*() {
-      const outbox = yield* Outbox.Outbox
-      const progress = yield* showProgress(output, 2, gateway, options.messages, start)
-      const progressFiber = yield* Effect.fork(progress.loop)
-      yield* runConversations(outbox, () => Effect.void)
-      yield* awaitSettled
-      yield* Fiber.interrupt(progressFiber)
-      yield* progress.last
-      yield* output.endProgress
-      const stats = yield* outbox.stats
-      const rows = yield* outbox.list({ limit: stats.total + 1 })
-      return { stats, rows }
-    }).pipe(Effect.provide(bootLayer(2)))
+/** Boot 2: the gateway resubmits what it never heard back about, then carries on; the worker replays the rest. */
+const secondBoot = (ctx: RunContext) =>
+  Effect.gen(function*() {
+    const outbox = yield* Outbox.Outbox
+    const progress = yield* showProgress(ctx.output, 2, ctx.gateway, ctx.options.messages, ctx.start)
+    const progressFiber = yield* Effect.fork(progress.loop)
+    yield* runConversations(ctx, outbox, () => Effect.void)
+    yield* awaitSettled
+    yield* Fiber.interrupt(progressFiber)
+    yield* progress.last
+    yield* ctx.output.endProgress
+    const stats = yield* outbox.stats
+    const rows = yield* outbox.list({ limit: stats.total + 1 })
+    return { stats, rows }
+  }).pipe(Effect.provide(bootLayer(ctx, 2)))
+
+/** Runs the demo and prints its progress and summary; fails only if something other than the simulation went wrong. */
+export const run = (options: DemoOptions) =>
+  Effect.gen(function*() {
+    const output = makeOutput(options.json)
+    const start = yield* Clock.currentTimeMillis
+    yield* resetDatabase(options.db)
+    const { blocked, conversations } = yield* makeScript(options.messages, options.seed)
+    const channels = DemoChannels.make(options.seed, blocked)
+    const gateway = new Gateway(conversations)
+    const ctx: RunContext = { options, output, start, conversations, channels, gateway }
+    const before = yield* metricSnapshot
+
+    yield* introduce(ctx)
+    yield* firstBoot(ctx)
+    const crash = yield* inspectCrash(ctx)
+    const final = yield* secondBoot(ctx)
 
     const after = yield* metricSnapshot
     const elapsedMs = (yield* Clock.currentTimeMillis) - start
@@ -427,7 +255,7 @@ export const run = (options: DemoOptions) =>
       conversations: conversations.length,
       gateway,
       channels,
-      crash: { atMs: crashedAt - start, inFlight: inFlight.length, alreadySent },
+      crash,
       metrics: {
         retriesScheduled: after.retriesScheduled - before.retriesScheduled,
         possibleDuplicates: after.possibleDuplicates - before.possibleDuplicates,
@@ -437,7 +265,7 @@ export const run = (options: DemoOptions) =>
       rows: final.rows,
       elapsedMs
     })
-    yield* Console.log(options.json ? Format.json(summary) : humanSummary(summary))
+    yield* Console.log(options.json ? Format.json(summary) : humanSummary(summary, MAX_AGE))
     if (summary.unexpectedErrors > 0) {
       return yield* Effect.fail(new DemoError({ message: `${summary.unexpectedErrors} deliveries failed unexpectedly (see above)` }))
     }
@@ -445,135 +273,6 @@ export const run = (options: DemoOptions) =>
     Effect.provide(Logger.replace(Logging.cliLogger, Logging.stderrLogger(makeClear(options.json)))),
     Logger.withMinimumLogLevel(options.verbose ? LogLevel.Info : LogLevel.Error)
   )
-
-// the logger clears the progress line of the same run: both write to the same terminal
-const makeClear = (json: boolean) => (json || process.stdout.isTTY !== true ? () => {} : () => process.stdout.write("\r\x1b[K"))
-
-// ---------------------------------------------------------------------------------------------------------------
-// summary
-
-/** What the demo reports (also its `--json` output). */
-export interface Summary {
-  readonly database: string
-  readonly seed: number
-  readonly messages: number
-  readonly conversations: number
-  readonly elapsedMs: number
-  readonly submitted: number
-  readonly resubmittedAfterCrash: number
-  readonly liveOutcomes: Readonly<Record<LiveOutcome, number>>
-  readonly delivered: number
-  readonly deliveredFirstTry: number
-  readonly deliveredAfterFailure: number
-  readonly retriesScheduled: number
-  readonly terminal: Readonly<Partial<Record<TerminalReason, number>>>
-  readonly expired: number
-  readonly pending: number
-  readonly crash: { readonly atMs: number; readonly inFlight: number; readonly alreadySent: number }
-  readonly reconciledSent: number
-  readonly possibleDuplicates: number
-  readonly duplicatePartsSeen: number
-  readonly ackFailures: number
-  readonly unexpectedErrors: number
-  readonly channels: ReadonlyArray<{
-    readonly channel: string
-    readonly contract: string
-    readonly delivered: number
-    readonly failedTerminal: number
-    readonly expired: number
-    readonly total: number
-    readonly partsReceived: number
-    readonly partsReceivedTwice: number
-  }>
-}
-
-const summarize = (input: {
-  readonly options: DemoOptions
-  readonly conversations: number
-  readonly gateway: Gateway
-  readonly channels: DemoChannels.DemoChannels
-  readonly crash: Summary["crash"]
-  readonly metrics: { readonly retriesScheduled: number; readonly possibleDuplicates: number; readonly ackFailures: number }
-  readonly stats: OutboxStats
-  readonly rows: ReadonlyArray<OutboxEntry>
-  readonly elapsedMs: number
-}): Summary => {
-  const { rows, stats } = input
-  const terminal: Partial<Record<TerminalReason, number>> = {}
-  for (const r of rows) if (r.state === "failed_terminal" && r.terminalReason !== null) terminal[r.terminalReason] = (terminal[r.terminalReason] ?? 0) + 1
-  const delivered = rows.filter((r) => r.state === "delivered")
-  return {
-    database: input.options.db,
-    seed: input.options.seed,
-    messages: input.options.messages,
-    conversations: input.conversations,
-    elapsedMs: input.elapsedMs,
-    submitted: input.gateway.everSubmitted.size,
-    resubmittedAfterCrash: input.gateway.resubmitted,
-    liveOutcomes: { ...input.gateway.outcomes },
-    delivered: stats.byState.delivered,
-    // a delivered row keeps its last error: one without had no failed attempt
-    deliveredFirstTry: delivered.filter((r) => r.lastError === null).length,
-    deliveredAfterFailure: delivered.filter((r) => r.lastError !== null).length,
-    retriesScheduled: input.metrics.retriesScheduled,
-    terminal,
-    expired: stats.byState.expired,
-    pending: stats.byState.queued + stats.byState.in_flight + stats.byState.failed_retryable,
-    crash: input.crash,
-    reconciledSent: input.channels.logs.reduce((n, log) => n + log.counts.reconcileSent, 0),
-    possibleDuplicates: input.metrics.possibleDuplicates,
-    duplicatePartsSeen: input.channels.logs.reduce((n, log) => n + DemoChannels.duplicateParts(log), 0),
-    ackFailures: input.metrics.ackFailures,
-    unexpectedErrors: input.gateway.outcomes.unexpected,
-    channels: input.channels.logs.map((log) => {
-      const counts = stats.byChannel[log.name]
-      return {
-        channel: log.name,
-        contract: log.contract,
-        delivered: counts?.delivered ?? 0,
-        failedTerminal: counts?.failed_terminal ?? 0,
-        expired: counts?.expired ?? 0,
-        total: counts === undefined ? 0 : Object.values(counts).reduce((a, b) => a + b, 0),
-        partsReceived: [...log.received.values()].reduce((a, b) => a + b, 0),
-        partsReceivedTwice: DemoChannels.duplicateParts(log)
-      }
-    })
-  }
-}
-
-const humanSummary = (s: Summary): string => {
-  const terminalTotal = Object.values(s.terminal).reduce((a, b) => a + (b ?? 0), 0)
-  const reasons = Object.entries(s.terminal).sort(([, a], [, b]) => (b ?? 0) - (a ?? 0)).map(([r, n]) => `${r} ${n}`).join(" · ")
-  const live = s.liveOutcomes
-  const lines: Array<[string, number, string]> = [
-    ["replies submitted", s.submitted, `${s.resubmittedAfterCrash} resubmitted after the crash with the same idempotency key (${live.Duplicate} found stored: nothing sent again)`],
-    ["delivered live", live.Delivered, `by deliver itself; ${live.Deferred} deferred behind an older reply of the conversation, ${live.SendFailed + live.PartialDeliveryFailure} failed (recorded for retry or for good)`],
-    ["delivered", s.delivered, `${s.deliveredFirstTry} on the first try, ${s.deliveredAfterFailure} after a failed attempt`],
-    ["retries scheduled", s.retriesScheduled, "HTTP 500s and 429s (a 429's retry-after does not use up an attempt)"],
-    ["failed for good", terminalTotal, reasons === "" ? "none" : reasons],
-    ["expired", s.expired, `older than the ${Format.duration(Duration.toMillis(MAX_AGE))} TTL before they could be sent: dropped, not posted late`],
-    ["in flight at crash", s.crash.inFlight, `${s.crash.alreadySent} had reached their channel; ${s.reconciledSent} confirmed by reconcile and acked without a resend`],
-    ["possible duplicates", s.possibleDuplicates, "replayed after the crash without proof they had not been sent (outbox_possible_duplicates_total)"],
-    ["duplicates seen", s.duplicatePartsSeen, "parts a channel actually received twice (at-least-once)"]
-  ]
-  if (s.ackFailures > 0) lines.push(["ack failures", s.ackFailures, "sent, ack write failed, flushed by the worker"])
-  if (s.unexpectedErrors > 0) lines.push(["unexpected errors", s.unexpectedErrors, "see the errors above"])
-  if (s.pending > 0) lines.push(["still pending", s.pending, "not settled"])
-  return [
-    "",
-    `summary: ${s.messages} replies in ${Format.duration(s.elapsedMs)}`,
-    Format.table(["", "", ""], lines).split("\n").slice(1).map((l) => `  ${l}`).join("\n"),
-    "",
-    Format.table(
-      ["channel", "contract", "delivered", "failed", "expired", "total", "parts received", "received twice"],
-      s.channels.map((c) => [c.channel, c.contract, c.delivered, c.failedTerminal, c.expired, c.total, c.partsReceived, c.partsReceivedTwice])
-    ),
-    "",
-    `The database is left at ${s.database}. Look inside:`,
-    `  npx effect-outbox stats --db ${s.database}`,
-    `  npx effect-outbox list --state failed_terminal --db ${s.database}`
-  ].join("\n")
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // the command
