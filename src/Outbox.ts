@@ -210,14 +210,17 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
     const deliver: OutboxShape["deliver"] = (input) =>
       Effect.gen(function*() {
-        const stored = yield* store(input, true)
-        const { entry } = stored
-        if (stored._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
-        if (entry.state !== "in_flight") return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
-        const fiber = yield* deliveries.start({ entry, live: true, reclaimed: false })
+        // stored and started in one step: a caller interrupted meanwhile never leaves a leased row nobody delivers
+        const started = yield* Effect.uninterruptible(Effect.flatMap(store(input, true), (stored) =>
+          stored._tag === "Inserted" && stored.entry.state === "in_flight"
+            ? Effect.map(deliveries.start({ entry: stored.entry, live: true, reclaimed: false }), (fiber) => ({ stored, fiber }))
+            : Effect.succeed<{ stored: InsertResult; fiber: Fiber.RuntimeFiber<DeliverEntry.Outcome> | undefined }>({ stored, fiber: undefined })))
+        const { entry } = started.stored
+        if (started.stored._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
+        if (started.fiber === undefined) return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
         // awaited, not joined (a join would merge the delivery fiber's refs into the caller's); a caller that gives up
-        // interrupts its delivery
-        const exit = yield* Fiber.await(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+        // only stops waiting: the stored reply is still delivered
+        const exit = yield* Fiber.await(started.fiber)
         if (Exit.isFailure(exit)) return yield* Exit.failCause(exit.cause)
         const outcome = exit.value
         switch (outcome._tag) {

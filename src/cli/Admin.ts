@@ -206,13 +206,9 @@ const showCommand = Command.make("show", { db, json, id: idArg }, ({ db, id, jso
 // retry
 
 const PAGE = 500
-
 const SENT_BY_WORKER = "; a running gateway's recovery worker sends requeued entries at its next pass"
 
-/**
- * Why an entry is not worth retrying, if it is not: a quarantined row would only be quarantined again, and a tool/block
- * progress message is never replayed (the next pass would fail it again as non_final_recovery_skip).
- */
+/** Why an entry is not worth retrying: a quarantined row would be quarantined again, a tool/block one failed again. */
 const notRetryable = (e: OutboxEntry): string | undefined =>
   e.terminalReason === "decode_error"
     ? `entry ${e.id} was quarantined (decode_error): its stored data no longer decodes, so a retry would only quarantine it again`

@@ -7,10 +7,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import type { ReconcileResult, SendContext, SendResult } from "../../src/ChannelAdapter.js"
-import type { EntryId } from "../../src/Delivery.js"
 import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
@@ -20,16 +21,23 @@ const MIN = 60_000
 
 const threeParts = { channel: "chat", to: "user-1", payloads: [{ text: "one" }, { text: "two" }, { text: "three" }] }
 
-/** Starts a delivery that hangs on its third part, then "kills" that boot: the send is interrupted mid-call. */
-const crashDuringThirdPart = (store: Layer.Layer<OutboxRepo>, adapter: Parameters<typeof outboxLayer>[0]["chat"]) =>
+/**
+ * Starts a delivery whose send hangs, then "kills" that boot: its scope closes and the shutdown grace (10 s) runs
+ * out, so the send is interrupted mid-call and the row stays in flight, as after a crash.
+ */
+const crashMidSend = (store: Layer.Layer<OutboxRepo>, adapter: Parameters<typeof outboxLayer>[0]["chat"]) =>
   Effect.gen(function*() {
-    const outbox = yield* Outbox
-    const caller = yield* Effect.fork(outbox.deliver(threeParts))
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(outboxLayer({ chat: adapter }, { store }), scope)
+    const outbox = context.unsafeMap.get(Outbox.key) as Outbox["Type"]
+    yield* Effect.fork(outbox.deliver(threeParts))
     yield* TestClock.adjust(1)
-    yield* Fiber.interrupt(caller)
-    const [row] = yield* outbox.list({})
+    const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+    yield* TestClock.adjust(10_000)
+    yield* Fiber.join(closing)
+    const [row] = yield* Effect.flatMap(OutboxRepo, (r) => r.list({})).pipe(Effect.provide(store))
     return row!.id
-  }).pipe(Effect.provide(outboxLayer({ chat: adapter }, { store })))
+  })
 
 describe("part progress", () => {
   it.effect("a crash mid-reply replays only the parts not yet accepted", () =>
@@ -37,7 +45,7 @@ describe("part progress", () => {
       const repo = yield* MemoryOutboxRepo.make
       const store = Layer.succeed(OutboxRepo, repo)
       const firstBoot = yield* scriptedAdapter([{ ok: true }, { ok: true }, { sleep: 10 * MIN }])
-      const id = yield* crashDuringThirdPart(store, firstBoot.adapter)
+      const id = yield* crashMidSend(store, firstBoot.adapter)
       expect((yield* firstBoot.calls).map((c) => c.text)).toEqual(["one", "two", "three"])
       expect(Option.getOrThrow(yield* repo.get(id))).toMatchObject({ state: "in_flight", partsDelivered: 2, attemptCount: 0 })
 
@@ -58,13 +66,7 @@ describe("part progress", () => {
       const store = Layer.succeed(OutboxRepo, repo)
       // a two-payload-per-reply crash during the first payload: nothing recorded yet
       const firstBoot = yield* scriptedAdapter([{ sleep: 10 * MIN }])
-      const id = yield* Effect.gen(function*() {
-        const outbox = yield* Outbox
-        const caller = yield* Effect.fork(outbox.deliver(threeParts))
-        yield* TestClock.adjust(1)
-        yield* Fiber.interrupt(caller)
-        return (yield* outbox.list({}))[0]!.id as EntryId
-      }).pipe(Effect.provide(outboxLayer({ chat: firstBoot.adapter }, { store })))
+      const id = yield* crashMidSend(store, firstBoot.adapter)
       expect(Option.getOrThrow(yield* repo.get(id))).toMatchObject({ state: "in_flight", partsDelivered: 0 })
 
       const sent: Array<string> = []
