@@ -38,7 +38,7 @@ import { makeShape } from "./internal/pgStore.js"
 import type { OutboxRepoShape } from "./OutboxRepo.js"
 import { OutboxRepo } from "./OutboxRepo.js"
 
-/** How long after its last heartbeat a process counts as dead for `reclaimPreviousBoots` (30 s). */
+/** How long after its last heartbeat a boot counts as dead for `reclaimPreviousBoots` (30 s: dead once `now - heartbeatAt >= 30 s`). */
 export const DEFAULT_HEARTBEAT_STALE_MS = 30_000
 
 /** The channel `write` and `insert` notify on when a row became claimable. */
