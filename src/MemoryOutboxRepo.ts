@@ -106,6 +106,9 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
         return batch(stale.map((e) => e.id), () => Machine.EntryEvent.Reclaim(), now)
       }),
 
+    // one process: no other boot to tell apart
+    heartbeat: () => Effect.void,
+
     expire: (now, options = {}) =>
       Effect.sync(() => {
         const expirable = [...rows.values()]

@@ -110,10 +110,22 @@ export interface OutboxRepoShape {
       readonly orderingKeys?: ReadonlyArray<string> | undefined
     }
   ) => Effect.Effect<ClaimBatch, StoreError>
-  /** Makes claimable at once the in-flight rows of this node's earlier boots (owner `${nodeId}/…` but not `owner`). */
+  /**
+   * Makes claimable at once the in-flight rows of this node's earlier boots (owner `${nodeId}/…` but not `owner`).
+   * A store shared by several processes (PostgreSQL) takes only the rows of owners whose last `heartbeat` is stale,
+   * so a restart never takes a live replica's rows, whatever `nodeId`s are configured.
+   */
   readonly reclaimPreviousBoots: (
     options: { readonly nodeId: string; readonly owner: string; readonly now: number }
   ) => Effect.Effect<ReadonlyArray<EntryId>, StoreError>
+  /**
+   * Records that `owner` (one boot of one process) is alive at `now`. A process sharing a store with others calls it
+   * at start and then regularly, well within the store's staleness threshold (`PgOutboxRepo`: 30 s by default, so
+   * every 10 s); a boot that stopped calling it counts as dead once its last heartbeat is older than the threshold.
+   * Leases are not renewed by it (the delivery program renews its own). Stores of one process (memory, SQLite) do
+   * nothing.
+   */
+  readonly heartbeat: (owner: string, now: number) => Effect.Effect<void, StoreError>
   /**
    * Expires waiting rows (queued, failed_retryable) past their `expiresAt`, without reading their data (a row that no
    * longer decodes expires too). In-flight rows are expired by their lease owner, through `write`.

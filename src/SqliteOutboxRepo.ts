@@ -229,6 +229,9 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
           AND lease_owner != ${owner}
         RETURNING id`.pipe(Effect.map((rows) => rows.map((r) => r.id)), run("reclaimPreviousBoots")),
 
+    // one gateway per file (layerFile's lock): no live replica's rows to tell apart
+    heartbeat: () => Effect.void,
+
     expire: (now, options = {}) => {
       // the Expire transition as one statement, never reading a row's data: a row that no longer decodes expires too
       const set = Machine.expireWrite(now)
