@@ -227,18 +227,20 @@ export const makeShape = (
 
     write: (ops) => (ops.length === 0 ? Effect.succeed([]) : tx(writeOps(ops)).pipe(run("write"))),
 
-    claim: ({ leaseMs, limit, now, orderingKey: conversation, owner }) =>
+    claim: ({ leaseMs, limit, now, orderingKeys, owner }) =>
       tx(Effect.gen(function*() {
         // 1. candidate heads, one per conversation, each conversation locked unless another claimer holds it
         const candidates = yield* sql<{ id: string }>`WITH c AS MATERIALIZED (
             SELECT e.id, e.ordering_key, e.next_attempt_at, e.seq FROM outbox_entries e
-            WHERE ${isHead(now)} ${conversation === undefined ? sql`` : sql`AND e.ordering_key = ${conversation}`}
+            WHERE ${isHead(now)} ${orderingKeys === undefined ? sql`` : sql`AND e.ordering_key IN ${sql.in(orderingKeys)}`}
             ORDER BY e.next_attempt_at, e.seq LIMIT ${limit})
           SELECT id FROM c WHERE pg_try_advisory_xact_lock(${CONVERSATION_LOCK}, hashtext(ordering_key))
           ORDER BY next_attempt_at, seq`
         if (candidates.length === 0) return { claimed: [], malformed: [] }
         // 2. a new snapshot, taken under the locks: still the head, and no other row of it holds a live lease
-        const values = yield* sql`SELECT ${sql.literal(SELECT)} FROM outbox_entries e
+        const values = yield* sql`SELECT ${sql.literal(SELECT)},
+            EXISTS (SELECT 1 FROM outbox_entries n WHERE n.ordering_key = e.ordering_key AND n.pending = 1 AND n.seq > e.seq) AS followed
+          FROM outbox_entries e
           WHERE e.id IN ${sql.in(candidates.map((c) => c.id))} AND ${isHead(now)}
             AND NOT EXISTS (SELECT 1 FROM outbox_entries l WHERE l.ordering_key = e.ordering_key AND l.id <> e.id
               AND l.pending = 1 AND l.state = 'in_flight' AND l.lease_expires_at > ${now})
@@ -254,7 +256,12 @@ export const makeShape = (
             last_attempt_at = ${set.lastAttemptAt}, updated_at = ${set.updatedAt}
             WHERE id IN ${sql.in(pairs.map(([, after]) => after.id))}`
         }
-        const claimed: Array<ClaimedEntry> = pairs.map(([before, after]) => ({ entry: after, reclaimed: before.state === "in_flight" }))
+        const followed = new Set(values.filter((v) => v[v.length - 1] === true).map((v) => String(v[0])))
+        const claimed: Array<ClaimedEntry> = pairs.map(([before, after]) => ({
+          entry: after,
+          reclaimed: before.state === "in_flight",
+          followed: followed.has(after.id)
+        }))
         return { claimed, malformed }
       })).pipe(run("claim")),
 
