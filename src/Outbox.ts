@@ -19,6 +19,7 @@ import * as Metric from "effect/Metric"
 import type * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ChannelRegistry } from "./ChannelRegistry.js"
@@ -133,6 +134,27 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const work = yield* Queue.sliding<void>(1)
     const signalWork = Effect.asVoid(Queue.offer(work, undefined))
     const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
+    // a store shared by several processes learns this boot is alive now and every `heartbeatEveryMs`, so no other
+    // process's start takes over its leases; a failed heartbeat is logged and tried again at the next beat
+    if (repo.heartbeatEveryMs !== undefined) {
+      const beat = Effect.flatMap(Clock.currentTimeMillis, (now) => repo.heartbeat(owner, now)).pipe(
+        Effect.catchAll((error) =>
+          Effect.zipRight(Metric.increment(Metrics.writeFailures("heartbeat")), Effect.logWarning(`heartbeat failed: ${error.message}`))
+        )
+      )
+      yield* beat
+      yield* Effect.forkScoped(Effect.repeat(beat, Schedule.spaced(Duration.millis(repo.heartbeatEveryMs))))
+    }
+    // another process's writes (PostgreSQL LISTEN/NOTIFY) wake this worker too; a dropped connection is listened to again
+    if (repo.wakeups !== undefined) {
+      yield* Stream.runForEach(repo.wakeups, () => signalWork).pipe(
+        Effect.zipRight(Effect.fail(new StoreError({ operation: "listen", message: "the notification stream ended" }))),
+        Effect.tapError((error) => Effect.logWarning(`wake-up notifications dropped; listening again: ${error.message}`)),
+        Effect.retry(Schedule.exponential("500 millis").pipe(Schedule.union(Schedule.spaced("30 seconds")))),
+        Effect.annotateLogs({ module: "Outbox" }),
+        Effect.forkScoped
+      )
+    }
 
     const deliverEntry = DeliverEntry.make({
       journal,
@@ -331,6 +353,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       prune,
       reclaimPreviousBoots: Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
+        yield* repo.heartbeat(owner, now) // this boot is alive before it judges others
         const reclaimed = yield* repo.reclaimPreviousBoots({ nodeId: config.nodeId, owner, now })
         if (reclaimed.length > 0) {
           yield* Effect.logWarning(`reclaimed ${reclaimed.length} rows left in flight by a previous boot of ${config.nodeId}`)

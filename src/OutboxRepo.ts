@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
+import type * as Stream from "effect/Stream"
 import type { EntryId, EntryState, OutboxEntry, OutboxStats } from "./Delivery.js"
 import type { EntryNotFound, StoreError, TransitionRejected } from "./DeliveryError.js"
 import type { WriteSpec } from "./EntryStateMachine.js"
@@ -126,6 +127,14 @@ export interface OutboxRepoShape {
    * nothing.
    */
   readonly heartbeat: (owner: string, now: number) => Effect.Effect<void, StoreError>
+  /** How often a process using this store must call `heartbeat` (absent: never, the store belongs to one process). */
+  readonly heartbeatEveryMs?: number | undefined
+  /**
+   * Optional: an element each time another process wrote something a worker may want (an enqueued row, a finished
+   * one). The outbox wakes its worker on each; a stream that fails is restarted with a backoff, and the worker's
+   * interval covers whatever was missed meanwhile.
+   */
+  readonly wakeups?: Stream.Stream<void, StoreError> | undefined
   /**
    * Expires waiting rows (queued, failed_retryable) past their `expiresAt`, without reading their data (a row that no
    * longer decodes expires too). In-flight rows are expired by their lease owner, through `write`.

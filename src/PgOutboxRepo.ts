@@ -138,13 +138,19 @@ export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = Eff
   )
 )
 
-/** Builds the store over the `SqlClient` in context (the schema must be migrated). */
+/**
+ * Builds the store over the `SqlClient` in context (the schema must be migrated). When that client is a `PgClient`,
+ * the store's `wakeups` listen on its notification channel, so an outbox wakes on other processes' writes.
+ */
 export const make = (options: Options = {}): Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> =>
-  Effect.map(SqlClient.SqlClient, (sql) =>
-    makeShape(sql, {
-      heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS,
-      channel: options.channel ?? DEFAULT_CHANNEL
-    }))
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const pg = yield* Effect.serviceOption(PgClient.PgClient)
+    const channel = options.channel ?? DEFAULT_CHANNEL
+    const shape = makeShape(sql, { heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS, channel })
+    if (pg._tag === "None") return shape
+    return { ...shape, wakeups: notifications(channel).pipe(Stream.provideService(PgClient.PgClient, pg.value)) }
+  })
 
 /** The store over a gateway-provided `SqlClient` (a `PgClient`), with options; migrates on construction. */
 export const layerWith = (options: Options): Layer.Layer<OutboxRepo, StoreError, SqlClient.SqlClient> =>

@@ -117,6 +117,7 @@ export const make = (deps: Deps) =>
           lastPrune = start
         }
         if (options.housekeeping) yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
+
         return { expired: expired.length, claimed: rows.length, quarantined, acksFlushed, pruned, ...tally(rows) }
       }).pipe(Effect.withSpan("Outbox.runRecoveryPass", { captureStackTrace: false }))
   })

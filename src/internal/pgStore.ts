@@ -274,6 +274,9 @@ export const makeShape = (
             AND n.heartbeat_at > ${now - options.heartbeatStaleMs})
         RETURNING e.id`.pipe(Effect.map((rows) => rows.map((r) => r.id)), run("reclaimPreviousBoots")),
 
+    // a third of the staleness threshold: two beats may be lost before a live process counts as dead
+    heartbeatEveryMs: Math.max(1, Math.floor(options.heartbeatStaleMs / 3)),
+
     heartbeat: (owner, now) =>
       sql`INSERT INTO outbox_nodes (owner, heartbeat_at) VALUES (${owner}, ${now})
         ON CONFLICT (owner) DO UPDATE SET heartbeat_at = GREATEST(outbox_nodes.heartbeat_at, excluded.heartbeat_at)`.pipe(
