@@ -6,6 +6,9 @@ export default defineConfig({
     // the packaging test installs from the registry and builds a native module: it runs alone, after these
     // (vitest.package.config.ts), so it cannot slow the timing-sensitive tests here
     exclude: [...configDefaults.exclude, "test/package/**"],
-    testTimeout: 30_000
+    testTimeout: 30_000,
+    // the library's own log lines (Effect's logfmt logger) are what its failure paths are expected to print; a test
+    // that checks a log captures it with its own Logger, so the run's output stays readable
+    onConsoleLog: (log) => !/^timestamp=\S+ level=(WARN|ERROR|INFO|DEBUG)/.test(log.trimStart())
   }
 })
