@@ -166,21 +166,6 @@ export type DeliveryRequestInput = typeof DeliveryRequest.Encoded
 
 // the synchronous decoder: the schema has no effectful parts, and the Effect-mode parser costs a third more per request
 const decodeRequestUnknown = Schema.decodeUnknownEither(DeliveryRequest, { errors: "all", onExcessProperty: "error" })
-const decodeRequestKnownKeys = Schema.decodeUnknownEither(DeliveryRequest)
-const requestKeys: ReadonlySet<PropertyKey> = new Set(Object.keys(requestFields))
-const payloadKeys: ReadonlySet<PropertyKey> = new Set(Object.keys(ReplyPayloadFields.fields))
-
-/** Whether the request and its payloads hold only keys the schema declares (then no excess-property check can fail). */
-const onlyKnownKeys = (u: unknown): boolean => {
-  if (!isRecordObject(u)) return false
-  for (const key of Reflect.ownKeys(u)) if (!requestKeys.has(key)) return false
-  const payloads = u["payloads"]
-  if (!Array.isArray(payloads)) return true
-  for (const payload of payloads) {
-    if (isRecordObject(payload)) for (const key of Reflect.ownKeys(payload)) if (!payloadKeys.has(key)) return false
-  }
-  return true
-}
 
 /** Formats a parse error as `field.path: problem; …` so the caller sees which field is wrong. Never throws. */
 export const formatParseError = (error: ParseResult.ParseError): string =>
@@ -241,7 +226,7 @@ const expected = (ast: AST.AST): string =>
     )
     : String(ast)
 
-/** The strict Schema decode: the reference `decodeRequest` must agree with (exported for the equivalence test). */
+/** The Schema decode of a request, as an `Either` (what `decodeRequest` runs). */
 export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryRequest, InvalidRequest> => {
   try {
     return Either.mapLeft(decodeRequestUnknown(input), (error) => new InvalidRequest({ message: formatParseError(error) }))
@@ -251,58 +236,8 @@ export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryR
   }
 }
 
-/** Decodes untrusted input into a `DeliveryRequest`, failing with an `InvalidRequest` that names the field. */
-export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> => {
-  // Fast paths with the same result (a property test holds them to the strict decode):
-  // - the common request (declared keys only, plain field values, no metadata) is checked by hand with Schema only on
-  //   its payloads, as the full decode costs ~8 µs, a twentieth of a delivery;
-  // - any other request with declared keys only is decoded without the excess-property check (a third of a decode).
-  // Anything else, and any failure, goes through the strict decode and its full message.
-  try {
-    if (onlyKnownKeys(input)) {
-      const quick = quickRequest(input as { readonly [x: string]: unknown })
-      if (quick !== undefined) return Either.right(quick)
-      const decoded = decodeRequestKnownKeys(input)
-      if (Either.isRight(decoded)) return Either.right(decoded.right)
-    }
-  } catch {
-    // a getter or Proxy trap threw: the strict decode below reports it
-  }
-  return decodeRequestWithSchema(input)
-}
-
-const decodePayloads = Schema.decodeUnknownEither(Payloads)
-const dispatchKinds: ReadonlySet<unknown> = new Set(DispatchKind.literals)
-const isStored = (u: unknown): u is string => typeof u === "string" && !/\p{Cs}/u.test(u)
-const isNonEmpty = (u: unknown): u is string => isStored(u) && u.trim().length > 0
-/** An optional field: absent, or present with a value `ok` accepts (a present `undefined` is not absent to Schema). */
-const absentOr = (u: { readonly [x: string]: unknown }, key: string, ok: (value: unknown) => boolean): boolean =>
-  !Object.hasOwn(u, key) || ok(u[key])
-const isBoolean = (u: unknown): u is boolean => typeof u === "boolean"
-
-/** The request checked field by field as the schema would; undefined when it is not the common case or not valid. */
-const quickRequest = (u: { readonly [x: string]: unknown }): DeliveryRequest | undefined => {
-  if (
-    !isNonEmpty(u.channel) || !isNonEmpty(u.to) || !absentOr(u, "accountId", isStored) ||
-    !absentOr(u, "threadId", isStored) || !absentOr(u, "replyToId", isStored) ||
-    !absentOr(u, "kind", (k) => dispatchKinds.has(k)) || !absentOr(u, "bestEffort", isBoolean) ||
-    !absentOr(u, "idempotencyKey", isNonEmpty) || !absentOr(u, "silent", isBoolean) || Object.hasOwn(u, "metadata")
-  ) return undefined
-  const payloads = decodePayloads(u.payloads)
-  if (Either.isLeft(payloads)) return undefined
-  return new DeliveryRequest({
-    channel: u.channel,
-    to: u.to,
-    ...(Object.hasOwn(u, "accountId") ? { accountId: u.accountId as string } : {}),
-    ...(Object.hasOwn(u, "threadId") ? { threadId: u.threadId as string } : {}),
-    ...(Object.hasOwn(u, "replyToId") ? { replyToId: u.replyToId as string } : {}),
-    payloads: payloads.right,
-    kind: Object.hasOwn(u, "kind") ? u.kind as DispatchKind : "final",
-    bestEffort: Object.hasOwn(u, "bestEffort") ? u.bestEffort as boolean : false,
-    ...(Object.hasOwn(u, "idempotencyKey") ? { idempotencyKey: u.idempotencyKey as string } : {}),
-    ...(Object.hasOwn(u, "silent") ? { silent: u.silent as boolean } : {})
-  }, true) // checked above
-}
+/** Decodes untrusted input into a `DeliveryRequest` with the Schema, failing with an `InvalidRequest` that names the field. */
+export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> => decodeRequestWithSchema(input)
 
 /** The conversation a request belongs to; rows with the same key are delivered in enqueue order. */
 export const orderingKey = (
