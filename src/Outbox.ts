@@ -19,7 +19,6 @@ import * as Metric from "effect/Metric"
 import type * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ChannelRegistry } from "./ChannelRegistry.js"
@@ -33,6 +32,7 @@ import * as DeliverEntry from "./internal/DeliverEntry.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
+import * as SharedStore from "./internal/SharedStore.js"
 import * as Metrics from "./Metrics.js"
 import { OutboxConfig } from "./OutboxConfig.js"
 import type { ClaimedEntry, InsertResult, ListFilter } from "./OutboxRepo.js"
@@ -134,27 +134,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
     const work = yield* Queue.sliding<void>(1)
     const signalWork = Effect.asVoid(Queue.offer(work, undefined))
     const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
-    // a store shared by several processes learns this boot is alive now and every `heartbeatEveryMs`, so no other
-    // process's start takes over its leases; a failed heartbeat is logged and tried again at the next beat
-    if (repo.heartbeatEveryMs !== undefined) {
-      const beat = Effect.flatMap(Clock.currentTimeMillis, (now) => repo.heartbeat(owner, now)).pipe(
-        Effect.catchAll((error) =>
-          Effect.zipRight(Metric.increment(Metrics.writeFailures("heartbeat")), Effect.logWarning(`heartbeat failed: ${error.message}`))
-        )
-      )
-      yield* beat
-      yield* Effect.forkScoped(Effect.repeat(beat, Schedule.spaced(Duration.millis(repo.heartbeatEveryMs))))
-    }
-    // another process's writes (PostgreSQL LISTEN/NOTIFY) wake this worker too; a dropped connection is listened to again
-    if (repo.wakeups !== undefined) {
-      yield* Stream.runForEach(repo.wakeups, () => signalWork).pipe(
-        Effect.zipRight(Effect.fail(new StoreError({ operation: "listen", message: "the notification stream ended" }))),
-        Effect.tapError((error) => Effect.logWarning(`wake-up notifications dropped; listening again: ${error.message}`)),
-        Effect.retry(Schedule.exponential("500 millis").pipe(Schedule.union(Schedule.spaced("30 seconds")))),
-        Effect.annotateLogs({ module: "Outbox" }),
-        Effect.forkScoped
-      )
-    }
+    yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
 
     const deliverEntry = DeliverEntry.make({
       journal,
