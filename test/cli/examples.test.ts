@@ -1,6 +1,7 @@
 /**
- * The examples are code the README shows, so they are checked three ways: `npm test` typechecks them (tsconfig
- * includes examples/), they run here against a loopback chat API, and the README's copies must equal the files.
+ * The examples are code the README shows or links, so they are checked three ways: `npm test` typechecks them
+ * (tsconfig includes examples/), they run here (against a loopback chat API where they need one), and the README's
+ * embedded copy must equal its file.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -189,10 +190,13 @@ describe("examples", { timeout: 60_000 }, () => {
     expect(await boot(tmp.file("fresh-install"), tmp.file("fresh.db"))).toBe(0)
   })
 
-  it("README.md shows each example exactly as it is in examples/ (importing from the package name)", () => {
+  it("README.md shows its embed example exactly as it is in examples/ (importing from the package name) and links every example", () => {
     const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
     const blocks = [...readme.matchAll(/<!-- example: (examples\/[\w.-]+\.ts) -->\n```ts\n([\s\S]*?)```/g)]
-    expect(blocks.map((m) => m[1]).sort()).toEqual(["examples/adapter-v1.ts", "examples/adapter-v2.ts", "examples/gateway.ts", "examples/testing.ts"])
+    expect(blocks.map((m) => m[1]).sort()).toEqual(["examples/quickstart.ts"])
+    for (const file of fs.readdirSync(path.join(ROOT, "examples")).filter((f) => f.endsWith(".ts"))) {
+      expect(readme, `README links examples/${file}`).toContain(`](examples/${file})`)
+    }
     for (const [, file, code] of blocks) {
       const source = fs.readFileSync(path.join(ROOT, file!), "utf8").replaceAll(`"../src/index.js"`, `"effect-outbox"`)
       expect(code, file).toBe(source)
