@@ -1,6 +1,7 @@
 /**
- * The examples are code the README shows, so they are checked three ways: `npm test` typechecks them (tsconfig
- * includes examples/), they run here against a loopback chat API, and the README's copies must equal the files.
+ * The examples are code the README shows or links, so they are checked three ways: `npm test` typechecks them
+ * (tsconfig includes examples/), they run here (against a loopback chat API where they need one), and the README's
+ * embedded copy must equal its file.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -11,7 +12,10 @@ import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import { chatApiAdapter } from "../../examples/adapter-v1.js"
 import { richChatAdapter } from "../../examples/adapter-v2.js"
-import type { SendContext } from "../../src/ChannelAdapter.js"
+import { ChunkingConfig } from "../../examples/chunking.js"
+import { OutboxWithLegacyImport } from "../../examples/legacy-import.js"
+import { deliverAnswer } from "../../examples/typed-request.js"
+import type { AdapterV1, SendContext } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
 import * as Outbox from "../../src/Outbox.js"
@@ -114,10 +118,85 @@ describe("examples", { timeout: 60_000 }, () => {
     expect(await adapter.reconcile!(ctx("turn-8"), { signal })).toBe("not_sent")
   })
 
-  it("README.md shows each example exactly as it is in examples/ (importing from the package name)", () => {
+  it("quickstart.ts stores and delivers its reply through its printing channel", async () => {
+    const db = tmp.file("quickstart.db")
+    const result = await run(["--import", "tsx", "examples/quickstart.ts"], { OUTBOX_DB: db })
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("-> user-42: Hello!")
+    const { entries } = await inspect(db)
+    expect(entries.map((e) => [e.idempotencyKey, e.state])).toEqual([["turn-1", "delivered"]])
+  })
+
+  it("typed-request.ts delivers a typed answer (thread, media, key) and a refused one stores nothing", async () => {
+    const [outcome, refused, duplicate, stats] = await Effect.gen(function*() {
+      const o = yield* Outbox.Outbox
+      const answer = { turnId: "typed-1", chatId: "typed-chat", threadId: "th-1", text: "See attached", attachments: ["https://example.com/r.pdf"] }
+      const outcome = yield* deliverAnswer(answer)
+      const refused = yield* Effect.flip(deliverAnswer({ ...answer, turnId: "typed-2", text: "   ", attachments: [] }))
+      const duplicate = yield* deliverAnswer(answer)
+      return [outcome, refused, duplicate, yield* o.stats] as const
+    }).pipe(Effect.provide(outbox()), Effect.runPromise)
+    expect(outcome._tag).toBe("Delivered")
+    expect(refused._tag).toBe("InvalidRequest")
+    expect(duplicate._tag).toBe("Duplicate")
+    expect(stats.byState.delivered).toBe(1)
+    expect(received.filter((r) => r.body?.["chat"] === "typed-chat").map((r) => [r.body?.["thread"], r.body?.["text"], r.body?.["mediaUrl"]]))
+      .toEqual([["th-1", "See attached", "https://example.com/r.pdf"]])
+  })
+
+  it("chunking.ts: newline mode sends one message per paragraph; the sms channel cuts at 160, its premium account at 1600", async () => {
+    const sent: Array<[string, string | undefined, string]> = []
+    const recording: AdapterV1 = {
+      sendText: async (ctx) => {
+        sent.push([ctx.channel, ctx.accountId, ctx.text])
+        return { messageId: `m-${sent.length}` }
+      }
+    }
+    const long = "x".repeat(400)
+    await Effect.gen(function*() {
+      const o = yield* Outbox.Outbox
+      yield* o.deliver({ channel: "chat", to: "u", payloads: [{ text: "First paragraph.\n\nSecond paragraph,\nstill the second." }] })
+      yield* o.deliver({ channel: "sms", to: "u", payloads: [{ text: long }] })
+      yield* o.deliver({ channel: "sms", accountId: "premium", to: "u", payloads: [{ text: long }] })
+    }).pipe(
+      Effect.provide(Outbox.layer.pipe(Layer.provide(Layer.mergeAll(
+        MemoryOutboxRepo.layer,
+        ChannelRegistry.layer({ chat: recording, sms: recording }),
+        ChunkingConfig
+      )))),
+      Effect.runPromise
+    )
+    expect(sent.filter(([c]) => c === "chat").map(([, , t]) => t)).toEqual(["First paragraph.", "Second paragraph,\nstill the second."])
+    expect(sent.filter(([c, a]) => c === "sms" && a === undefined).map(([, , t]) => t.length)).toEqual([160, 160, 80])
+    expect(sent.filter(([c, a]) => c === "sms" && a === "premium").map(([, , t]) => t)).toEqual([long])
+  })
+
+  it("legacy-import.ts imports the openclaw queue at start, once; a state directory without a queue starts normally", async () => {
+    const stateDir = tmp.file("state")
+    fs.cpSync(path.join(ROOT, "test/fixtures/legacy-delivery-queue"), path.join(stateDir, "delivery-queue"), { recursive: true })
+    const files = () => fs.readdirSync(path.join(stateDir, "delivery-queue"), { recursive: true }).map(String).sort()
+    const before = files()
+    const db = tmp.file("legacy.db")
+    const channels = { chat: chatApiAdapter({ baseUrl: apiUrl, token: "t" }) }
+    const boot = (dir: string, filename: string) =>
+      Effect.gen(function*() {
+        const o = yield* Outbox.Outbox
+        return (yield* o.list({ limit: 100 })).length
+      }).pipe(Effect.provide(OutboxWithLegacyImport({ stateDir: dir, dbFile: filename, channels })), Effect.runPromise)
+    // the fixture's six entries: four pending, one a month older, one dead letter (a malformed file and a marker are skipped)
+    expect(await boot(stateDir, db)).toBe(6)
+    expect(await boot(stateDir, db)).toBe(6) // the second start finds the marker
+    expect(files()).toEqual(before) // nothing deleted, moved or rewritten
+    expect(await boot(tmp.file("fresh-install"), tmp.file("fresh.db"))).toBe(0)
+  })
+
+  it("README.md shows its embed example exactly as it is in examples/ (importing from the package name) and links every example", () => {
     const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
     const blocks = [...readme.matchAll(/<!-- example: (examples\/[\w.-]+\.ts) -->\n```ts\n([\s\S]*?)```/g)]
-    expect(blocks.map((m) => m[1]).sort()).toEqual(["examples/adapter-v1.ts", "examples/adapter-v2.ts", "examples/gateway.ts", "examples/testing.ts"])
+    expect(blocks.map((m) => m[1]).sort()).toEqual(["examples/quickstart.ts"])
+    for (const file of fs.readdirSync(path.join(ROOT, "examples")).filter((f) => f.endsWith(".ts"))) {
+      expect(readme, `README links examples/${file}`).toContain(`](examples/${file})`)
+    }
     for (const [, file, code] of blocks) {
       const source = fs.readFileSync(path.join(ROOT, file!), "utf8").replaceAll(`"../src/index.js"`, `"effect-outbox"`)
       expect(code, file).toBe(source)

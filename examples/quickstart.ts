@@ -1,0 +1,31 @@
+/** The smallest gateway: a SQLite outbox, one channel (it prints), and one reply. `npx tsx quickstart.ts` runs it. */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import type { ChannelAdapter } from "../src/index.js"
+import { ChannelRegistry, Outbox, OutboxConfig, RecoveryWorker, SqliteOutboxRepo } from "../src/index.js"
+
+/** A channel: called after the reply is stored; a throw or rejection is a failed send (retried by the worker). */
+const consoleChannel: ChannelAdapter.AdapterV1 = {
+  sendText: async (ctx) => {
+    console.log(`-> ${ctx.to}: ${ctx.text}`)
+    return { messageId: `${ctx.entryId}/${ctx.partIndex}` }
+  }
+}
+
+/** A store, the channels and a configuration in; the `Outbox` service and its recovery worker out. */
+const OutboxLive = RecoveryWorker.layer.pipe(
+  Layer.provideMerge(Outbox.layer),
+  Layer.provide(Layer.mergeAll(
+    SqliteOutboxRepo.layerFile({ filename: process.env["OUTBOX_DB"] ?? "./outbox.db" }),
+    ChannelRegistry.layer({ console: consoleChannel }),
+    OutboxConfig.layer({ maxAge: "30 minutes", retryDelays: ["5 seconds", "1 minute"] })
+  ))
+)
+
+const program = Effect.gen(function*() {
+  const outbox = yield* Outbox.Outbox
+  const outcome = yield* outbox.deliver({ channel: "console", to: "user-42", payloads: [{ text: "Hello!" }], idempotencyKey: "turn-1" })
+  yield* Effect.logInfo(`reply ${outcome.entryId}: ${outcome._tag}`) // Delivered, Deferred or Duplicate
+})
+
+program.pipe(Effect.provide(OutboxLive), NodeRuntime.runMain)
