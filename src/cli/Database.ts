@@ -84,19 +84,20 @@ export const readOnly = (path: string): Layer.Layer<OutboxRepo, DatabaseMissing 
   )
 
 /**
- * The store of an outbox file for writing (migrated by `layerFile`). With `create`, a missing or empty file becomes
- * a new outbox; without it a missing file is `DatabaseMissing`. A file holding anything else is never touched.
+ * The store of an outbox file for writing (migrated by `layerFile`). With `create`, a missing file becomes a new
+ * outbox; without it a missing file is `DatabaseMissing`. An existing empty file becomes one with `empty` (by
+ * default, `create`), else it is `NotAnOutbox`. A file holding anything else is never touched.
  * Admin commands run beside a live gateway, so this takes no gateway lock.
  */
 export const readWrite = (
   path: string,
-  options: { readonly create: boolean }
+  options: { readonly create: boolean; readonly empty?: boolean }
 ): Layer.Layer<OutboxRepo, DatabaseMissing | NotAnOutbox | StoreError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const state = yield* fileState(path)
       if (state === "missing" && !options.create) return yield* Effect.fail(new DatabaseMissing({ path }))
-      if (state === "empty" && !options.create) return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
+      if (state === "empty" && !(options.empty ?? options.create)) return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
       // checked through a read-only connection first, so a foreign database is refused before any migration runs
       if (state === "present") yield* Effect.scoped(Layer.build(readOnlyStore(path)))
       return SqliteOutboxRepo.layerFile({ filename: path, exclusive: false })
