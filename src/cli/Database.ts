@@ -1,11 +1,13 @@
 /**
  * How the CLI opens an outbox database. Read-only commands never create a file: a missing path is
- * `DatabaseMissing`, and the file is opened read-only so no migration can write to it. Writing commands refuse a
+ * `DatabaseMissing`, and the file is opened `query_only` so no migration can write to it (and no -wal/-shm files
+ * are left beside it). Writing commands refuse a
  * file that holds something other than an outbox before `SqliteOutboxRepo.layerFile` would migrate it.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -60,10 +62,15 @@ const checkSchema = (path: string) =>
     }
   })
 
-/** A read-only connection to an existing outbox file: nothing is migrated or created (WAL may add -wal/-shm). */
+/**
+ * A connection to an existing outbox file that cannot write: nothing is migrated or created. It is opened for
+ * writing but set `query_only`, so SQLite refuses any write on it, while closing it as the file's last connection
+ * still checkpoints and removes the -wal/-shm files its reads created (a read-only connection leaves them behind).
+ */
 const readOnlyStore = (path: string): Layer.Layer<OutboxRepo, NotAnOutbox | StoreError> => {
   // disableWAL: the file is already in WAL mode (it is persistent); setting it would be a write
-  const client = SqliteClient.layer({ filename: path, readonly: true, disableWAL: true }).pipe(
+  const client = SqliteClient.layer({ filename: path, disableWAL: true }).pipe(
+    Layer.tap((context) => Effect.asVoid(Context.get(context, SqlClient.SqlClient)`PRAGMA query_only = ON`)),
     Layer.catchAllCause((cause) =>
       Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${path}`, cause }))
     )
