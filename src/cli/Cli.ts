@@ -71,7 +71,7 @@ export const run = (argv: ReadonlyArray<string>, styles: Styles.Styles = Styles.
     // @effect/cli prints its own argument errors before failing with them; they are kept here and printed in the
     // CLI's form instead (prefixed, with the command's usage)
     const printed: Array<string> = []
-    yield* Command.run(root, { name: NAME, version, executable: NAME })(argv).pipe(
+    yield* Command.run(root, { name: NAME, version, executable: NAME })([...argv.slice(0, 2), ...request.args]).pipe(
       (effect) =>
         Console.consoleWith((base) =>
           Console.withConsole(effect, { ...base, error: (...args) => Effect.sync(() => void printed.push(args.map(String).join(" "))) })

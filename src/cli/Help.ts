@@ -220,7 +220,7 @@ export const commandHelp = (name: string): string => {
 /** What the command line asks for before @effect/cli parses it. */
 export type Request =
   | { readonly _tag: "Help"; readonly command: string | undefined }
-  | { readonly _tag: "Run"; readonly command: string | undefined }
+  | { readonly _tag: "Run"; readonly command: string | undefined; readonly args: ReadonlyArray<string> }
   | { readonly _tag: "Invalid"; readonly command: string | undefined; readonly message: string }
 
 // @effect/cli's own options, accepted anywhere but not listed (completions and the wizard are not advertised)
@@ -279,10 +279,30 @@ export const check = (args: ReadonlyArray<string>): Request => {
     }
   }
   if (s === undefined) {
-    return positionals.length === 0 ? { _tag: "Run", command: undefined } : invalid(`unexpected argument ${JSON.stringify(positionals[0])}`)
+    return positionals.length === 0 ? { _tag: "Run", command: undefined, args: builtInsFirst(args) } : invalid(`unexpected argument ${JSON.stringify(positionals[0])}`)
   }
   const missing = s.args.slice(positionals.length).find((a) => a.required)
   if (missing !== undefined) return invalid(`${s.name} needs ${missing.needs} (<${missing.name}>)`)
   if (positionals.length > s.args.length) return invalid(`unexpected argument ${JSON.stringify(positionals[s.args.length])}`)
-  return { _tag: "Run", command: s.name }
+  return { _tag: "Run", command: s.name, args: builtInsFirst(args) }
+}
+
+/** `args` with @effect/cli's own options moved before the command, the only place it reads them. */
+const builtInsFirst = (args: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const first: Array<string> = []
+  const rest: Array<string> = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === "--") {
+      rest.push(...args.slice(i))
+      break
+    }
+    const flag = arg.split("=")[0]!
+    if (BUILT_IN_FLAGS.has(flag)) first.push(arg)
+    else if (BUILT_IN_VALUED.has(flag)) {
+      first.push(arg)
+      if (!arg.includes("=") && i + 1 < args.length) first.push(args[++i]!)
+    } else rest.push(arg)
+  }
+  return [...first, ...rest]
 }
