@@ -96,12 +96,12 @@ export const specs: ReadonlyArray<CommandSpec> = [
       {
         flag: "state",
         value: choice(["failed_terminal", "expired"], "state"),
-        text: "retry every entry in this state (failed_terminal or expired) instead of one id"
+        text: "retry every entry in this state (failed_terminal or expired), not one id"
       },
       { flag: "channel", value: { placeholder: "name", needs: "a channel name" }, text: "with --state: only this channel" }
     ],
     args: [{ name: "id", required: false, needs: "an entry id", text: "the entry to retry" }],
-    notes: ["A retried entry gets its attempts reset and a fresh TTL; a running gateway sends it at its next pass."]
+    notes: ["A retried entry gets its attempts reset and a fresh TTL; a running gateway sends it next pass."]
   },
   {
     name: "prune",
@@ -116,7 +116,7 @@ export const specs: ReadonlyArray<CommandSpec> = [
     options: [
       db,
       json,
-      { flag: "force", text: "import again although imported before, or into an existing empty file" }
+      { flag: "force", text: "import again although imported before, or into an empty file" }
     ],
     args: [{ name: "dir", required: true, needs: "a directory", text: "openclaw's delivery-queue directory (with failed/)" }],
     notes: ["Creates the database if there is none."]
@@ -185,7 +185,8 @@ const GLOBAL: ReadonlyArray<readonly [string, string]> = [
 /** `effect-outbox --help`. */
 export const topHelp = (version: string, description: string): string =>
   [
-    `${NAME} ${version}: ${description}`,
+    `${NAME} ${version}`,
+    description,
     "",
     `usage: ${NAME} <command> [options]`,
     "",
@@ -203,7 +204,8 @@ export const topHelp = (version: string, description: string): string =>
 export const commandHelp = (name: string): string => {
   const s = spec(name)
   return [
-    `${NAME} ${s.name}: ${s.summary}`,
+    `${NAME} ${s.name}`,
+    s.summary,
     "",
     `usage: ${synopsis(s)}`,
     ...(s.args.length === 0 ? [] : ["", "arguments:", ...rows(s.args.map((a) => [`<${a.name}>`, a.text]))]),
