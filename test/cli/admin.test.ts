@@ -55,7 +55,7 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
   it("--help piped into another program has no colour codes", async () => {
     const run = await cli(["--help"])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/^effect-outbox \d+\.\d+\.\d+: durable outbound delivery/)
+    expect(run.stdout).toMatch(/^effect-outbox \d+\.\d+\.\d+\ndurable outbound delivery/)
     expect(run.stdout).not.toContain("\x1b[")
   })
 
