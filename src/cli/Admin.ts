@@ -23,12 +23,13 @@ import type { OutboxShape } from "../Outbox.js"
 import * as OutboxConfig from "../OutboxConfig.js"
 import * as Database from "./Database.js"
 import * as Format from "./Format.js"
+import * as Help from "./Help.js"
 import { UsageError } from "./UsageError.js"
 
 /** `--db <file>`, shared by every command. */
 export const db = Options.text("db").pipe(
   Options.withPseudoName("file"),
-  Options.withDefault("./outbox.db"),
+  Options.withDefault(Help.DEFAULT_DB),
   Options.withDescription("the outbox database (SQLite file)")
 )
 
@@ -72,12 +73,12 @@ const statsCommand = Command.make("stats", { db, json }, ({ db, json }) =>
         : `oldest pending ${Format.duration(stats.oldestPendingAgeMs)}`
       yield* print(`outbox ${db}: ${Format.count(stats.total, "entry", "entries")}, ${pending}`)
       if (stats.total > 0) yield* print(`\n${statsTable(stats)}`)
-    }))).pipe(Command.withDescription("counts by state and channel, and the age of the oldest pending entry"))
+    }))).pipe(Command.withDescription(Help.spec("stats").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // list
 
-const DEFAULT_LIMIT = 50
+const DEFAULT_LIMIT = Help.DEFAULT_LIMIT
 
 /** What a listing shows about where an entry is, in one short line. */
 const detail = (e: OutboxEntry, now: number): string => {
@@ -115,7 +116,7 @@ export const listTable = (entries: ReadonlyArray<OutboxEntry>, now: number): str
   )
 
 const positive = (name: string, n: number) =>
-  Number.isInteger(n) && n > 0 ? Effect.succeed(n) : Effect.fail(new UsageError({ message: `--${name} must be a positive integer, got ${n}` }))
+  Number.isInteger(n) && n > 0 ? Effect.succeed(n) : Effect.fail(new UsageError({ message: `--${name}: expected a whole number ≥ 1, got "${n}"` }))
 
 const listCommand = Command.make("list", {
   db,
@@ -142,7 +143,7 @@ const listCommand = Command.make("list", {
         yield* print(listTable(entries, yield* Clock.currentTimeMillis))
         if (entries.length === n) yield* print(`\n(the ${n} newest; --limit for more)`)
       }))
-  })).pipe(Command.withDescription("entries, newest first, optionally of one state and channel"))
+  })).pipe(Command.withDescription(Help.spec("list").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // show
@@ -200,7 +201,7 @@ const showCommand = Command.make("show", { db, json, id: idArg }, ({ db, id, jso
     Effect.gen(function*() {
       const entry = yield* getOrFail(outbox, id)
       yield* print(json ? Format.json(entry) : showEntry(entry, yield* Clock.currentTimeMillis))
-    }))).pipe(Command.withDescription("every field of one entry"))
+    }))).pipe(Command.withDescription(Help.spec("show").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // retry
@@ -297,7 +298,7 @@ const retryCommand = Command.make("retry", {
           )
         }
       }))
-  })).pipe(Command.withDescription("requeue a failed_terminal or expired entry (attempts reset, fresh TTL), or all of one state"))
+  })).pipe(Command.withDescription(Help.spec("retry").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // prune
@@ -312,7 +313,7 @@ const pruneCommand = Command.make("prune", { db, json }, ({ db, json }) =>
         `pruned ${Format.count(pruned, "entry", "entries")} (delivered older than ${Duration.format(config.deliveredRetention)}, ` +
           `failed or expired older than ${Duration.format(config.terminalRetention)})`
       )
-    }))).pipe(Command.withDescription("delete finished entries past their retention (OUTBOX_DELIVERED_RETENTION, OUTBOX_TERMINAL_RETENTION)"))
+    }))).pipe(Command.withDescription(Help.spec("prune").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // import-legacy
@@ -368,7 +369,7 @@ const importCommand = Command.make("import-legacy", {
   db,
   json,
   dir: Args.text({ name: "dir" }).pipe(Args.withDescription("openclaw's delivery-queue directory (with its failed/ folder)")),
-  force: Options.boolean("force").pipe(Options.withDescription("import again although this directory was imported before"))
+  force: Options.boolean("force").pipe(Options.withDescription("import again although imported before, or into an existing empty file"))
 }, ({ db, dir, force, json }) =>
   Effect.gen(function*() {
     // checked before the database is opened, so a mistyped directory does not leave a new empty outbox behind
@@ -379,9 +380,10 @@ const importCommand = Command.make("import-legacy", {
       yield* print(json ? Format.json({ database: db, ...report }) : importSummary(report, db, config.maxAge))
     }).pipe(
       // the one admin command that may create the database: importing is how a migrated gateway starts its outbox
-      Effect.provide(Layer.merge(Database.readWrite(db, { create: true }), OutboxConfig.layerFromEnv))
+      // an existing empty file is refused as the other commands refuse it (a path mistaken for another), unless --force
+      Effect.provide(Layer.merge(Database.readWrite(db, { create: true, empty: force }), OutboxConfig.layerFromEnv))
     )
-  })).pipe(Command.withDescription("import openclaw's file delivery queue once (ids kept, files left in place)"))
+  })).pipe(Command.withDescription(Help.spec("import-legacy").summary))
 
 /** The admin subcommands, in the order the usage lists them. */
 export const commands = [statsCommand, listCommand, showCommand, retryCommand, pruneCommand, importCommand] as const

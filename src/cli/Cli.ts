@@ -3,10 +3,7 @@
  * `run(argv)` never fails: it prints a one-line error to stderr and returns the process exit code —
  * 0 ok, 1 a runtime error (missing database, store error, unknown entry…), 2 wrong arguments (with the usage).
  */
-import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
-import type * as HelpDocSpan from "@effect/cli/HelpDoc/Span"
-import * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
 import type { Teardown } from "@effect/platform/Runtime"
@@ -19,45 +16,26 @@ import * as Schema from "effect/Schema"
 import { fileURLToPath } from "node:url"
 import * as Admin from "./Admin.js"
 import * as Demo from "./Demo.js"
+import * as Help from "./Help.js"
 import * as Logging from "./Logging.js"
 import * as Styles from "./Styles.js"
 import { UsageError } from "./UsageError.js"
 
 /** The name the package installs the CLI under. */
-export const NAME = "effect-outbox"
+export const NAME = Help.NAME
 
 /** Exit codes. */
 export const ExitCode = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const
 
+const DESCRIPTION = "durable outbound delivery for chat gateways: inspect and repair an outbox, or run the demo"
+
 const root = Command.make(NAME, {}, () => Effect.fail(new UsageError({ message: "missing command" }))).pipe(
-  Command.withDescription("durable outbound delivery for chat gateways: inspect and repair an outbox, or run the demo"),
+  Command.withDescription(DESCRIPTION),
   Command.withSubcommands([...Admin.commands, Demo.command])
 )
 
-const spanText = (span: HelpDocSpan.Span): string => {
-  switch (span._tag) {
-    case "Text":
-    case "URI":
-      return span.value
-    case "Highlight":
-    case "Strong":
-    case "Weak":
-      return spanText(span.value)
-    case "Sequence":
-      return spanText(span.left) + spanText(span.right)
-  }
-}
-
-/** The synopsis of every command, derived from the command definitions so it cannot drift from them. */
-export const usage: string = [
-  `usage: ${NAME} <command> [options]`,
-  "",
-  ...[...Admin.usages, Command.getUsage(Demo.command)].flatMap((synopsis) =>
-    Usage.enumerate(synopsis, CliConfig.defaultConfig).map((span) => `  ${NAME} ${spanText(span)}`)
-  ),
-  "",
-  `Every command takes --db <file> (default ./outbox.db). Run \`${NAME} <command> --help\` for details.`
-].join("\n")
+/** The list of commands, printed after an argument error that names no command. */
+export const usage: string = Help.usageOf(undefined)
 
 const describe = (error: unknown): string => {
   if (ConfigError.isConfigError(error)) return `invalid OUTBOX_* configuration: ${String(error)}`
@@ -79,24 +57,42 @@ const readVersion = Effect.gen(function*() {
  * Runs the command line `argv` (as `process.argv`: runtime, script, arguments) and returns the exit code; help and
  * errors are styled only on the streams `styles` allows (by default, those that are terminals).
  */
-export const run = (argv: ReadonlyArray<string>, styles: Styles.Styles = Styles.fromProcess()) =>
-  Effect.gen(function*() {
+export const run = (argv: ReadonlyArray<string>, styles: Styles.Styles = Styles.fromProcess()) => {
+  const request = Help.check(argv.slice(2))
+  const usageError = (message: string) =>
+    Effect.as(Console.error(`${NAME}: ${message}\n\n${Help.usageOf(request.command)}`), ExitCode.usage)
+  return Effect.gen(function*() {
     const version = yield* readVersion
-    yield* Command.run(root, { name: NAME, version, executable: NAME })(argv)
+    if (request._tag === "Help") {
+      yield* Console.log(request.command === undefined ? Help.topHelp(version, DESCRIPTION) : Help.commandHelp(request.command))
+      return ExitCode.ok as number
+    }
+    if (request._tag === "Invalid") return yield* Effect.fail(new UsageError({ message: request.message }))
+    // @effect/cli prints its own argument errors before failing with them; they are kept here and printed in the
+    // CLI's form instead (prefixed, with the command's usage)
+    const printed: Array<string> = []
+    yield* Command.run(root, { name: NAME, version, executable: NAME })([...argv.slice(0, 2), ...request.args]).pipe(
+      (effect) =>
+        Console.consoleWith((base) =>
+          Console.withConsole(effect, { ...base, error: (...args) => Effect.sync(() => void printed.push(args.map(String).join(" "))) })
+        ),
+      Effect.mapError((error) =>
+        ValidationError.isValidationError(error)
+          ? new UsageError({ message: Styles.stripStyles(printed.join("\n")).trim().replace(/\s*\n\s*/g, "; ") || "invalid arguments" })
+          : error
+      )
+    )
     return ExitCode.ok as number
   }).pipe(
     Effect.catchAll((error) => {
-      if (ValidationError.isValidationError(error)) {
-        // @effect/cli printed what is wrong already; add the synopsis
-        return Effect.as(Console.error(`\n${usage}`), ExitCode.usage)
-      }
-      if (error instanceof UsageError) return Effect.as(Console.error(`${NAME}: ${error.message}\n\n${usage}`), ExitCode.usage)
+      if (error instanceof UsageError) return usageError(error.message)
       return Effect.as(Console.error(`${NAME}: ${describe(error)}`), ExitCode.failure)
     }),
     Effect.catchAllDefect((defect) => Effect.as(Console.error(`${NAME}: unexpected error: ${describe(defect)}`), ExitCode.failure)),
     Styles.within(styles),
     Effect.provide(Logging.layer())
   )
+}
 
 /** The process exit code of `run`'s exit (interrupted by a signal: 130). */
 export const teardown: Teardown = (exit, onExit) =>

@@ -1,11 +1,13 @@
 /**
  * How the CLI opens an outbox database. Read-only commands never create a file: a missing path is
- * `DatabaseMissing`, and the file is opened read-only so no migration can write to it. Writing commands refuse a
+ * `DatabaseMissing`, and the file is opened `query_only` so no migration can write to it (and no -wal/-shm files
+ * are left beside it). Writing commands refuse a
  * file that holds something other than an outbox before `SqliteOutboxRepo.layerFile` would migrate it.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -60,10 +62,15 @@ const checkSchema = (path: string) =>
     }
   })
 
-/** A read-only connection to an existing outbox file: nothing is migrated or created (WAL may add -wal/-shm). */
+/**
+ * A connection to an existing outbox file that cannot write: nothing is migrated or created. It is opened for
+ * writing but set `query_only`, so SQLite refuses any write on it, while closing it as the file's last connection
+ * still checkpoints and removes the -wal/-shm files its reads created (a read-only connection leaves them behind).
+ */
 const readOnlyStore = (path: string): Layer.Layer<OutboxRepo, NotAnOutbox | StoreError> => {
   // disableWAL: the file is already in WAL mode (it is persistent); setting it would be a write
-  const client = SqliteClient.layer({ filename: path, readonly: true, disableWAL: true }).pipe(
+  const client = SqliteClient.layer({ filename: path, disableWAL: true }).pipe(
+    Layer.tap((context) => Effect.asVoid(Context.get(context, SqlClient.SqlClient)`PRAGMA query_only = ON`)),
     Layer.catchAllCause((cause) =>
       Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${path}`, cause }))
     )
@@ -84,19 +91,20 @@ export const readOnly = (path: string): Layer.Layer<OutboxRepo, DatabaseMissing 
   )
 
 /**
- * The store of an outbox file for writing (migrated by `layerFile`). With `create`, a missing or empty file becomes
- * a new outbox; without it a missing file is `DatabaseMissing`. A file holding anything else is never touched.
+ * The store of an outbox file for writing (migrated by `layerFile`). With `create`, a missing file becomes a new
+ * outbox; without it a missing file is `DatabaseMissing`. An existing empty file becomes one with `empty` (by
+ * default, `create`), else it is `NotAnOutbox`. A file holding anything else is never touched.
  * Admin commands run beside a live gateway, so this takes no gateway lock.
  */
 export const readWrite = (
   path: string,
-  options: { readonly create: boolean }
+  options: { readonly create: boolean; readonly empty?: boolean }
 ): Layer.Layer<OutboxRepo, DatabaseMissing | NotAnOutbox | StoreError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const state = yield* fileState(path)
       if (state === "missing" && !options.create) return yield* Effect.fail(new DatabaseMissing({ path }))
-      if (state === "empty" && !options.create) return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
+      if (state === "empty" && !(options.empty ?? options.create)) return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
       // checked through a read-only connection first, so a foreign database is refused before any migration runs
       if (state === "present") yield* Effect.scoped(Layer.build(readOnlyStore(path)))
       return SqliteOutboxRepo.layerFile({ filename: path, exclusive: false })

@@ -39,6 +39,7 @@ import type { Conversation } from "./DemoScript.js"
 import { makeScript } from "./DemoScript.js"
 import { humanSummary, summarize } from "./DemoSummary.js"
 import * as Format from "./Format.js"
+import * as Help from "./Help.js"
 import * as Logging from "./Logging.js"
 import { UsageError } from "./UsageError.js"
 
@@ -277,13 +278,13 @@ export const run = (options: DemoOptions) =>
 // ---------------------------------------------------------------------------------------------------------------
 // the command
 
-const MAX_MESSAGES = 5_000
+const MAX_MESSAGES = Help.MAX_MESSAGES
 
 /** `effect-outbox demo`. */
 export const command = Command.make("demo", {
   db: Options.text("db").pipe(
     Options.withPseudoName("file"),
-    Options.withDefault("./outbox.db"),
+    Options.withDefault(Help.DEFAULT_DB),
     Options.withDescription("the SQLite file to run on (an earlier demo database there is replaced; any other outbox is refused)")
   ),
   messages: Options.integer("messages").pipe(
@@ -297,9 +298,9 @@ export const command = Command.make("demo", {
 }, (options) =>
   Effect.gen(function*() {
     if (options.messages < 1 || options.messages > MAX_MESSAGES) {
-      return yield* Effect.fail(new UsageError({ message: `--messages must be between 1 and ${MAX_MESSAGES}, got ${options.messages}` }))
+      return yield* Effect.fail(new UsageError({ message: `--messages: expected a whole number from 1 to ${MAX_MESSAGES}, got "${options.messages}"` }))
     }
     yield* run(options)
   })).pipe(
-    Command.withDescription("a gateway simulation with failing channels and a crash, on an embedded SQLite file")
+    Command.withDescription(Help.spec("demo").summary)
   )

@@ -32,7 +32,7 @@ const copyOfSeeded = async (name: string) => {
 // each CLI run is a Node process (about a second of CPU); runs overlap, so a test may wait on others
 const OPTIONS = { timeout: 60_000 }
 
-const USAGE = /usage: effect-outbox <command> \[options\][\s\S]*effect-outbox stats \[--db file\] \[--json\]/
+const USAGE = /usage: effect-outbox <command> \[options\]\n\n  stats +counts by state/
 
 describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () => {
   it("no command", async () => {
@@ -46,8 +46,8 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
   it("a value outside a choice", async () => {
     const run = await cli(["list", "--state", "sent", "--db", db])
     expect(run.code).toBe(2)
-    expect(run.stderr).toContain("Expected one of the following cases: queued, in_flight, delivered")
-    expect(run.stderr).toMatch(USAGE)
+    expect(run.stderr).toContain('effect-outbox: --state: expected one of queued, in_flight, delivered, failed_retryable, failed_terminal, expired, got "sent"')
+    expect(run.stderr).toContain("usage: effect-outbox list [--db <file>]")
     // piped, not a terminal: no colour codes
     expect(run.stderr).not.toContain("\x1b[")
   })
@@ -55,16 +55,15 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
   it("--help piped into another program has no colour codes", async () => {
     const run = await cli(["--help"])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/^effect-outbox\n\neffect-outbox \d+\.\d+\.\d+\n\nUSAGE\n/)
-    expect(run.stdout).toContain("DESCRIPTION")
+    expect(run.stdout).toMatch(/^effect-outbox \d+\.\d+\.\d+\ndurable outbound delivery/)
     expect(run.stdout).not.toContain("\x1b[")
   })
 
   it("retry with neither an id nor --state", async () => {
     const run = await cli(["retry", "--db", db])
     expect(run.code).toBe(2)
-    expect(run.stderr).toContain("retry needs an entry id or --state failed_terminal|expired")
-    expect(run.stderr).toMatch(USAGE)
+    expect(run.stderr).toContain("effect-outbox: retry needs an entry id or --state failed_terminal|expired")
+    expect(run.stderr).toContain("usage: effect-outbox retry [--db <file>]")
   })
 })
 
