@@ -3,6 +3,7 @@
  * JSON), exit codes (0 ok, 1 runtime error, 2 usage), and that read-only commands never create a database.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import type { OutboxEntry, OutboxStats } from "../../src/Delivery.js"
@@ -183,6 +184,25 @@ describe.concurrent("writing", OPTIONS, () => {
     expect(run.stdout).toMatch(/^requeued 2 entries \(failed_terminal, channel broken\)/)
     const { entries } = await inspect(file)
     expect(entries.filter((e) => ids.failedTerminal.includes(e.id)).map((e) => e.state)).toEqual(["queued", "queued"])
+  })
+
+  it("retry --state skips tool/block progress messages (never replayed) and says so", async () => {
+    const { file, ids } = await copyOfSeeded("retry-progress.db")
+    const [progress, final] = ids.failedTerminal
+    // one of the two failed replies was a tool progress message that recovery skipped
+    const db = new Database(file)
+    db.prepare(`UPDATE outbox_entries SET dispatch_kind = 'tool', terminal_reason = 'non_final_recovery_skip' WHERE id = ?`).run(progress)
+    db.close()
+    const run = await cli(["retry", "--state", "failed_terminal", "--db", file])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^requeued 1 entry \(failed_terminal\)/)
+    expect(run.stdout).toMatch(/\nskipped 1 tool\/block progress message \(never replayed\)\n/)
+    const { entries } = await inspect(file)
+    expect(entries.find((e) => e.id === progress)).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
+    expect(entries.find((e) => e.id === final)).toMatchObject({ state: "queued" })
+    const one = await cli(["retry", progress!, "--db", file])
+    expect(one.code).toBe(2) // refused as a usage error, like a quarantined row
+    expect(one.stderr).toMatch(/is a tool progress message .*recovery never replays those/)
   })
 
   it("prune deletes finished entries past the configured retention", async () => {

@@ -317,6 +317,10 @@ describe("Outbox.deliver", () => {
           expect(yield* getRow(id)).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
         }
         expect((yield* chat.calls).map((c) => c.text)).toEqual(["thinking…", "step 2", "the answer"])
+        // an admin retry does not requeue one: the next pass would only fail it again
+        const refused = yield* Effect.flip(outbox.retry(entryIdOf(failed)))
+        expect(refused).toMatchObject({ _tag: "TransitionRejected", event: "Requeue" })
+        expect(yield* getRow(entryIdOf(failed))).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
