@@ -9,7 +9,9 @@ const compiled = new URL("../dist/cli/main.js", import.meta.url)
 
 // only a checkout can lack the build (npm install --ignore-scripts): say how to make it rather than a module trace
 if (!existsSync(compiled)) {
-  process.stderr.write(`effect-outbox: ${fileURLToPath(compiled)} is missing; run \`npm run build\` in this package first\n`)
+  process.stderr.write(
+    `effect-outbox: ${fileURLToPath(compiled)} is missing; run \`npm run build\` in this package first\n`
+  )
   process.exit(1)
 }
 await import(compiled.href)

@@ -6,7 +6,9 @@
 import type { ChannelAdapter } from "../src/index.js"
 
 /** An adapter for a chat API that takes `POST /messages { chat, thread?, text?, mediaUrl? }` and answers `{ id }`. */
-export const chatApiAdapter = (options: { readonly baseUrl: string; readonly token: string }): ChannelAdapter.AdapterV1 => {
+export const chatApiAdapter = (
+  options: { readonly baseUrl: string; readonly token: string }
+): ChannelAdapter.AdapterV1 => {
   const post = async (body: Record<string, unknown>, signal: AbortSignal) => {
     const response = await fetch(new URL("/messages", options.baseUrl), {
       method: "POST",
@@ -27,8 +29,17 @@ export const chatApiAdapter = (options: { readonly baseUrl: string; readonly tok
   return {
     textChunkLimit: 2000,
     sendText: (ctx, { signal }) =>
-      post({ chat: ctx.to, thread: ctx.threadId, text: ctx.text, dedupeKey: `${ctx.idempotencyKey}/${ctx.partIndex}` }, signal),
+      post(
+        { chat: ctx.to, thread: ctx.threadId, text: ctx.text, dedupeKey: `${ctx.idempotencyKey}/${ctx.partIndex}` },
+        signal
+      ),
     sendMedia: (ctx, { signal }) =>
-      post({ chat: ctx.to, thread: ctx.threadId, text: ctx.text, mediaUrl: ctx.mediaUrl, dedupeKey: `${ctx.idempotencyKey}/${ctx.partIndex}` }, signal)
+      post({
+        chat: ctx.to,
+        thread: ctx.threadId,
+        text: ctx.text,
+        mediaUrl: ctx.mediaUrl,
+        dedupeKey: `${ctx.idempotencyKey}/${ctx.partIndex}`
+      }, signal)
   }
 }

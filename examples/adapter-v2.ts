@@ -25,11 +25,19 @@ export const richChatAdapter = (options: { readonly baseUrl: string }): ChannelA
       signal
     })
     if (response.status === 409) return { messageId: key } // the API had it already: delivered
-    if (!response.ok) throw Object.assign(new Error(`replies API ${response.status}`), { status: response.status, headers: response.headers })
+    if (!response.ok) {
+      throw Object.assign(new Error(`replies API ${response.status}`), {
+        status: response.status,
+        headers: response.headers
+      })
+    }
     return { messageId: ((await response.json()) as { readonly id: string }).id }
   },
   reconcile: async (ctx, { signal }) => {
-    const response = await fetch(new URL(`/replies/${encodeURIComponent(`${ctx.idempotencyKey}/${ctx.partIndex}`)}`, options.baseUrl), { signal })
+    const response = await fetch(
+      new URL(`/replies/${encodeURIComponent(`${ctx.idempotencyKey}/${ctx.partIndex}`)}`, options.baseUrl),
+      { signal }
+    )
     return response.status === 200 ? "sent" : response.status === 404 ? "not_sent" : "unknown"
   }
 })

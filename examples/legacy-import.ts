@@ -8,7 +8,14 @@
 import { Layer } from "effect"
 import * as path from "node:path"
 import type { ChannelAdapter } from "../src/index.js"
-import { ChannelRegistry, LegacyFileQueue, Outbox, OutboxConfig, RecoveryWorker, SqliteOutboxRepo } from "../src/index.js"
+import {
+  ChannelRegistry,
+  LegacyFileQueue,
+  Outbox,
+  OutboxConfig,
+  RecoveryWorker,
+  SqliteOutboxRepo
+} from "../src/index.js"
 
 export const OutboxWithLegacyImport = (options: {
   readonly stateDir: string

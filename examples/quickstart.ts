@@ -24,7 +24,12 @@ const OutboxLive = RecoveryWorker.layer.pipe(
 
 const program = Effect.gen(function*() {
   const outbox = yield* Outbox.Outbox
-  const outcome = yield* outbox.deliver({ channel: "console", to: "user-42", payloads: [{ text: "Hello!" }], idempotencyKey: "turn-1" })
+  const outcome = yield* outbox.deliver({
+    channel: "console",
+    to: "user-42",
+    payloads: [{ text: "Hello!" }],
+    idempotencyKey: "turn-1"
+  })
   yield* Effect.logInfo(`reply ${outcome.entryId}: ${outcome._tag}`) // Delivered, Deferred or Duplicate
 })
 

@@ -15,7 +15,9 @@ const fakeChannel = Effect.gen(function*() {
     sendText: (ctx) =>
       Effect.gen(function*() {
         const n = yield* Ref.updateAndGet(calls, (c) => c + 1)
-        if (n === 1) return yield* Effect.fail(new DeliveryError.SendError({ message: "HTTP 503", retryable: true, status: 503 }))
+        if (n === 1) {
+          return yield* Effect.fail(new DeliveryError.SendError({ message: "HTTP 503", retryable: true, status: 503 }))
+        }
         yield* Ref.update(sent, (texts) => [...texts, ctx.text])
         return { messageId: `message-${n}` }
       })
@@ -40,7 +42,9 @@ describe("examples/testing.ts", () => {
       const channel = yield* fakeChannel
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox.Outbox
-        const error = yield* Effect.flip(outbox.deliver({ channel: "chat", to: "user-1", payloads: [{ text: "hello" }] }))
+        const error = yield* Effect.flip(
+          outbox.deliver({ channel: "chat", to: "user-1", payloads: [{ text: "hello" }] })
+        )
         expect(error).toMatchObject({ _tag: "SendFailed", retryable: true, willRetryAt: 5_000 })
 
         yield* TestClock.adjust("4 seconds")

@@ -140,7 +140,10 @@ const classifySafely = (error: unknown): SendError => {
   try {
     return classify(error)
   } catch (inner) {
-    return new SendError({ message: `adapter failed with an error that could not be read (${unreadable(inner)})`, retryable: true })
+    return new SendError({
+      message: `adapter failed with an error that could not be read (${unreadable(inner)})`,
+      retryable: true
+    })
   }
 }
 
@@ -231,7 +234,9 @@ const toSend = (channel: string, name: string, method: SendMethod): Send => {
       : Effect.fail(
         new SendError({
           // the message may well have gone out: retrying a broken adapter would only duplicate it
-          message: `${channel}.${name} returned a malformed result (expected { messageId: string }, got ${preview(result)})`,
+          message: `${channel}.${name} returned a malformed result (expected { messageId: string }, got ${
+            preview(result)
+          })`,
           retryable: false
         })
       )

@@ -96,7 +96,8 @@ export const fenceRanges = (text: string): ReadonlyArray<readonly [number, numbe
       if (m !== null) open = { start, char: m[1]![0]!, length: m[1]!.length }
     } else {
       const trimmed = line.trim()
-      const closes = trimmed.length >= open.length && trimmed === open.char.repeat(trimmed.length) && /^ {0,3}\S/.test(line)
+      const closes = trimmed.length >= open.length && trimmed === open.char.repeat(trimmed.length) &&
+        /^ {0,3}\S/.test(line)
       if (closes) {
         ranges.push([open.start, Math.min(end + 1, text.length)])
         open = undefined
@@ -142,7 +143,11 @@ const cutPoint = (
  * The core length chunker: chunks of at most `limit` whose concatenation is exactly `text`.
  * With `markdown`, cuts inside fenced code blocks are avoided where a cut outside one fits.
  */
-export const chunkByLength = (text: string, limit: number, options?: { readonly markdown?: boolean }): Array<string> => {
+export const chunkByLength = (
+  text: string,
+  limit: number,
+  options?: { readonly markdown?: boolean }
+): Array<string> => {
   const max = Math.max(1, Math.floor(limit))
   const fences = options?.markdown === true ? fenceRanges(text) : undefined
   const chunks: Array<string> = []

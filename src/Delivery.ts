@@ -24,7 +24,14 @@ export const DispatchKind = Schema.Literal("tool", "block", "final")
 export type DispatchKind = typeof DispatchKind.Type
 
 /** Where a row is in its life; see the state machine in `EntryStateMachine`. */
-export const EntryState = Schema.Literal("queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired")
+export const EntryState = Schema.Literal(
+  "queued",
+  "in_flight",
+  "delivered",
+  "failed_retryable",
+  "failed_terminal",
+  "expired"
+)
 export type EntryState = typeof EntryState.Type
 
 /** All states, in lifecycle order (useful for stats and admin listings). */
@@ -97,8 +104,10 @@ export const JsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Sche
 
 /** A record read back from a stored row: JSON when it was stored, so copied but not walked again. */
 const StoredJsonRecord: Schema.Schema<{ readonly [x: string]: unknown }> = Schema.declare([], {
-  decode: () => (u, _, ast) => isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u)),
-  encode: () => (u, _, ast) => isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u))
+  decode: () => (u, _, ast) =>
+    isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u)),
+  encode: () => (u, _, ast) =>
+    isRecordObject(u) ? ParseResult.succeed(copyRecord(u)) : ParseResult.fail(new ParseResult.Type(ast, u))
 }, { title: "{ readonly [x: string]: unknown }" })
 
 const payloadFields = (record: Schema.Schema<{ readonly [x: string]: unknown }>) =>
@@ -148,7 +157,10 @@ const requestFields = {
   payloads: Payloads,
   kind: Schema.optionalWith(
     DispatchKind.annotations({
-      message: (issue) => ({ message: `must be "tool", "block" or "final", got ${formatValue(issue.actual)}`, override: true })
+      message: (issue) => ({
+        message: `must be "tool", "block" or "final", got ${formatValue(issue.actual)}`,
+        override: true
+      })
     }),
     { default: () => "final" as const, exact: true }
   ),
@@ -193,7 +205,11 @@ const withSafeMessages = (issue: ParseResult.ParseIssue): ParseResult.ParseIssue
     case "Type":
       return issue.message !== undefined
         ? issue
-        : new ParseResult.Type(issue.ast, issue.actual, `Expected ${expected(issue.ast)}, actual ${formatValue(issue.actual)}`)
+        : new ParseResult.Type(
+          issue.ast,
+          issue.actual,
+          `Expected ${expected(issue.ast)}, actual ${formatValue(issue.actual)}`
+        )
     case "Pointer":
       return new ParseResult.Pointer(issue.path, issue.actual, withSafeMessages(issue.issue))
     case "Refinement":
@@ -213,8 +229,9 @@ const withSafeMessages = (issue: ParseResult.ParseIssue): ParseResult.ParseIssue
   }
 }
 
-const isIssueList = (issues: ParseResult.Composite["issues"]): issues is Arr.NonEmptyReadonlyArray<ParseResult.ParseIssue> =>
-  Array.isArray(issues)
+const isIssueList = (
+  issues: ParseResult.Composite["issues"]
+): issues is Arr.NonEmptyReadonlyArray<ParseResult.ParseIssue> => Array.isArray(issues)
 
 /** What Schema's default message says was expected (its own rule, which it does not export). */
 const expected = (ast: AST.AST): string =>
@@ -229,7 +246,10 @@ const expected = (ast: AST.AST): string =>
 /** The Schema decode of a request, as an `Either` (what `decodeRequest` runs). */
 export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryRequest, InvalidRequest> => {
   try {
-    return Either.mapLeft(decodeRequestUnknown(input), (error) => new InvalidRequest({ message: formatParseError(error) }))
+    return Either.mapLeft(
+      decodeRequestUnknown(input),
+      (error) => new InvalidRequest({ message: formatParseError(error) })
+    )
   } catch (error) {
     // a getter or Proxy trap on the request or a payload threw while Schema read it
     return Either.left(new InvalidRequest({ message: `request: could not be read: ${formatError(error)}` }))
@@ -237,7 +257,8 @@ export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryR
 }
 
 /** Decodes untrusted input into a `DeliveryRequest` with the Schema, failing with an `InvalidRequest` that names the field. */
-export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> => decodeRequestWithSchema(input)
+export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> =>
+  decodeRequestWithSchema(input)
 
 /** The conversation a request belongs to; rows with the same key are delivered in enqueue order. */
 export const orderingKey = (

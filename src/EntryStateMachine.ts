@@ -30,7 +30,12 @@ export type EntryEvent = Data.TaggedEnum<{
     readonly maxAttempts: number
   }
   /** a failure that will not get better by retrying */
-  Fail: { readonly owner: string; readonly error: string; readonly reason: TerminalReason; readonly partsDelivered: number }
+  Fail: {
+    readonly owner: string
+    readonly error: string
+    readonly reason: TerminalReason
+    readonly partsDelivered: number
+  }
   /** give the lease back without an attempt (shutdown, budget exhausted) */
   Release: { readonly owner: string }
   /** make a dead boot's lease claimable at once */
@@ -93,7 +98,9 @@ export const transition = (
   }
   // `finish` clears the lease and due time
   const next = (changes: Partial<OutboxEntry>, finish = false) => {
-    const merged: OutboxEntry = finish ? { ...entry, ...finished, ...changes, updatedAt: now } : { ...entry, ...changes, updatedAt: now }
+    const merged: OutboxEntry = finish
+      ? { ...entry, ...finished, ...changes, updatedAt: now }
+      : { ...entry, ...changes, updatedAt: now }
     // an empty list is stored as no list, so every backend returns the same entry
     if (merged.deliveredParts === undefined || merged.deliveredParts.length > 0) return Either.right(merged)
     const { deliveredParts: _, ...rest } = merged
@@ -123,7 +130,10 @@ export const transition = (
       const bad = partsCheck(event.partsDelivered)
       if (bad) return reject(bad)
       // lastError stays: a delivered row still tells that an earlier attempt failed
-      return next({ state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered, deliveredParts: [] }, true)
+      return next(
+        { state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered, deliveredParts: [] },
+        true
+      )
     }
     case "Retry": {
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
@@ -277,7 +287,9 @@ export const checkInvariants = (entry: OutboxEntry): string | null => {
     return entry.state === "in_flight" ? "an in_flight row needs a lease" : `a ${entry.state} row holds no lease`
   }
   if ((entry.state === "failed_terminal") !== (entry.terminalReason !== null)) {
-    return entry.state === "failed_terminal" ? "a failed_terminal row needs a terminalReason" : `a ${entry.state} row has no terminalReason`
+    return entry.state === "failed_terminal"
+      ? "a failed_terminal row needs a terminalReason"
+      : `a ${entry.state} row has no terminalReason`
   }
   if (entry.state === "delivered" && entry.deliveredAt === null) return "a delivered row needs deliveredAt"
   if (entry.attemptCount < 0 || entry.partsDelivered < 0) return "counts cannot be negative"

@@ -139,7 +139,9 @@ const classify = (
 ): { readonly candidates: Array<Candidate>; readonly skipped: Array<string> } => {
   // an ack marker beside its entry means openclaw delivered it and crashed before removing the entry
   const delivered = new Set(
-    entries.filter((e) => e.name.endsWith(".delivered")).map((e) => stripSuffix(stripSuffix(e.name, ".delivered"), ".json"))
+    entries.filter((e) => e.name.endsWith(".delivered")).map((e) =>
+      stripSuffix(stripSuffix(e.name, ".delivered"), ".json")
+    )
   )
   const candidates: Array<Candidate> = []
   const skipped: Array<string> = []
@@ -202,12 +204,24 @@ export const importDirectory = (
     const key = markerKey(absolute)
     const marker = yield* repo.getMeta(key)
     const previous = Option.getOrNull(Option.flatMap(marker, decodeMarker))
-    const empty = { dir: absolute, at: now, previous, imported: [], expired: [], failed: [], duplicates: [], skipped: [], malformed: [] }
+    const empty = {
+      dir: absolute,
+      at: now,
+      previous,
+      imported: [],
+      expired: [],
+      failed: [],
+      duplicates: [],
+      skipped: [],
+      malformed: []
+    }
 
     if (Option.isSome(marker) && options.force !== true) {
       const report: ImportReport = { ...empty, alreadyImported: true }
       yield* Effect.logInfo(
-        `legacy queue ${absolute} was imported already${previous ? ` at ${new Date(previous.importedAt).toISOString()}` : ""}; nothing to do`
+        `legacy queue ${absolute} was imported already${
+          previous ? ` at ${new Date(previous.importedAt).toISOString()}` : ""
+        }; nothing to do`
       )
       return report
     }
@@ -227,7 +241,9 @@ export const importDirectory = (
 
     // a batch is read, then inserted in one transaction, so memory stays bounded by writeBatch files
     for (const batch of chunks(candidates, config.writeBatch)) {
-      const decoded = yield* Effect.forEach(batch, (c) => Effect.either(readCandidate(c, ctx)), { concurrency: READ_CONCURRENCY })
+      const decoded = yield* Effect.forEach(batch, (c) => Effect.either(readCandidate(c, ctx)), {
+        concurrency: READ_CONCURRENCY
+      })
       const rows: Array<{ readonly file: string; readonly entry: OutboxEntry }> = []
       const refused: Array<MalformedFile> = []
       decoded.forEach((result, i) => {
@@ -238,10 +254,14 @@ export const importDirectory = (
         })
       })
       // logged before the insert, so an operator sees them even if the store then fails
-      yield* Effect.forEach(refused, (m) =>
-        Effect.logWarning(`legacy queue file ${m.file} is malformed and was left in place: ${m.message}`).pipe(
-          Effect.annotateLogs({ file: m.file })
-        ), { discard: true })
+      yield* Effect.forEach(
+        refused,
+        (m) =>
+          Effect.logWarning(`legacy queue file ${m.file} is malformed and was left in place: ${m.message}`).pipe(
+            Effect.annotateLogs({ file: m.file })
+          ),
+        { discard: true }
+      )
       malformed.push(...refused)
       const results = yield* repo.insert(rows.map((r) => r.entry))
       results.forEach((result, i) => {
@@ -253,7 +273,16 @@ export const importDirectory = (
       })
     }
 
-    const report: ImportReport = { ...empty, alreadyImported: false, imported, expired, failed, duplicates, skipped, malformed }
+    const report: ImportReport = {
+      ...empty,
+      alreadyImported: false,
+      imported,
+      expired,
+      failed,
+      duplicates,
+      skipped,
+      malformed
+    }
     // written last: if the process dies before this, the next start imports again and finds only duplicates
     yield* repo.setMeta(key, encodeMarker(summarize(report)))
     yield* Effect.logInfo(summaryLine(report))

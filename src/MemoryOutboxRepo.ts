@@ -8,7 +8,14 @@ import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, StoreError, type TransitionRejected } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
-import { byDueThenId, byEnqueuedThenId, DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./internal/repoSupport.js"
+import {
+  byDueThenId,
+  byEnqueuedThenId,
+  DEFAULT_LIST_LIMIT,
+  deferBusy,
+  foldStats,
+  jsonProblem
+} from "./internal/repoSupport.js"
 import type { ClaimedEntry, OutboxRepoShape, WriteOp, WriteResult } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
@@ -78,22 +85,28 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
 
     write: (ops) =>
       Effect.sync(() => {
-        const busy = ops.some((op) => op._tag === "Insert" && op.deferIfBusy) ? new Set(conversationHeads().keys()) : new Set<string>()
+        const busy = ops.some((op) => op._tag === "Insert" && op.deferIfBusy)
+          ? new Set(conversationHeads().keys())
+          : new Set<string>()
         return ops.map((op) => writeOne(op, busy))
       }),
 
     claim: ({ leaseMs, limit, now, orderingKeys, owner }) =>
       Effect.sync(() => {
         const heads = conversationHeads()
-        const candidates = orderingKeys === undefined ? [...heads.values()] : orderingKeys.flatMap((key) => heads.get(key) ?? [])
+        const candidates = orderingKeys === undefined
+          ? [...heads.values()]
+          : orderingKeys.flatMap((key) => heads.get(key) ?? [])
         const due = candidates.filter((e) => Machine.isDue(e, now)).sort(byDueThenId).slice(0, limit)
         const claimed: Array<ClaimedEntry> = []
         for (const entry of due) {
           const event = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
           const followed = [...rows.values()].some((e) =>
-            e.id !== entry.id && Machine.isPending(e.state) && orderingKey(e) === orderingKey(entry) && byEnqueuedThenId(entry, e) < 0
+            e.id !== entry.id && Machine.isPending(e.state) && orderingKey(e) === orderingKey(entry) &&
+            byEnqueuedThenId(entry, e) < 0
           )
-          Either.map(apply(entry, event, now), (next) => claimed.push({ entry: next, reclaimed: entry.state === "in_flight", followed }))
+          Either.map(apply(entry, event, now), (next) =>
+            claimed.push({ entry: next, reclaimed: entry.state === "in_flight", followed }))
         }
         return { claimed, malformed: [] }
       }),
@@ -112,7 +125,9 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
     expire: (now, options = {}) =>
       Effect.sync(() => {
         const expirable = [...rows.values()]
-          .filter((e) => e.expiresAt !== null && e.expiresAt <= now && (e.state === "queued" || e.state === "failed_retryable"))
+          .filter((e) =>
+            e.expiresAt !== null && e.expiresAt <= now && (e.state === "queued" || e.state === "failed_retryable")
+          )
           .slice(0, options.limit ?? Number.MAX_SAFE_INTEGER)
         return batch(expirable.map((e) => e.id), () => Machine.EntryEvent.Expire({}), now)
       }),
@@ -128,7 +143,8 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
           if (entry.updatedAt > cutoff) continue
           rows.delete(entry.id)
           if (entry.idempotencyKey) byKey.delete(entry.idempotencyKey)
-          isDelivered ? delivered++ : terminal++
+          if (isDelivered) delivered++
+          else terminal++
         }
         return { delivered, terminal }
       }),

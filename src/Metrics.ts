@@ -4,10 +4,16 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
 import type { TerminalReason } from "./Delivery.js"
 
 /** Rows written (live deliver and enqueue). */
-export const enqueued = Metric.counter("outbox_enqueued_total", { description: "rows written to the outbox", incremental: true })
+export const enqueued = Metric.counter("outbox_enqueued_total", {
+  description: "rows written to the outbox",
+  incremental: true
+})
 
 /** Rows acked as delivered. */
-export const delivered = Metric.counter("outbox_delivered_total", { description: "rows delivered and acked", incremental: true })
+export const delivered = Metric.counter("outbox_delivered_total", {
+  description: "rows delivered and acked",
+  incremental: true
+})
 
 /** Failures that scheduled a retry. */
 export const retryScheduled = Metric.counter("outbox_retry_scheduled_total", {
@@ -15,16 +21,25 @@ export const retryScheduled = Metric.counter("outbox_retry_scheduled_total", {
   incremental: true
 })
 
-const terminalCounter = Metric.counter("outbox_terminal_total", { description: "rows that failed for good", incremental: true })
+const terminalCounter = Metric.counter("outbox_terminal_total", {
+  description: "rows that failed for good",
+  incremental: true
+})
 
 /** Rows that went `failed_terminal`, tagged by reason. */
 export const terminal = (reason: TerminalReason) => Metric.tagged(terminalCounter, "reason", reason)
 
 /** Rows expired by TTL. */
-export const expired = Metric.counter("outbox_expired_total", { description: "rows expired past maxAge", incremental: true })
+export const expired = Metric.counter("outbox_expired_total", {
+  description: "rows expired past maxAge",
+  incremental: true
+})
 
 /** Ack writes that failed after their retries (the ack is kept and retried by the worker). */
-export const ackFailures = Metric.counter("outbox_ack_failures_total", { description: "ack writes that failed", incremental: true })
+export const ackFailures = Metric.counter("outbox_ack_failures_total", {
+  description: "ack writes that failed",
+  incremental: true
+})
 
 /** Rows replayed after a crash without proof they were not sent. */
 export const possibleDuplicates = Metric.counter("outbox_possible_duplicates_total", {
@@ -47,7 +62,10 @@ export const workerPassFailures = Metric.counter("outbox_worker_pass_failures_to
 })
 
 /** Rows quarantined because their data no longer decodes. */
-export const quarantined = Metric.counter("outbox_quarantined_total", { description: "rows moved to decode_error", incremental: true })
+export const quarantined = Metric.counter("outbox_quarantined_total", {
+  description: "rows moved to decode_error",
+  incremental: true
+})
 
 /** Rows that may still be sent, as of the last worker pass. */
 export const pending = Metric.gauge("outbox_pending", { description: "queued, in-flight and retrying rows" })

@@ -22,13 +22,27 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ChannelRegistry } from "./ChannelRegistry.js"
-import type { DeliveryRequest, DeliveryRequestInput, EntryId, EntryState, OutboxEntry, OutboxStats, TerminalReason } from "./Delivery.js"
+import type {
+  DeliveryRequest,
+  DeliveryRequestInput,
+  EntryId,
+  EntryState,
+  OutboxEntry,
+  OutboxStats,
+  TerminalReason
+} from "./Delivery.js"
 import { decodeRequest } from "./Delivery.js"
-import type { AckFailed, EntryNotFound, PartialDeliveryFailure, TransitionRejected, UnknownChannel } from "./DeliveryError.js"
+import type {
+  AckFailed,
+  EntryNotFound,
+  PartialDeliveryFailure,
+  TransitionRejected,
+  UnknownChannel
+} from "./DeliveryError.js"
 import { InvalidRequest, SendFailed, StoreError } from "./DeliveryError.js"
 import * as Machine from "./EntryStateMachine.js"
-import * as Deliveries from "./internal/Deliveries.js"
 import * as DeliverEntry from "./internal/DeliverEntry.js"
+import * as Deliveries from "./internal/Deliveries.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
@@ -57,7 +71,12 @@ export type OutboxEvent = Data.TaggedEnum<{
   enqueued: { readonly entryId: EntryId; readonly channel: string }
   sent: { readonly entryId: EntryId; readonly channel: string; readonly parts: number }
   delivered: { readonly entryId: EntryId; readonly channel: string }
-  retry_scheduled: { readonly entryId: EntryId; readonly attemptCount: number; readonly retryAt: number; readonly error: string }
+  retry_scheduled: {
+    readonly entryId: EntryId
+    readonly attemptCount: number
+    readonly retryAt: number
+    readonly error: string
+  }
   terminal: { readonly entryId: EntryId; readonly reason: TerminalReason; readonly error: string }
   expired: { readonly entryId: EntryId }
 }>
@@ -119,232 +138,278 @@ const EVENT_BUFFER = 10_000
 const SPAN_OPTIONS = { captureStackTrace: false } as const
 
 /** Builds the outbox in a scope (its journal and the deliveries in progress live as long as the scope). */
-export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect.gen(
-  function*() {
-    const repo = yield* OutboxRepo
-    const registry = yield* ChannelRegistry
-    const config = yield* OutboxConfig
-    const ids = yield* makeEntryIdGenerator
-    const owner = `${config.nodeId}/${yield* ids.next}`
-    const leaseMs = Duration.toMillis(config.leaseDuration)
-    const maxAgeMs = Duration.toMillis(config.maxAge)
-    const journal = yield* Journal.make(repo, config.writeBatch)
-    const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
-    const emit = (event: OutboxEvent) => Effect.asVoid(PubSub.publish(events, event))
-    const work = yield* Queue.sliding<void>(1)
-    const signalWork = Effect.asVoid(Queue.offer(work, undefined))
-    const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
-    yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
+export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect
+  .gen(
+    function*() {
+      const repo = yield* OutboxRepo
+      const registry = yield* ChannelRegistry
+      const config = yield* OutboxConfig
+      const ids = yield* makeEntryIdGenerator
+      const owner = `${config.nodeId}/${yield* ids.next}`
+      const leaseMs = Duration.toMillis(config.leaseDuration)
+      const maxAgeMs = Duration.toMillis(config.maxAge)
+      const journal = yield* Journal.make(repo, config.writeBatch)
+      const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
+      const emit = (event: OutboxEvent) => Effect.asVoid(PubSub.publish(events, event))
+      const work = yield* Queue.sliding<void>(1)
+      const signalWork = Effect.asVoid(Queue.offer(work, undefined))
+      const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
+      yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
 
-    const deliverEntry = DeliverEntry.make({
-      journal,
-      sender: Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking }),
-      registry,
-      config,
-      owner,
-      pendingAcks,
-      events: {
-        sent: (entry, parts) => emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts })),
-        delivered: (entry) => emit(OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })),
-        retryScheduled: (entry, error) =>
-          emit(OutboxEvent.retry_scheduled({ entryId: entry.id, attemptCount: entry.attemptCount, retryAt: entry.nextAttemptAt ?? 0, error })),
-        terminal: (entry, reason, error) => emit(OutboxEvent.terminal({ entryId: entry.id, reason, error })),
-        expired: (entry) => emit(OutboxEvent.expired({ entryId: entry.id }))
-      }
-    }, yield* Effect.scope)
-
-    const deliveries: Deliveries.Deliveries = yield* Deliveries.make({
-      deliverEntry,
-      repo,
-      config,
-      owner,
-      quarantine: (bad, now) => quarantine(bad, now),
-      signalWork
-    })
-    const newEntry = (request: DeliveryRequest, now: number, live: boolean) =>
-      Effect.map(ids.at(now), (id): OutboxEntry => ({
-        id,
-        channel: request.channel,
-        to: request.to,
-        ...(request.accountId !== undefined ? { accountId: request.accountId } : {}),
-        ...(request.threadId !== undefined ? { threadId: request.threadId } : {}),
-        ...(request.replyToId !== undefined ? { replyToId: request.replyToId } : {}),
-        payloads: request.payloads,
-        kind: request.kind,
-        bestEffort: request.bestEffort,
-        ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
-        ...(request.silent !== undefined ? { silent: request.silent } : {}),
-        ...(request.metadata !== undefined ? { metadata: request.metadata } : {}),
-        state: live ? "in_flight" : "queued",
-        attemptCount: 0,
-        partsDelivered: 0,
-        enqueuedAt: now,
-        nextAttemptAt: live ? now + leaseMs : now,
-        lastAttemptAt: live ? now : null,
-        deliveredAt: null,
-        expiresAt: now + maxAgeMs,
-        lastError: null,
-        terminalReason: null,
-        leaseOwner: live ? owner : null,
-        leaseExpiresAt: live ? now + leaseMs : null,
-        updatedAt: now
-      }))
-
-    /** Decodes, resolves the channel and writes the new row through the journal (`live`: in flight, leased to us). */
-    const store = (input: DeliverInput, live: boolean) =>
-      Effect.gen(function*() {
-        const request = yield* decodeRequest(input)
-        yield* registry.get(request.channel)
-        const entry = yield* newEntry(request, yield* Clock.currentTimeMillis, live)
-        const result = yield* journal.write(WriteOp.Insert({ entry, deferIfBusy: live }))
-        if (result._tag === "Invalid") return yield* Effect.fail(new InvalidRequest({ message: result.message }))
-        if (result._tag !== "Inserted" && result._tag !== "Duplicate") {
-          return yield* Effect.fail(new StoreError({ operation: "insert", message: `the store answered ${result._tag} to an insert` }))
+      const deliverEntry = DeliverEntry.make({
+        journal,
+        sender: Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking }),
+        registry,
+        config,
+        owner,
+        pendingAcks,
+        events: {
+          sent: (entry, parts) => emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts })),
+          delivered: (entry) => emit(OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })),
+          retryScheduled: (entry, error) =>
+            emit(
+              OutboxEvent.retry_scheduled({
+                entryId: entry.id,
+                attemptCount: entry.attemptCount,
+                retryAt: entry.nextAttemptAt ?? 0,
+                error
+              })
+            ),
+          terminal: (entry, reason, error) => emit(OutboxEvent.terminal({ entryId: entry.id, reason, error })),
+          expired: (entry) => emit(OutboxEvent.expired({ entryId: entry.id }))
         }
-        if (result._tag === "Inserted") {
-          // a row stored to wait (enqueued, or behind its conversation's pending row): its lane sends it
-          if (result.entry.state === "queued") deliveries.noteWaiting(result.entry)
-          yield* Metric.increment(Metrics.enqueued)
-          yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: result.entry.channel }))
-        }
-        return result satisfies InsertResult
+      }, yield* Effect.scope)
+
+      const deliveries: Deliveries.Deliveries = yield* Deliveries.make({
+        deliverEntry,
+        repo,
+        config,
+        owner,
+        quarantine: (bad, now) => quarantine(bad, now),
+        signalWork
       })
+      const newEntry = (request: DeliveryRequest, now: number, live: boolean) =>
+        Effect.map(ids.at(now), (id): OutboxEntry => ({
+          id,
+          channel: request.channel,
+          to: request.to,
+          ...(request.accountId !== undefined ? { accountId: request.accountId } : {}),
+          ...(request.threadId !== undefined ? { threadId: request.threadId } : {}),
+          ...(request.replyToId !== undefined ? { replyToId: request.replyToId } : {}),
+          payloads: request.payloads,
+          kind: request.kind,
+          bestEffort: request.bestEffort,
+          ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
+          ...(request.silent !== undefined ? { silent: request.silent } : {}),
+          ...(request.metadata !== undefined ? { metadata: request.metadata } : {}),
+          state: live ? "in_flight" : "queued",
+          attemptCount: 0,
+          partsDelivered: 0,
+          enqueuedAt: now,
+          nextAttemptAt: live ? now + leaseMs : now,
+          lastAttemptAt: live ? now : null,
+          deliveredAt: null,
+          expiresAt: now + maxAgeMs,
+          lastError: null,
+          terminalReason: null,
+          leaseOwner: live ? owner : null,
+          leaseExpiresAt: live ? now + leaseMs : null,
+          updatedAt: now
+        }))
 
-    const deliver: OutboxShape["deliver"] = (input) =>
-      Effect.gen(function*() {
-        // stored and started in one step: a caller interrupted meanwhile never leaves a leased row nobody delivers
-        const started = yield* Effect.uninterruptible(Effect.flatMap(store(input, true), (stored) =>
-          stored._tag === "Inserted" && stored.entry.state === "in_flight"
-            ? Effect.map(deliveries.start({ entry: stored.entry, live: true, reclaimed: false }), (fiber) => ({ stored, fiber }))
-            : Effect.succeed<{ stored: InsertResult; fiber: Fiber.RuntimeFiber<DeliverEntry.Outcome> | undefined }>({ stored, fiber: undefined })))
-        const { entry } = started.stored
-        if (started.stored._tag === "Duplicate") return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
-        if (started.fiber === undefined) return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
-        // awaited, not joined (a join would merge the delivery fiber's refs into the caller's); a caller that gives up
-        // only stops waiting: the stored reply is still delivered
-        const exit = yield* Fiber.await(started.fiber)
-        if (Exit.isFailure(exit)) return yield* Exit.failCause(exit.cause)
-        const outcome = exit.value
-        switch (outcome._tag) {
-          case "Delivered":
-            return DeliveryOutcome.Delivered({ entryId: entry.id, results: outcome.report.outcomes })
-          case "Failed":
-          case "AckFailed":
-            return yield* Effect.fail(outcome.error)
-          case "Expired":
-            return yield* Effect.fail(
-              new SendFailed({ entryId: entry.id, channel: entry.channel, retryable: false, message: "expired before sending" })
-            )
-          case "Skipped":
-            return yield* Effect.fail(
-              new SendFailed({ entryId: entry.id, channel: entry.channel, retryable: false, message: `failed for good: ${outcome.reason}` })
-            )
-          case "LeaseLost":
-            return yield* Effect.fail(
-              new SendFailed({ entryId: entry.id, channel: entry.channel, retryable: true, message: "its lease was taken over by another worker" })
-            )
-        }
-      }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS))
-
-    const enqueue: OutboxShape["enqueue"] = (input) =>
-      Effect.gen(function*() {
-        const stored = yield* store(input, false)
-        if (stored._tag === "Inserted") yield* signalWork
-        return stored.entry.id
-      }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS))
-
-    const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
-      Effect.gen(function*() {
-        yield* repo.quarantine(bad.id, bad.message, now)
-        yield* Metric.increment(Metrics.quarantined)
-        yield* Metric.increment(Metrics.terminal("decode_error"))
-        yield* emit(OutboxEvent.terminal({ entryId: bad.id, reason: "decode_error", error: bad.message }))
-        yield* Effect.logError(`quarantined entry ${bad.id}: ${bad.message}`)
-      })
-
-    /** Writes the acks kept from failed ack writes (the rows went out; this process never sends them again). */
-    const flushPendingAcks = Effect.gen(function*() {
-      let written = 0
-      for (const [id, { entry, partsDelivered }] of pendingAcks) {
-        const now = yield* Clock.currentTimeMillis
-        const spec = Machine.writeSpec(entry, Machine.EntryEvent.Ack({ owner, partsDelivered }), now)
-        const result = spec._tag === "Right" ? yield* journal.write(WriteOp.Update({ spec: spec.right })) : { _tag: "Rejected" }
-        pendingAcks.delete(id)
-        if (result._tag !== "Updated") {
-          yield* Effect.logWarning(`pending ack of entry ${id} was rejected: the row is no longer leased to this process`)
-          continue
-        }
-        written++
-        yield* Metric.increment(Metrics.delivered)
-        yield* emit(OutboxEvent.delivered({ entryId: id, channel: entry.channel }))
-        yield* deliveries.continueConversation(entry)
-      }
-      return written
-    })
-
-    const prune = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const result = yield* repo.prune(now, {
-        deliveredMs: Duration.toMillis(config.deliveredRetention),
-        terminalMs: Duration.toMillis(config.terminalRetention)
-      })
-      if (result.delivered + result.terminal > 0) {
-        yield* Effect.logInfo(`pruned ${result.delivered} delivered and ${result.terminal} failed/expired rows`)
-      }
-      return result.delivered + result.terminal
-    }).pipe(Effect.withSpan("Outbox.prune", SPAN_OPTIONS))
-
-    const runPass = yield* RecoveryPass.make({
-      repo,
-      config,
-      owner,
-      start: (claimed: ClaimedEntry, finally_) => deliveries.start({ ...claimed, live: false }, finally_),
-      flushPendingAcks,
-      prune,
-      quarantine,
-      announceExpired: (expired) => Effect.forEach(expired, (entryId) => emit(OutboxEvent.expired({ entryId })), { discard: true })
-    })
-
-    /** Drains the deliveries (see `OutboxShape.drain`), then writes what acks it can. */
-    const drain = (grace: Duration.DurationInput) =>
-      Effect.zipLeft(deliveries.drain(grace), Effect.ignore(flushPendingAcks)).pipe(Effect.annotateLogs({ module: "Outbox" }))
-
-    // a scope that closes without a worker (or after it) still lets live deliveries finish within the grace
-    yield* Effect.addFinalizer(() => drain(config.shutdownGrace))
-
-    return {
-      deliver,
-      enqueue,
-      get: (id) => repo.get(id).pipe(Effect.withSpan("Outbox.get", SPAN_OPTIONS)),
-      list: (filter) => repo.list(filter).pipe(Effect.withSpan("Outbox.list", SPAN_OPTIONS)),
-      stats: Effect.flatMap(Clock.currentTimeMillis, repo.stats).pipe(Effect.withSpan("Outbox.stats", SPAN_OPTIONS)),
-      retry: (id) =>
+      /** Decodes, resolves the channel and writes the new row through the journal (`live`: in flight, leased to us). */
+      const store = (input: DeliverInput, live: boolean) =>
         Effect.gen(function*() {
+          const request = yield* decodeRequest(input)
+          yield* registry.get(request.channel)
+          const entry = yield* newEntry(request, yield* Clock.currentTimeMillis, live)
+          const result = yield* journal.write(WriteOp.Insert({ entry, deferIfBusy: live }))
+          if (result._tag === "Invalid") return yield* Effect.fail(new InvalidRequest({ message: result.message }))
+          if (result._tag !== "Inserted" && result._tag !== "Duplicate") {
+            return yield* Effect.fail(
+              new StoreError({ operation: "insert", message: `the store answered ${result._tag} to an insert` })
+            )
+          }
+          if (result._tag === "Inserted") {
+            // a row stored to wait (enqueued, or behind its conversation's pending row): its lane sends it
+            if (result.entry.state === "queued") deliveries.noteWaiting(result.entry)
+            yield* Metric.increment(Metrics.enqueued)
+            yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: result.entry.channel }))
+          }
+          return result satisfies InsertResult
+        })
+
+      const deliver: OutboxShape["deliver"] = (input) =>
+        Effect.gen(function*() {
+          // stored and started in one step: a caller interrupted meanwhile never leaves a leased row nobody delivers
+          const started = yield* Effect.uninterruptible(Effect.flatMap(store(input, true), (stored) =>
+            stored._tag === "Inserted" && stored.entry.state === "in_flight"
+              ? Effect.map(
+                deliveries.start({ entry: stored.entry, live: true, reclaimed: false }),
+                (fiber) => ({ stored, fiber })
+              )
+              : Effect.succeed<{ stored: InsertResult; fiber: Fiber.RuntimeFiber<DeliverEntry.Outcome> | undefined }>({
+                stored,
+                fiber: undefined
+              })))
+          const { entry } = started.stored
+          if (started.stored._tag === "Duplicate") {
+            return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
+          }
+          if (started.fiber === undefined) {
+            return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
+          }
+          // awaited, not joined (a join would merge the delivery fiber's refs into the caller's); a caller that gives up
+          // only stops waiting: the stored reply is still delivered
+          const exit = yield* Fiber.await(started.fiber)
+          if (Exit.isFailure(exit)) {
+            return yield* Exit.failCause(exit.cause)
+          }
+          const outcome = exit.value
+          switch (outcome._tag) {
+            case "Delivered":
+              return DeliveryOutcome.Delivered({ entryId: entry.id, results: outcome.report.outcomes })
+            case "Failed":
+            case "AckFailed":
+              return yield* Effect.fail(outcome.error)
+            case "Expired":
+              return yield* Effect.fail(
+                new SendFailed({
+                  entryId: entry.id,
+                  channel: entry.channel,
+                  retryable: false,
+                  message: "expired before sending"
+                })
+              )
+            case "Skipped":
+              return yield* Effect.fail(
+                new SendFailed({
+                  entryId: entry.id,
+                  channel: entry.channel,
+                  retryable: false,
+                  message: `failed for good: ${outcome.reason}`
+                })
+              )
+            case "LeaseLost":
+              return yield* Effect.fail(
+                new SendFailed({
+                  entryId: entry.id,
+                  channel: entry.channel,
+                  retryable: true,
+                  message: "its lease was taken over by another worker"
+                })
+              )
+          }
+        }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS))
+
+      const enqueue: OutboxShape["enqueue"] = (input) =>
+        Effect.gen(function*() {
+          const stored = yield* store(input, false)
+          if (stored._tag === "Inserted") yield* signalWork
+          return stored.entry.id
+        }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS))
+
+      const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
+        Effect.gen(function*() {
+          yield* repo.quarantine(bad.id, bad.message, now)
+          yield* Metric.increment(Metrics.quarantined)
+          yield* Metric.increment(Metrics.terminal("decode_error"))
+          yield* emit(OutboxEvent.terminal({ entryId: bad.id, reason: "decode_error", error: bad.message }))
+          yield* Effect.logError(`quarantined entry ${bad.id}: ${bad.message}`)
+        })
+
+      /** Writes the acks kept from failed ack writes (the rows went out; this process never sends them again). */
+      const flushPendingAcks = Effect.gen(function*() {
+        let written = 0
+        for (const [id, { entry, partsDelivered }] of pendingAcks) {
           const now = yield* Clock.currentTimeMillis
-          yield* repo.requeue(id, now, now + maxAgeMs)
-          yield* signalWork
-          yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
-        }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS)),
-      runRecoveryPass: runPass({ housekeeping: true }),
-      runClaimPass: runPass({ housekeeping: false }),
-      awaitIdle: deliveries.awaitIdle,
-      awaitWork: Queue.take(work),
-      drain,
-      prune,
-      reclaimPreviousBoots: Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        yield* repo.heartbeat(owner, now) // this boot is alive before it judges others
-        const reclaimed = yield* repo.reclaimPreviousBoots({ nodeId: config.nodeId, owner, now })
-        if (reclaimed.length > 0) {
-          yield* Effect.logWarning(`reclaimed ${reclaimed.length} rows left in flight by a previous boot of ${config.nodeId}`)
+          const spec = Machine.writeSpec(entry, Machine.EntryEvent.Ack({ owner, partsDelivered }), now)
+          const result = spec._tag === "Right"
+            ? yield* journal.write(WriteOp.Update({ spec: spec.right }))
+            : { _tag: "Rejected" }
+          pendingAcks.delete(id)
+          if (result._tag !== "Updated") {
+            yield* Effect.logWarning(
+              `pending ack of entry ${id} was rejected: the row is no longer leased to this process`
+            )
+            continue
+          }
+          written++
+          yield* Metric.increment(Metrics.delivered)
+          yield* emit(OutboxEvent.delivered({ entryId: id, channel: entry.channel }))
+          yield* deliveries.continueConversation(entry)
         }
-        return reclaimed.length
-      }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS)),
-      events: Stream.fromPubSub(events),
-      owner
+        return written
+      })
+
+      const prune = Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const result = yield* repo.prune(now, {
+          deliveredMs: Duration.toMillis(config.deliveredRetention),
+          terminalMs: Duration.toMillis(config.terminalRetention)
+        })
+        if (result.delivered + result.terminal > 0) {
+          yield* Effect.logInfo(`pruned ${result.delivered} delivered and ${result.terminal} failed/expired rows`)
+        }
+        return result.delivered + result.terminal
+      }).pipe(Effect.withSpan("Outbox.prune", SPAN_OPTIONS))
+
+      const runPass = yield* RecoveryPass.make({
+        repo,
+        config,
+        owner,
+        start: (claimed: ClaimedEntry, finally_) => deliveries.start({ ...claimed, live: false }, finally_),
+        flushPendingAcks,
+        prune,
+        quarantine,
+        announceExpired: (expired) =>
+          Effect.forEach(expired, (entryId) => emit(OutboxEvent.expired({ entryId })), { discard: true })
+      })
+
+      /** Drains the deliveries (see `OutboxShape.drain`), then writes what acks it can. */
+      const drain = (grace: Duration.DurationInput) =>
+        Effect.zipLeft(deliveries.drain(grace), Effect.ignore(flushPendingAcks)).pipe(
+          Effect.annotateLogs({ module: "Outbox" })
+        )
+
+      // a scope that closes without a worker (or after it) still lets live deliveries finish within the grace
+      yield* Effect.addFinalizer(() => drain(config.shutdownGrace))
+
+      return {
+        deliver,
+        enqueue,
+        get: (id) => repo.get(id).pipe(Effect.withSpan("Outbox.get", SPAN_OPTIONS)),
+        list: (filter) => repo.list(filter).pipe(Effect.withSpan("Outbox.list", SPAN_OPTIONS)),
+        stats: Effect.flatMap(Clock.currentTimeMillis, repo.stats).pipe(Effect.withSpan("Outbox.stats", SPAN_OPTIONS)),
+        retry: (id) =>
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            yield* repo.requeue(id, now, now + maxAgeMs)
+            yield* signalWork
+            yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
+          }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS)),
+        runRecoveryPass: runPass({ housekeeping: true }),
+        runClaimPass: runPass({ housekeeping: false }),
+        awaitIdle: deliveries.awaitIdle,
+        awaitWork: Queue.take(work),
+        drain,
+        prune,
+        reclaimPreviousBoots: Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          yield* repo.heartbeat(owner, now) // this boot is alive before it judges others
+          const reclaimed = yield* repo.reclaimPreviousBoots({ nodeId: config.nodeId, owner, now })
+          if (reclaimed.length > 0) {
+            yield* Effect.logWarning(
+              `reclaimed ${reclaimed.length} rows left in flight by a previous boot of ${config.nodeId}`
+            )
+          }
+          return reclaimed.length
+        }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS)),
+        events: Stream.fromPubSub(events),
+        owner
+      }
     }
-  }
-)
+  )
 
 /** The outbox; needs a store, the channel registry and the configuration. */
 export const layer: Layer.Layer<Outbox, never, OutboxRepo | ChannelRegistry | OutboxConfig> = Layer.scoped(Outbox, make)

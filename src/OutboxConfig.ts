@@ -95,7 +95,9 @@ const durationOf = (name: string, input: Duration.DurationInput): Duration.Durat
   try {
     return Duration.decode(input)
   } catch {
-    throw new Error(`${name} must be a duration such as "5 seconds" or a number of millis, got ${JSON.stringify(input)}`)
+    throw new Error(
+      `${name} must be a duration such as "5 seconds" or a number of millis, got ${JSON.stringify(input)}`
+    )
   }
 }
 
@@ -104,7 +106,9 @@ const resolve = (options: OutboxConfigInput): OutboxConfigShape => {
   const out: Record<string, unknown> = { ...defaults }
   for (const [key, value] of Object.entries(options)) if (value !== undefined) out[key] = value
   for (const key of durationFields) out[key] = durationOf(key, out[key] as Duration.DurationInput)
-  out.retryDelays = (out.retryDelays as ReadonlyArray<Duration.DurationInput>).map((d, i) => durationOf(`retryDelays[${i}]`, d))
+  out.retryDelays = (out.retryDelays as ReadonlyArray<Duration.DurationInput>).map((d, i) =>
+    durationOf(`retryDelays[${i}]`, d)
+  )
   return out as unknown as OutboxConfigShape
 }
 
@@ -114,13 +118,17 @@ export class OutboxConfig extends Context.Tag("effect-outbox/OutboxConfig")<Outb
 /** Checks the values that would make the outbox misbehave rather than fail. */
 const validate = (config: OutboxConfigShape): OutboxConfigShape => {
   const problems: Array<string> = []
-  if (!Number.isInteger(config.maxAttempts) || config.maxAttempts < 1) problems.push("maxAttempts must be an integer ≥ 1")
+  if (!Number.isInteger(config.maxAttempts) || config.maxAttempts < 1) {
+    problems.push("maxAttempts must be an integer ≥ 1")
+  }
   if (config.retryDelays.length === 0) problems.push("retryDelays must not be empty")
   if (!(config.workerBudget > 0 && config.workerBudget <= 1)) problems.push("workerBudget must be in (0, 1]")
   if (config.claimBatch < 1 || config.workerConcurrency < 1 || config.writeBatch < 1) {
     problems.push("claimBatch, workerConcurrency and writeBatch must be ≥ 1")
   }
-  if (config.nodeId.length === 0 || config.nodeId.includes("/")) problems.push("nodeId must be non-empty and contain no '/'")
+  if (config.nodeId.length === 0 || config.nodeId.includes("/")) {
+    problems.push("nodeId must be non-empty and contain no '/'")
+  }
   if (problems.length > 0) throw new Error(`invalid OutboxConfig: ${problems.join("; ")}`)
   return config
 }
@@ -140,7 +148,10 @@ const duration = (name: string, fallback: Duration.Duration, description: string
 
 /** Reads `OUTBOX_*` variables (e.g. OUTBOX_MAX_AGE="15 minutes", OUTBOX_NODE_ID), defaults for the rest. */
 export const config: Config.Config<OutboxConfigShape> = Config.nested("OUTBOX")(Config.all({
-  maxAttempts: Config.integer("MAX_ATTEMPTS").pipe(Config.withDefault(defaults.maxAttempts), Config.withDescription("attempts before max_attempts")),
+  maxAttempts: Config.integer("MAX_ATTEMPTS").pipe(
+    Config.withDefault(defaults.maxAttempts),
+    Config.withDescription("attempts before max_attempts")
+  ),
   retryDelays: Config.array(Config.duration("DELAY"), "RETRY_DELAYS").pipe(
     Config.withDefault(defaults.retryDelays as Array<Duration.Duration>),
     Config.withDescription("comma-separated retry delays; the last repeats")
@@ -156,8 +167,16 @@ export const config: Config.Config<OutboxConfigShape> = Config.nested("OUTBOX")(
   sendTimeout: duration("SEND_TIMEOUT", defaults.sendTimeout, "timeout of one adapter call"),
   ackRetries: Config.integer("ACK_RETRIES").pipe(Config.withDefault(defaults.ackRetries)),
   ackRetryBase: duration("ACK_RETRY_BASE", defaults.ackRetryBase, "first ack retry delay"),
-  deliveredRetention: duration("DELIVERED_RETENTION", defaults.deliveredRetention, "age at which delivered rows are pruned"),
-  terminalRetention: duration("TERMINAL_RETENTION", defaults.terminalRetention, "age at which failed/expired rows are pruned"),
+  deliveredRetention: duration(
+    "DELIVERED_RETENTION",
+    defaults.deliveredRetention,
+    "age at which delivered rows are pruned"
+  ),
+  terminalRetention: duration(
+    "TERMINAL_RETENTION",
+    defaults.terminalRetention,
+    "age at which failed/expired rows are pruned"
+  ),
   pruneInterval: duration("PRUNE_INTERVAL", defaults.pruneInterval, "how often the worker prunes"),
   shutdownGrace: duration("SHUTDOWN_GRACE", defaults.shutdownGrace, "wait for in-flight sends on shutdown"),
   nodeId: Config.string("NODE_ID").pipe(Config.withDefault(defaults.nodeId), Config.withDescription("stable node id")),

@@ -139,7 +139,10 @@ export interface OutboxRepoShape {
    * Expires waiting rows (queued, failed_retryable) past their `expiresAt`, without reading their data (a row that no
    * longer decodes expires too). In-flight rows are expired by their lease owner, through `write`.
    */
-  readonly expire: (now: number, options?: { readonly limit?: number }) => Effect.Effect<ReadonlyArray<EntryId>, StoreError>
+  readonly expire: (
+    now: number,
+    options?: { readonly limit?: number }
+  ) => Effect.Effect<ReadonlyArray<EntryId>, StoreError>
   /** Deletes finished rows past retention; queued and retrying rows are kept whatever their age. */
   readonly prune: (now: number, retention: Retention) => Effect.Effect<PruneResult, StoreError>
   /** Reads one row. */

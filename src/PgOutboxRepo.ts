@@ -126,7 +126,10 @@ export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = Eff
     const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
     if ((applied?.id ?? 0) < LATEST_MIGRATION) {
       return yield* Effect.fail(
-        new StoreError({ operation: "migrate", message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}` })
+        new StoreError({
+          operation: "migrate",
+          message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}`
+        })
       )
     }
   }))
@@ -182,7 +185,10 @@ export const layerUrl = (
 ): Layer.Layer<OutboxRepo | PgClient.PgClient | SqlClient.SqlClient, StoreError> =>
   layerWith(options).pipe(
     Layer.provideMerge(
-      Layer.mapError(PgClient.layer({ applicationName: "effect-outbox", ...options.client, url: Redacted.make(url) }), clientError)
+      Layer.mapError(
+        PgClient.layer({ applicationName: "effect-outbox", ...options.client, url: Redacted.make(url) }),
+        clientError
+      )
     )
   )
 

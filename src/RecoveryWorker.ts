@@ -20,25 +20,34 @@ export const layer: Layer.Layer<never, never, Outbox | OutboxConfig> = Layer.sco
     const outbox = yield* Outbox
     const config = yield* OutboxConfig
 
-    const pass = (run: typeof outbox.runRecoveryPass) => run.pipe(
-      Effect.tap((report) =>
-        report.claimed + report.expired + report.acksFlushed > 0 ? Effect.logDebug("recovery pass", report) : Effect.void
-      ),
-      Effect.catchAllCause((cause) =>
-        Effect.zipRight(
-          Metric.increment(Metrics.workerPassFailures),
-          Effect.logWarning("recovery pass failed; the worker goes on", Cause.pretty(cause))
+    const pass = (run: typeof outbox.runRecoveryPass) =>
+      run.pipe(
+        Effect.tap((report) =>
+          report.claimed + report.expired + report.acksFlushed > 0
+            ? Effect.logDebug("recovery pass", report)
+            : Effect.void
+        ),
+        Effect.catchAllCause((cause) =>
+          Effect.zipRight(
+            Metric.increment(Metrics.workerPassFailures),
+            Effect.logWarning("recovery pass failed; the worker goes on", Cause.pretty(cause))
+          )
         )
       )
-    )
     const start = outbox.reclaimPreviousBoots.pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("could not reclaim the previous boot's leases", Cause.pretty(cause)))
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("could not reclaim the previous boot's leases", Cause.pretty(cause))
+      )
     )
     // a full pass every interval; in between, a claim pass as soon as there is work (an enqueued row, a finished one)
-    const untilInterval = Effect.raceFirst(Effect.forever(Effect.zipRight(outbox.awaitWork, pass(outbox.runClaimPass))), Effect.sleep(config.workerInterval))
-    const loop = Effect.zipRight(start, Effect.forever(Effect.zipRight(pass(outbox.runRecoveryPass), untilInterval))).pipe(
-      Effect.annotateLogs({ module: "RecoveryWorker", owner: outbox.owner })
+    const untilInterval = Effect.raceFirst(
+      Effect.forever(Effect.zipRight(outbox.awaitWork, pass(outbox.runClaimPass))),
+      Effect.sleep(config.workerInterval)
     )
+    const loop = Effect.zipRight(start, Effect.forever(Effect.zipRight(pass(outbox.runRecoveryPass), untilInterval)))
+      .pipe(
+        Effect.annotateLogs({ module: "RecoveryWorker", owner: outbox.owner })
+      )
     const fiber = yield* Effect.forkScoped(loop)
 
     yield* Effect.addFinalizer(() =>

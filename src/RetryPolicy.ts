@@ -30,9 +30,14 @@ export const fromConfig = (
  * The delay after failed attempt number `attempt` (1-based), or `None` when the policy allows no more
  * attempts. Jitter draws from Effect's `Random`, which tests can seed.
  */
-export const delayAfterAttempt = (policy: RetryPolicy, attempt: number): Effect.Effect<Option.Option<Duration.Duration>> =>
+export const delayAfterAttempt = (
+  policy: RetryPolicy,
+  attempt: number
+): Effect.Effect<Option.Option<Duration.Duration>> =>
   // `run` also emits the schedule's last output when it ends, so step once more than `attempt`:
   // the policy allows another attempt only if it is still going after `attempt` steps
   Schedule.run(Schedule.delays(policy), 0, Array.from({ length: attempt + 1 }, () => undefined)).pipe(
-    Effect.map((delays) => (attempt >= 1 && Chunk.size(delays) > attempt ? Chunk.get(delays, attempt - 1) : Option.none()))
+    Effect.map((
+      delays
+    ) => (attempt >= 1 && Chunk.size(delays) > attempt ? Chunk.get(delays, attempt - 1) : Option.none()))
   )

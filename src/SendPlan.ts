@@ -98,13 +98,16 @@ const payloadParts = (
     }
     // rule 4: no sendMedia — the text still goes out, the media is reported; media alone is a failure
     if (hasText) {
-      warn(`channel "${channelName}" has no sendMedia: payload ${payloadIndex} sent as text only, ${media.length} media URL(s) dropped`)
+      warn(
+        `channel "${channelName}" has no sendMedia: payload ${payloadIndex} sent as text only, ${media.length} media URL(s) dropped`
+      )
       return textParts()
     }
     return [{
       kind: "unsupported",
       payloadIndex,
-      reason: `channel "${channelName}" cannot send media (its adapter has no sendMedia) and payload ${payloadIndex} has only media`
+      reason:
+        `channel "${channelName}" cannot send media (its adapter has no sendMedia) and payload ${payloadIndex} has only media`
     }]
   }
   if (hasText) return textParts()
@@ -112,7 +115,8 @@ const payloadParts = (
     return [{
       kind: "unsupported",
       payloadIndex,
-      reason: `channel "${channelName}" cannot send channelData (its v1 adapter has no sendPayload) and payload ${payloadIndex} has nothing else`
+      reason:
+        `channel "${channelName}" cannot send channelData (its v1 adapter has no sendPayload) and payload ${payloadIndex} has nothing else`
     }]
   }
   return [] // whitespace-only text and nothing else: nothing to send

@@ -225,7 +225,8 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
       const already = new Set(entry.deliveredParts ?? [])
       const remaining = parts.slice(start).filter((part) => !already.has(part.index))
       const outcomes: Array<DeliveredPart> = []
-      const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> = []
+      const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> =
+        []
       let resumePoint = start
       for (const part of remaining) {
         const sent = yield* Effect.either(sendPart(entry, channel, part, parts.length, sendOptions.attempt))
@@ -239,12 +240,19 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
         // the resume point moves over this part and any delivered in an earlier attempt right after it
         resumePoint = part.index + 1
         while (already.has(resumePoint)) resumePoint++
-        if (resumePoint < parts.length && sendOptions.onProgress !== undefined) yield* sendOptions.onProgress(resumePoint)
+        if (resumePoint < parts.length && sendOptions.onProgress !== undefined) {
+          yield* sendOptions.onProgress(resumePoint)
+        }
       }
       if (failures.length > 0) {
         return yield* Effect.fail(partialFailure(entry, failures, [...already, ...outcomes.map((o) => o.index)]))
       }
-      return { entryId: entry.id, partsTotal: parts.length, partsDelivered: parts.length, outcomes } satisfies SendReport
+      return {
+        entryId: entry.id,
+        partsTotal: parts.length,
+        partsDelivered: parts.length,
+        outcomes
+      } satisfies SendReport
     })
 
   const reconcile = (entry: SendEntry, channel: Channel, sendOptions: SendOptions): Effect.Effect<ReconcileResult> =>
@@ -257,7 +265,8 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
         return ask(contextFor(entry, part, parts.length, sendOptions.attempt)).pipe(
           Effect.timeoutFail({
             duration: timeout,
-            onTimeout: () => new SendError({ message: `reconcile timed out after ${Duration.format(timeout)}`, retryable: true })
+            onTimeout: () =>
+              new SendError({ message: `reconcile timed out after ${Duration.format(timeout)}`, retryable: true })
           }),
           // reconcile is advisory: when it cannot answer, the row is replayed (at-least-once)
           Effect.catchAll((error) =>

@@ -45,11 +45,13 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
   // Taking the write lock with the first statement means busy_timeout applies to it; a deferred
   // transaction that reads first could fail with SQLITE_BUSY at once when another process wrote meanwhile.
   const lockForWrite = sql`UPDATE outbox_meta SET value = value WHERE key = 'schema'`
-  const writeTx = <A, E, R>(effect: Effect.Effect<A, E, R>) => sql.withTransaction(Effect.zipRight(lockForWrite, effect))
+  const writeTx = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    sql.withTransaction(Effect.zipRight(lockForWrite, effect))
 
   const run = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) =>
     effect.pipe(
-      Effect.catchIf((e): e is SqlError => (e as { _tag?: string })._tag === "SqlError", (e) => Effect.fail(storeError(operation)(e))),
+      Effect.catchIf((e): e is SqlError => (e as { _tag?: string })._tag === "SqlError", (e) =>
+        Effect.fail(storeError(operation)(e))),
       // no stack trace: it would point here, and it costs one per call
       Effect.withSpan(`OutboxRepo.${operation}`, { captureStackTrace: false })
     ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
@@ -98,7 +100,9 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
           decoded.find((e) => entry.idempotencyKey !== undefined && e.idempotencyKey === entry.idempotencyKey)
         return match
           ? Effect.succeed(InsertResult.Duplicate({ entry: match }))
-          : Effect.fail(new StoreError({ operation: "insert", message: `entry ${entry.id} was neither inserted nor found` }))
+          : Effect.fail(
+            new StoreError({ operation: "insert", message: `entry ${entry.id} was neither inserted nor found` })
+          )
       })
     })
 
@@ -108,7 +112,12 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
       Effect.forEach(chunks([...new Set(entries.map(orderingKey))], IN_CHUNK), (part) =>
         sql<{ ordering_key: string }>`SELECT DISTINCT ordering_key FROM outbox_entries
           WHERE ordering_key IN ${sql.in(part)} AND pending = 1`),
-      (found) => new Set(found.flat().map((r) => r.ordering_key))
+      (found) =>
+        new Set(
+          found.flat().map((r) =>
+            r.ordering_key
+          )
+        )
     )
 
   /**
@@ -165,7 +174,8 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
       }
       const updated = specs.length > 0 ? yield* updateRows(specs) : new Set<string>()
       return ops.map((op, at): WriteResult =>
-        results[at] ?? (updated.has(op._tag === "Update" ? op.spec.guard.id : "") ? { _tag: "Updated" } : { _tag: "Rejected" })
+        results[at] ??
+          (updated.has(op._tag === "Update" ? op.spec.guard.id : "") ? { _tag: "Updated" } : { _tag: "Rejected" })
       )
     })
 
@@ -254,7 +264,8 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         const delivered = yield* sql`DELETE FROM outbox_entries
           WHERE pending IS NULL AND state = 'delivered' AND updated_at <= ${now - retention.deliveredMs}`.raw
         const terminal = yield* sql`DELETE FROM outbox_entries
-          WHERE pending IS NULL AND state IN ${sql.in(terminalStates)} AND updated_at <= ${now - retention.terminalMs}`.raw
+          WHERE pending IS NULL AND state IN ${sql.in(terminalStates)} AND updated_at <= ${now - retention.terminalMs}`
+          .raw
         return { delivered: changes(delivered), terminal: changes(terminal) }
       })).pipe(run("prune")),
 
@@ -360,11 +371,17 @@ export const layerFile = (options: FileOptions): Layer.Layer<OutboxRepo | SqlCli
       const reason = Cause.squash(cause)
       // the driver's reason ("file is not a database", SQLITE_CANTOPEN…) belongs in the message a log line shows
       const why = reason instanceof Error ? reason.message : String(reason)
-      return Layer.fail(new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${why}`, cause }))
+      return Layer.fail(
+        new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${why}`, cause })
+      )
     })
   )
   const cannotOpen = (e: StoreError) =>
-    new StoreError({ operation: "open", message: `cannot open outbox database ${options.filename}: ${e.message}`, cause: e })
+    new StoreError({
+      operation: "open",
+      message: `cannot open outbox database ${options.filename}: ${e.message}`,
+      cause: e
+    })
   // the file is first read here (a file that is not a database fails here)
   const configured = Effect.mapError(configureConnection(options), cannotOpen)
   const ready = Layer.effectDiscard(configured).pipe(Layer.provideMerge(client))

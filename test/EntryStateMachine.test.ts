@@ -28,14 +28,17 @@ const event: FastCheck.Arbitrary<EntryEvent> = FastCheck.oneof(
   w(1, FastCheck.record({ owner, leaseUntil: time }).map(Ev.Renew)),
   w(2, FastCheck.record({ owner, partsDelivered: parts }).map(Ev.Progress)),
   w(2, FastCheck.record({ owner, partsDelivered: parts }).map(Ev.Ack)),
-  w(4, FastCheck.record({
-    owner,
-    error: FastCheck.constant("boom"),
-    retryAt: time,
-    countsAttempt: FastCheck.boolean(),
-    partsDelivered: parts,
-    maxAttempts: FastCheck.integer({ min: 1, max: 5 })
-  }).map(Ev.Retry)),
+  w(
+    4,
+    FastCheck.record({
+      owner,
+      error: FastCheck.constant("boom"),
+      retryAt: time,
+      countsAttempt: FastCheck.boolean(),
+      partsDelivered: parts,
+      maxAttempts: FastCheck.integer({ min: 1, max: 5 })
+    }).map(Ev.Retry)
+  ),
   w(1, FastCheck.record({ owner, error: FastCheck.constant("no"), reason, partsDelivered: parts }).map(Ev.Fail)),
   w(2, FastCheck.record({ owner }).map(Ev.Release)),
   w(1, FastCheck.constant(Ev.Reclaim())),
@@ -92,7 +95,10 @@ describe("EntryStateMachine", () => {
   it.prop("only the lease owner can finish an in-flight row", [steps], ([sequence]) => {
     for (const step of run(start, sequence)) {
       const ev = step.event
-      if (step.accepted && step.before.state === "in_flight" && "owner" in ev && ev.owner !== undefined && ev._tag !== "Claim") {
+      if (
+        step.accepted && step.before.state === "in_flight" && "owner" in ev && ev.owner !== undefined &&
+        ev._tag !== "Claim"
+      ) {
         expect(ev.owner).toBe(step.before.leaseOwner)
       }
     }
@@ -148,17 +154,31 @@ describe("EntryStateMachine", () => {
     const claimed = Either.getOrThrow(transition(start, Ev.Claim({ owner: "n/a", leaseUntil: 100 }), 0))
     expect(claimed).toMatchObject({ state: "in_flight", leaseOwner: "n/a", leaseExpiresAt: 100, nextAttemptAt: 100 })
     expect(Either.isLeft(transition(claimed, Ev.Claim({ owner: "n/b", leaseUntil: 200 }), 50))).toBe(true)
-    expect(Either.getOrThrow(transition(claimed, Ev.Claim({ owner: "n/b", leaseUntil: 200 }), 100)).leaseOwner).toBe("n/b")
+    expect(Either.getOrThrow(transition(claimed, Ev.Claim({ owner: "n/b", leaseUntil: 200 }), 100)).leaseOwner).toBe(
+      "n/b"
+    )
     const delivered = Either.getOrThrow(transition(claimed, Ev.Ack({ owner: "n/a", partsDelivered: 1 }), 10))
     expect(delivered).toMatchObject({ state: "delivered", deliveredAt: 10, nextAttemptAt: null, leaseOwner: null })
     const retry = (maxAttempts: number) =>
-      transition(claimed, Ev.Retry({ owner: "n/a", error: "500", retryAt: 99, countsAttempt: true, partsDelivered: 0, maxAttempts }), 10)
+      transition(
+        claimed,
+        Ev.Retry({ owner: "n/a", error: "500", retryAt: 99, countsAttempt: true, partsDelivered: 0, maxAttempts }),
+        10
+      )
     expect(Either.getOrThrow(retry(5))).toMatchObject({ state: "failed_retryable", attemptCount: 1, nextAttemptAt: 99 })
     expect(Either.getOrThrow(retry(1))).toMatchObject({ state: "failed_terminal", terminalReason: "max_attempts" })
     const skipped = Either.getOrThrow(
-      transition(claimed, Ev.Fail({ owner: "n/a", error: "tool", reason: "non_final_recovery_skip", partsDelivered: 0 }), 10)
+      transition(
+        claimed,
+        Ev.Fail({ owner: "n/a", error: "tool", reason: "non_final_recovery_skip", partsDelivered: 0 }),
+        10
+      )
     )
-    expect(skipped).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip", attemptCount: 0 })
+    expect(skipped).toMatchObject({
+      state: "failed_terminal",
+      terminalReason: "non_final_recovery_skip",
+      attemptCount: 0
+    })
     const expired = Either.getOrThrow(transition(start, Ev.Expire({}), 2_000))
     expect(expired.state).toBe("expired")
     expect(Either.isLeft(transition(start, Ev.Expire({}), 1_999))).toBe(true)

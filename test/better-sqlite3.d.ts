@@ -3,10 +3,12 @@ declare module "better-sqlite3" {
   namespace Database {
     interface Database {
       exec(sql: string): Database
-      prepare(sql: string): { run(...params: ReadonlyArray<unknown>): unknown; all(...params: ReadonlyArray<unknown>): Array<unknown> }
+      prepare(
+        sql: string
+      ): { run(...params: ReadonlyArray<unknown>): unknown; all(...params: ReadonlyArray<unknown>): Array<unknown> }
       close(): void
     }
   }
-  const Database: new (filename: string, options?: { readonly timeout?: number }) => Database.Database
+  const Database: new(filename: string, options?: { readonly timeout?: number }) => Database.Database
   export default Database
 }

@@ -63,17 +63,21 @@ export const statsTable = (stats: OutboxStats): string => {
   )
 }
 
-const statsCommand = Command.make("stats", { db, json }, ({ db, json }) =>
-  readOutbox(db, (outbox) =>
-    Effect.gen(function*() {
-      const stats = yield* outbox.stats
-      if (json) return yield* print(Format.json({ database: db, ...stats }))
-      const pending = stats.oldestPendingAgeMs === null
-        ? "nothing pending"
-        : `oldest pending ${Format.duration(stats.oldestPendingAgeMs)}`
-      yield* print(`outbox ${db}: ${Format.count(stats.total, "entry", "entries")}, ${pending}`)
-      if (stats.total > 0) yield* print(`\n${statsTable(stats)}`)
-    }))).pipe(Command.withDescription(Help.spec("stats").summary))
+const statsCommand = Command.make(
+  "stats",
+  { db, json },
+  ({ db, json }) =>
+    readOutbox(db, (outbox) =>
+      Effect.gen(function*() {
+        const stats = yield* outbox.stats
+        if (json) return yield* print(Format.json({ database: db, ...stats }))
+        const pending = stats.oldestPendingAgeMs === null
+          ? "nothing pending"
+          : `oldest pending ${Format.duration(stats.oldestPendingAgeMs)}`
+        yield* print(`outbox ${db}: ${Format.count(stats.total, "entry", "entries")}, ${pending}`)
+        if (stats.total > 0) yield* print(`\n${statsTable(stats)}`)
+      }))
+).pipe(Command.withDescription(Help.spec("stats").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // list
@@ -85,11 +89,19 @@ const detail = (e: OutboxEntry, now: number): string => {
   const error = e.lastError === null ? "" : Format.clip(e.lastError, 70)
   switch (e.state) {
     case "queued":
-      return e.nextAttemptAt !== null && e.nextAttemptAt > now ? `due in ${Format.duration(e.nextAttemptAt - now)}` : "due"
+      return e.nextAttemptAt !== null && e.nextAttemptAt > now
+        ? `due in ${Format.duration(e.nextAttemptAt - now)}`
+        : "due"
     case "in_flight":
-      return `leased by ${e.leaseOwner ?? "?"}${e.leaseExpiresAt === null ? "" : ` until ${Format.time(e.leaseExpiresAt)}`}`
+      return `leased by ${e.leaseOwner ?? "?"}${
+        e.leaseExpiresAt === null ? "" : ` until ${Format.time(e.leaseExpiresAt)}`
+      }`
     case "failed_retryable":
-      return `${e.nextAttemptAt !== null && e.nextAttemptAt > now ? `retry in ${Format.duration(e.nextAttemptAt - now)}` : "retry due"}: ${error}`
+      return `${
+        e.nextAttemptAt !== null && e.nextAttemptAt > now
+          ? `retry in ${Format.duration(e.nextAttemptAt - now)}`
+          : "retry due"
+      }: ${error}`
     case "failed_terminal":
       return `${e.terminalReason ?? "?"}${error === "" ? "" : `: ${error}`}`
     case "expired":
@@ -116,7 +128,9 @@ export const listTable = (entries: ReadonlyArray<OutboxEntry>, now: number): str
   )
 
 const positive = (name: string, n: number) =>
-  Number.isInteger(n) && n > 0 ? Effect.succeed(n) : Effect.fail(new UsageError({ message: `--${name}: expected a whole number ≥ 1, got "${n}"` }))
+  Number.isInteger(n) && n > 0
+    ? Effect.succeed(n)
+    : Effect.fail(new UsageError({ message: `--${name}: expected a whole number ≥ 1, got "${n}"` }))
 
 const listCommand = Command.make("list", {
   db,
@@ -196,12 +210,16 @@ const getOrFail = (outbox: OutboxShape, id: string) =>
     Option.match({ onNone: () => Effect.fail(new EntryNotFound({ id })), onSome: Effect.succeed })
   )
 
-const showCommand = Command.make("show", { db, json, id: idArg }, ({ db, id, json }) =>
-  readOutbox(db, (outbox) =>
-    Effect.gen(function*() {
-      const entry = yield* getOrFail(outbox, id)
-      yield* print(json ? Format.json(entry) : showEntry(entry, yield* Clock.currentTimeMillis))
-    }))).pipe(Command.withDescription(Help.spec("show").summary))
+const showCommand = Command.make(
+  "show",
+  { db, json, id: idArg },
+  ({ db, id, json }) =>
+    readOutbox(db, (outbox) =>
+      Effect.gen(function*() {
+        const entry = yield* getOrFail(outbox, id)
+        yield* print(json ? Format.json(entry) : showEntry(entry, yield* Clock.currentTimeMillis))
+      }))
+).pipe(Command.withDescription(Help.spec("show").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // retry
@@ -214,11 +232,14 @@ const notRetryable = (e: OutboxEntry): string | undefined =>
   e.terminalReason === "decode_error"
     ? `entry ${e.id} was quarantined (decode_error): its stored data no longer decodes, so a retry would only quarantine it again`
     : e.kind !== "final"
-    ? `entry ${e.id} is a ${e.kind} progress message (${e.terminalReason ?? e.state}): recovery never replays those, so a retry would only fail it again`
+    ? `entry ${e.id} is a ${e.kind} progress message (${
+      e.terminalReason ?? e.state
+    }): recovery never replays those, so a retry would only fail it again`
     : undefined
 
 /** The kind of row `notRetryable` refused, for the summary line. */
-const skipKind = (e: OutboxEntry): "decode_error" | "non_final" => e.terminalReason === "decode_error" ? "decode_error" : "non_final"
+const skipKind = (e: OutboxEntry): "decode_error" | "non_final" =>
+  e.terminalReason === "decode_error" ? "decode_error" : "non_final"
 
 /** Requeues every entry of `state` (and `channel`), page by page, skipping quarantined rows. */
 const retryAll = (outbox: OutboxShape, state: "failed_terminal" | "expired", channel: Option.Option<string>) =>
@@ -277,11 +298,17 @@ const retryCommand = Command.make("retry", {
           const refusal = notRetryable(entry)
           if (refusal !== undefined) return yield* Effect.fail(new UsageError({ message: refusal }))
           yield* outbox.retry(entry.id)
-          yield* print(json ? Format.json({ requeued: [entry.id], skipped: [] }) : `requeued ${entry.id} (was ${entry.state})${SENT_BY_WORKER}`)
+          yield* print(
+            json
+              ? Format.json({ requeued: [entry.id], skipped: [] })
+              : `requeued ${entry.id} (was ${entry.state})${SENT_BY_WORKER}`
+          )
         }))
     }
     if (Option.isNone(state)) {
-      return yield* Effect.fail(new UsageError({ message: "retry needs an entry id or --state failed_terminal|expired" }))
+      return yield* Effect.fail(
+        new UsageError({ message: "retry needs an entry id or --state failed_terminal|expired" })
+      )
     }
     yield* writeOutbox(db, (outbox) =>
       Effect.gen(function*() {
@@ -290,11 +317,21 @@ const retryCommand = Command.make("retry", {
         const scope = `${state.value}${Option.match(channel, { onNone: () => "", onSome: (c) => `, channel ${c}` })}`
         yield* print(`requeued ${Format.count(result.requeued.length, "entry", "entries")} (${scope})${SENT_BY_WORKER}`)
         if (skippedBy.decode_error > 0) {
-          yield* print(`skipped ${Format.count(skippedBy.decode_error, "quarantined (decode_error) entry", "quarantined (decode_error) entries")}`)
+          yield* print(
+            `skipped ${
+              Format.count(
+                skippedBy.decode_error,
+                "quarantined (decode_error) entry",
+                "quarantined (decode_error) entries"
+              )
+            }`
+          )
         }
         if (skippedBy.non_final > 0) {
           yield* print(
-            `skipped ${Format.count(skippedBy.non_final, "tool/block progress message", "tool/block progress messages")} (never replayed)`
+            `skipped ${
+              Format.count(skippedBy.non_final, "tool/block progress message", "tool/block progress messages")
+            } (never replayed)`
           )
         }
       }))
@@ -303,29 +340,41 @@ const retryCommand = Command.make("retry", {
 // ---------------------------------------------------------------------------------------------------------------
 // prune
 
-const pruneCommand = Command.make("prune", { db, json }, ({ db, json }) =>
-  writeOutbox(db, (outbox) =>
-    Effect.gen(function*() {
-      const config = yield* OutboxConfig.OutboxConfig
-      const pruned = yield* outbox.prune
-      if (json) return yield* print(Format.json({ pruned }))
-      yield* print(
-        `pruned ${Format.count(pruned, "entry", "entries")} (delivered older than ${Duration.format(config.deliveredRetention)}, ` +
-          `failed or expired older than ${Duration.format(config.terminalRetention)})`
-      )
-    }))).pipe(Command.withDescription(Help.spec("prune").summary))
+const pruneCommand = Command.make(
+  "prune",
+  { db, json },
+  ({ db, json }) =>
+    writeOutbox(db, (outbox) =>
+      Effect.gen(function*() {
+        const config = yield* OutboxConfig.OutboxConfig
+        const pruned = yield* outbox.prune
+        if (json) return yield* print(Format.json({ pruned }))
+        yield* print(
+          `pruned ${Format.count(pruned, "entry", "entries")} (delivered older than ${
+            Duration.format(config.deliveredRetention)
+          }, ` +
+            `failed or expired older than ${Duration.format(config.terminalRetention)})`
+        )
+      }))
+).pipe(Command.withDescription(Help.spec("prune").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // import-legacy
 
 /** The import report for people. */
-export const importSummary = (report: LegacyFileQueue.ImportReport, path: string, maxAge: Duration.Duration): string => {
+export const importSummary = (
+  report: LegacyFileQueue.ImportReport,
+  path: string,
+  maxAge: Duration.Duration
+): string => {
   if (report.alreadyImported) {
     const previous = report.previous
     return `${report.dir} was imported into ${path} already` +
       (previous === null
         ? ""
-        : ` at ${Format.time(previous.importedAt)} (${previous.imported} imported, ${previous.expired} expired, ${previous.failed} failed, ${previous.malformed} malformed)`) +
+        : ` at ${
+          Format.time(previous.importedAt)
+        } (${previous.imported} imported, ${previous.expired} expired, ${previous.failed} failed, ${previous.malformed} malformed)`) +
       "; nothing to do (--force imports again; ids already present are kept as they are)"
   }
   const lines = [
@@ -351,11 +400,22 @@ const checkDirectory = (dir: string) =>
       Effect.catchAll((e) =>
         e._tag === "SystemError" && e.reason === "NotFound"
           ? Effect.succeedNone
-          : Effect.fail(new LegacyFileQueue.LegacyImportError({ dir, message: `cannot read ${dir}: ${e.message}`, reason: "unreadable" })))
+          : Effect.fail(
+            new LegacyFileQueue.LegacyImportError({
+              dir,
+              message: `cannot read ${dir}: ${e.message}`,
+              reason: "unreadable"
+            })
+          )
+      )
     )
     if (Option.isNone(info)) {
       return yield* Effect.fail(
-        new LegacyFileQueue.LegacyImportError({ dir, message: `no legacy queue directory at ${dir}`, reason: "not_found" })
+        new LegacyFileQueue.LegacyImportError({
+          dir,
+          message: `no legacy queue directory at ${dir}`,
+          reason: "not_found"
+        })
       )
     }
     if (info.value.type !== "Directory") {
@@ -368,8 +428,12 @@ const checkDirectory = (dir: string) =>
 const importCommand = Command.make("import-legacy", {
   db,
   json,
-  dir: Args.text({ name: "dir" }).pipe(Args.withDescription("openclaw's delivery-queue directory (with its failed/ folder)")),
-  force: Options.boolean("force").pipe(Options.withDescription("import again although imported before, or into an existing empty file"))
+  dir: Args.text({ name: "dir" }).pipe(
+    Args.withDescription("openclaw's delivery-queue directory (with its failed/ folder)")
+  ),
+  force: Options.boolean("force").pipe(
+    Options.withDescription("import again although imported before, or into an existing empty file")
+  )
 }, ({ db, dir, force, json }) =>
   Effect.gen(function*() {
     // checked before the database is opened, so a mistyped directory does not leave a new empty outbox behind

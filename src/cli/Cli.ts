@@ -64,7 +64,9 @@ export const run = (argv: ReadonlyArray<string>, styles: Styles.Styles = Styles.
   return Effect.gen(function*() {
     const version = yield* readVersion
     if (request._tag === "Help") {
-      yield* Console.log(request.command === undefined ? Help.topHelp(version, DESCRIPTION) : Help.commandHelp(request.command))
+      yield* Console.log(
+        request.command === undefined ? Help.topHelp(version, DESCRIPTION) : Help.commandHelp(request.command)
+      )
       return ExitCode.ok as number
     }
     if (request._tag === "Invalid") return yield* Effect.fail(new UsageError({ message: request.message }))
@@ -74,11 +76,16 @@ export const run = (argv: ReadonlyArray<string>, styles: Styles.Styles = Styles.
     yield* Command.run(root, { name: NAME, version, executable: NAME })([...argv.slice(0, 2), ...request.args]).pipe(
       (effect) =>
         Console.consoleWith((base) =>
-          Console.withConsole(effect, { ...base, error: (...args) => Effect.sync(() => void printed.push(args.map(String).join(" "))) })
+          Console.withConsole(effect, {
+            ...base,
+            error: (...args) => Effect.sync(() => void printed.push(args.map(String).join(" ")))
+          })
         ),
       Effect.mapError((error) =>
         ValidationError.isValidationError(error)
-          ? new UsageError({ message: Styles.stripStyles(printed.join("\n")).trim().replace(/\s*\n\s*/g, "; ") || "invalid arguments" })
+          ? new UsageError({
+            message: Styles.stripStyles(printed.join("\n")).trim().replace(/\s*\n\s*/g, "; ") || "invalid arguments"
+          })
           : error
       )
     )
@@ -88,7 +95,9 @@ export const run = (argv: ReadonlyArray<string>, styles: Styles.Styles = Styles.
       if (error instanceof UsageError) return usageError(error.message)
       return Effect.as(Console.error(`${NAME}: ${describe(error)}`), ExitCode.failure)
     }),
-    Effect.catchAllDefect((defect) => Effect.as(Console.error(`${NAME}: unexpected error: ${describe(defect)}`), ExitCode.failure)),
+    Effect.catchAllDefect((defect) =>
+      Effect.as(Console.error(`${NAME}: unexpected error: ${describe(defect)}`), ExitCode.failure)
+    ),
     Styles.within(styles),
     Effect.provide(Logging.layer())
   )

@@ -5,8 +5,8 @@
  * file that holds something other than an outbox before `SqliteOutboxRepo.layerFile` would migrate it.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -43,7 +43,9 @@ const fileState = (path: string) =>
     const fs = yield* FileSystem.FileSystem
     if (!(yield* fs.exists(path))) return "missing" as const
     const info = yield* fs.stat(path)
-    if (info.type !== "File") return yield* Effect.fail(new NotAnOutbox({ path, reason: `it is a ${info.type.toLowerCase()}` }))
+    if (info.type !== "File") {
+      return yield* Effect.fail(new NotAnOutbox({ path, reason: `it is a ${info.type.toLowerCase()}` }))
+    }
     return info.size === BigInt(0) ? ("empty" as const) : ("present" as const)
   }).pipe(
     Effect.catchTag("SystemError", "BadArgument", (e) =>
@@ -80,7 +82,9 @@ const readOnlyStore = (path: string): Layer.Layer<OutboxRepo, NotAnOutbox | Stor
 }
 
 /** The store of an existing outbox file, opened read-only; `DatabaseMissing` if there is no file. */
-export const readOnly = (path: string): Layer.Layer<OutboxRepo, DatabaseMissing | NotAnOutbox | StoreError, FileSystem.FileSystem> =>
+export const readOnly = (
+  path: string
+): Layer.Layer<OutboxRepo, DatabaseMissing | NotAnOutbox | StoreError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const state = yield* fileState(path)
@@ -104,7 +108,9 @@ export const readWrite = (
     Effect.gen(function*() {
       const state = yield* fileState(path)
       if (state === "missing" && !options.create) return yield* Effect.fail(new DatabaseMissing({ path }))
-      if (state === "empty" && !(options.empty ?? options.create)) return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
+      if (state === "empty" && !(options.empty ?? options.create)) {
+        return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
+      }
       // checked through a read-only connection first, so a foreign database is refused before any migration runs
       if (state === "present") yield* Effect.scoped(Layer.build(readOnlyStore(path)))
       return SqliteOutboxRepo.layerFile({ filename: path, exclusive: false })

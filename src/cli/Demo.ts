@@ -100,12 +100,16 @@ const resetDatabase = (path: string) =>
     )
     if (!marker) {
       return yield* Effect.fail(
-        new DemoError({ message: `${path} holds an outbox the demo did not create; run the demo with --db <another file>` })
+        new DemoError({
+          message: `${path} holds an outbox the demo did not create; run the demo with --db <another file>`
+        })
       )
     }
     // a running demo's files: removing them would pull its database from under it before its lock refused this one
     if (yield* GatewayLock.isHeld(path)) {
-      return yield* Effect.fail(new DemoError({ message: `${path} is in use by a running gateway; run the demo with --db <another file>` }))
+      return yield* Effect.fail(
+        new DemoError({ message: `${path} is in use by a running gateway; run the demo with --db <another file>` })
+      )
     }
     for (const file of [path, `${path}-wal`, `${path}-shm`]) yield* fs.remove(file, { force: true })
   })
@@ -151,8 +155,15 @@ const bootLayer = (ctx: RunContext, boot: 1 | 2) => {
   return RecoveryWorker.layer.pipe(Layer.provideMerge(Outbox.layer), Layer.provideMerge(deps))
 }
 
-const runConversations = (ctx: RunContext, outbox: Outbox.OutboxShape, onSubmitted: (count: number) => Effect.Effect<void>) =>
-  Effect.forEach(ctx.conversations, (c) => converse(ctx.gateway, outbox, c, onSubmitted), { concurrency: "unbounded", discard: true })
+const runConversations = (
+  ctx: RunContext,
+  outbox: Outbox.OutboxShape,
+  onSubmitted: (count: number) => Effect.Effect<void>
+) =>
+  Effect.forEach(ctx.conversations, (c) => converse(ctx.gateway, outbox, c, onSubmitted), {
+    concurrency: "unbounded",
+    discard: true
+  })
 
 /** The opening lines: the traffic, the three channels and the outbox's settings. */
 const introduce = ({ channels, conversations, options, output }: RunContext) =>
@@ -203,13 +214,18 @@ const firstBoot = (ctx: RunContext) => {
 const inspectCrash = ({ channels, gateway, options, output, start }: RunContext) =>
   Effect.gen(function*() {
     const crashedAt = yield* Clock.currentTimeMillis
-    const inFlight = yield* Effect.flatMap(OutboxRepo, (repo) => repo.list({ state: "in_flight", limit: options.messages + 1 })).pipe(
-      Effect.provide(SqliteOutboxRepo.layerFile({ filename: options.db }))
-    )
-    const alreadySent = inFlight.filter((e) => channels.logs.some((log) => log.entries.has(e.id))).length
+    const inFlight = yield* Effect.flatMap(OutboxRepo, (repo) =>
+      repo.list({ state: "in_flight", limit: options.messages + 1 })).pipe(
+        Effect.provide(SqliteOutboxRepo.layerFile({ filename: options.db }))
+      )
+    const alreadySent = inFlight.filter((e) =>
+      channels.logs.some((log) => log.entries.has(e.id))
+    ).length
     yield* output.say(
       `crash at ${Format.duration(crashedAt - start)}: the gateway was dropped without draining; ` +
-        `${Format.count(inFlight.length, "row")} left in_flight (${alreadySent} of them had already reached their channel), ` +
+        `${
+          Format.count(inFlight.length, "row")
+        } left in_flight (${alreadySent} of them had already reached their channel), ` +
         `${Format.count(gateway.inProgress.size, "request")} unanswered`
     )
     yield* output.say(`restart: same node id "${NODE_ID}", so the recovery worker reclaims boot 1's leases at once\n`)
@@ -268,7 +284,9 @@ export const run = (options: DemoOptions) =>
     })
     yield* Console.log(options.json ? Format.json(summary) : humanSummary(summary, MAX_AGE))
     if (summary.unexpectedErrors > 0) {
-      return yield* Effect.fail(new DemoError({ message: `${summary.unexpectedErrors} deliveries failed unexpectedly (see above)` }))
+      return yield* Effect.fail(
+        new DemoError({ message: `${summary.unexpectedErrors} deliveries failed unexpectedly (see above)` })
+      )
     }
   }).pipe(
     Effect.provide(Logger.replace(Logging.cliLogger, Logging.stderrLogger(makeClear(options.json)))),
@@ -285,20 +303,31 @@ export const command = Command.make("demo", {
   db: Options.text("db").pipe(
     Options.withPseudoName("file"),
     Options.withDefault(Help.DEFAULT_DB),
-    Options.withDescription("the SQLite file to run on (an earlier demo database there is replaced; any other outbox is refused)")
+    Options.withDescription(
+      "the SQLite file to run on (an earlier demo database there is replaced; any other outbox is refused)"
+    )
   ),
   messages: Options.integer("messages").pipe(
     Options.withPseudoName("n"),
     Options.withDefault(300),
     Options.withDescription("how many replies the simulated gateway sends")
   ),
-  seed: Options.integer("seed").pipe(Options.withDefault(1), Options.withDescription("seed of the simulated traffic and failures")),
+  seed: Options.integer("seed").pipe(
+    Options.withDefault(1),
+    Options.withDescription("seed of the simulated traffic and failures")
+  ),
   json: Options.boolean("json").pipe(Options.withDescription("no progress; print the summary as JSON")),
-  verbose: Options.boolean("verbose").pipe(Options.withDescription("show the outbox's own logs (info and up) on stderr"))
+  verbose: Options.boolean("verbose").pipe(
+    Options.withDescription("show the outbox's own logs (info and up) on stderr")
+  )
 }, (options) =>
   Effect.gen(function*() {
     if (options.messages < 1 || options.messages > MAX_MESSAGES) {
-      return yield* Effect.fail(new UsageError({ message: `--messages: expected a whole number from 1 to ${MAX_MESSAGES}, got "${options.messages}"` }))
+      return yield* Effect.fail(
+        new UsageError({
+          message: `--messages: expected a whole number from 1 to ${MAX_MESSAGES}, got "${options.messages}"`
+        })
+      )
     }
     yield* run(options)
   })).pipe(

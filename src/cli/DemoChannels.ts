@@ -18,7 +18,13 @@ export interface ChannelLog {
   readonly received: Map<string, number>
   /** entries with at least one accepted part */
   readonly entries: Set<string>
-  readonly counts: { sends: number; failures: number; reconcileSent: number; reconcileNotSent: number; reconcileUnknown: number }
+  readonly counts: {
+    sends: number
+    failures: number
+    reconcileSent: number
+    reconcileNotSent: number
+    reconcileUnknown: number
+  }
 }
 
 /** The three channels, their adapters and their logs. */
@@ -44,26 +50,27 @@ type Fault = (ctx: SendContext) => Effect.Effect<SendError | undefined>
  * One send over a simulated network: the request travels, the channel may refuse it, else it accepts the part (the
  * user sees it) and the response travels back. A crash during the way back leaves a row in flight that was sent.
  */
-const transmit = (log: ChannelLog, rng: Random.Random, latencyMs: readonly [number, number], fault: Fault) =>
-(ctx: SendContext): Effect.Effect<SendResult, SendError> =>
-  Effect.gen(function*() {
-    yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(latencyMs[0], latencyMs[1])))
-    const error = yield* fault(ctx)
-    const messageId = yield* Effect.sync(() => {
-      log.counts.sends++
-      if (error !== undefined) {
-        log.counts.failures++
-        return undefined
-      }
-      const key = partKey(ctx)
-      log.received.set(key, (log.received.get(key) ?? 0) + 1)
-      log.entries.add(ctx.entryId)
-      return `${log.name}-${log.counts.sends}`
+const transmit =
+  (log: ChannelLog, rng: Random.Random, latencyMs: readonly [number, number], fault: Fault) =>
+  (ctx: SendContext): Effect.Effect<SendResult, SendError> =>
+    Effect.gen(function*() {
+      yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(latencyMs[0], latencyMs[1])))
+      const error = yield* fault(ctx)
+      const messageId = yield* Effect.sync(() => {
+        log.counts.sends++
+        if (error !== undefined) {
+          log.counts.failures++
+          return undefined
+        }
+        const key = partKey(ctx)
+        log.received.set(key, (log.received.get(key) ?? 0) + 1)
+        log.entries.add(ctx.entryId)
+        return `${log.name}-${log.counts.sends}`
+      })
+      if (messageId === undefined) return yield* Effect.fail(error!)
+      yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(20, 80)))
+      return { messageId }
     })
-    if (messageId === undefined) return yield* Effect.fail(error!)
-    yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(20, 80)))
-    return { messageId }
-  })
 
 /** Answers from the channel's own log: every remaining part arrived, none did, or some did (unknown). */
 const reconcileFrom = (log: ChannelLog) => (ctx: SendContext): Effect.Effect<ReconcileResult> =>
@@ -90,12 +97,16 @@ export const make = (seed: number, blocked: ReadonlySet<string>): DemoChannels =
   const flaky = newLog(
     "flaky",
     "v1",
-    `v1 adapter (core chunking at 160 chars), 40-200 ms, ${FLAKY.serverError * 100}% HTTP 500, ${FLAKY.rateLimited * 100}% HTTP 429 with retry-after`
+    `v1 adapter (core chunking at 160 chars), 40-200 ms, ${FLAKY.serverError * 100}% HTTP 500, ${
+      FLAKY.rateLimited * 100
+    }% HTTP 429 with retry-after`
   )
   const rejecting = newLog(
     "rejecting",
     "v2",
-    `v2 adapter, 10-50 ms, ${blocked.size} ${blocked.size === 1 ? "recipient has" : "recipients have"} blocked the bot (HTTP 403)`
+    `v2 adapter, 10-50 ms, ${blocked.size} ${
+      blocked.size === 1 ? "recipient has" : "recipients have"
+    } blocked the bot (HTTP 403)`
   )
 
   const none: Fault = () => Effect.succeed(undefined)
@@ -135,7 +146,10 @@ export const make = (seed: number, blocked: ReadonlySet<string>): DemoChannels =
         reconcile: reconcileFrom(healthy)
       },
       flaky: { sendText: flakySend, sendMedia: flakySend, textChunkLimit: 160 },
-      rejecting: { outboundContract: "v2", sendFinal: transmit(rejecting, Random.make(`${seed}/rejecting`), [10, 50], blockedFault) }
+      rejecting: {
+        outboundContract: "v2",
+        sendFinal: transmit(rejecting, Random.make(`${seed}/rejecting`), [10, 50], blockedFault)
+      }
     },
     logs: [healthy, flaky, rejecting]
   }

@@ -9,7 +9,14 @@ import type * as Outbox from "../Outbox.js"
 import type { Conversation, Turn } from "./DemoScript.js"
 
 /** What `deliver` answered for a turn, as the summary counts it. */
-export type LiveOutcome = "Delivered" | "Deferred" | "Duplicate" | "SendFailed" | "PartialDeliveryFailure" | "AckFailed" | "unexpected"
+export type LiveOutcome =
+  | "Delivered"
+  | "Deferred"
+  | "Duplicate"
+  | "SendFailed"
+  | "PartialDeliveryFailure"
+  | "AckFailed"
+  | "unexpected"
 
 /** The gateway's state across both boots. */
 export class Gateway {
@@ -58,7 +65,10 @@ const submit = (
         AckFailed: () => Effect.succeed<LiveOutcome>("AckFailed")
       }),
       Effect.catchAll((error) =>
-        Effect.as(Effect.logError(`deliver of turn ${turn.n} failed: ${error._tag}: ${error.message}`), "unexpected" as const)
+        Effect.as(
+          Effect.logError(`deliver of turn ${turn.n} failed: ${error._tag}: ${error.message}`),
+          "unexpected" as const
+        )
       )
     )
     // one step: answered and moved past, so an interruption leaves the turn either unanswered or done

@@ -79,8 +79,13 @@ export const showProgress = (output: Output, boot: number, gateway: Gateway, tot
         const now = yield* Clock.currentTimeMillis
         yield* output.progress(progressLine(boot, gateway, total, stats, now - start), tick++, last)
       }).pipe(Effect.catchAll((e) => Effect.logWarning(`progress: cannot read stats: ${e.message}`)))
-    return { last: draw(true), loop: draw(false).pipe(Effect.repeat(Schedule.spaced(Duration.millis(100))), Effect.asVoid) }
+    return {
+      last: draw(true),
+      loop: draw(false).pipe(Effect.repeat(Schedule.spaced(Duration.millis(100))), Effect.asVoid)
+    }
   })
 
 // the logger clears the progress line of the same run: both write to the same terminal
-export const makeClear = (json: boolean) => (json || process.stdout.isTTY !== true ? () => {} : () => process.stdout.write("\r\x1b[K"))
+export const makeClear = (
+  json: boolean
+) => (json || process.stdout.isTTY !== true ? () => {} : () => process.stdout.write("\r\x1b[K"))

@@ -61,6 +61,8 @@ export const makeScript = (messages: number, seed: number) =>
       turns: t
     }))
     // every fourth recipient of the rejecting channel (the first one included) has blocked the bot
-    const blocked = new Set(conversations.filter((c) => c.channel === "rejecting").filter((_, i) => i % 4 === 0).map((c) => c.to))
+    const blocked = new Set(
+      conversations.filter((c) => c.channel === "rejecting").filter((_, i) => i % 4 === 0).map((c) => c.to)
+    )
     return { conversations, blocked }
   })

@@ -50,14 +50,22 @@ export const summarize = (input: {
   readonly gateway: Gateway
   readonly channels: DemoChannels.DemoChannels
   readonly crash: Summary["crash"]
-  readonly metrics: { readonly retriesScheduled: number; readonly possibleDuplicates: number; readonly ackFailures: number }
+  readonly metrics: {
+    readonly retriesScheduled: number
+    readonly possibleDuplicates: number
+    readonly ackFailures: number
+  }
   readonly stats: OutboxStats
   readonly rows: ReadonlyArray<OutboxEntry>
   readonly elapsedMs: number
 }): Summary => {
   const { rows, stats } = input
   const terminal: Partial<Record<TerminalReason, number>> = {}
-  for (const r of rows) if (r.state === "failed_terminal" && r.terminalReason !== null) terminal[r.terminalReason] = (terminal[r.terminalReason] ?? 0) + 1
+  for (const r of rows) {
+    if (r.state === "failed_terminal" && r.terminalReason !== null) {
+      terminal[r.terminalReason] = (terminal[r.terminalReason] ?? 0) + 1
+    }
+  }
   const delivered = rows.filter((r) => r.state === "delivered")
   return {
     database: input.options.db,
@@ -101,17 +109,46 @@ export const summarize = (input: {
 /** The summary as the table a person reads; `maxAge` is the TTL the run used. */
 export const humanSummary = (s: Summary, maxAge: Duration.Duration): string => {
   const terminalTotal = Object.values(s.terminal).reduce((a, b) => a + (b ?? 0), 0)
-  const reasons = Object.entries(s.terminal).sort(([, a], [, b]) => (b ?? 0) - (a ?? 0)).map(([r, n]) => `${r} ${n}`).join(" · ")
+  const reasons = Object.entries(s.terminal).sort(([, a], [, b]) => (b ?? 0) - (a ?? 0)).map(([r, n]) => `${r} ${n}`)
+    .join(" · ")
   const live = s.liveOutcomes
   const lines: Array<[string, number, string]> = [
-    ["replies submitted", s.submitted, `${s.resubmittedAfterCrash} resubmitted after the crash with the same idempotency key (${live.Duplicate} found stored: nothing sent again)`],
-    ["delivered live", live.Delivered, `by deliver itself; ${live.Deferred} deferred behind an older reply of the conversation, ${live.SendFailed + live.PartialDeliveryFailure} failed (recorded for retry or for good)`],
-    ["delivered", s.delivered, `${s.deliveredFirstTry} on the first try, ${s.deliveredAfterFailure} after a failed attempt`],
+    [
+      "replies submitted",
+      s.submitted,
+      `${s.resubmittedAfterCrash} resubmitted after the crash with the same idempotency key (${live.Duplicate} found stored: nothing sent again)`
+    ],
+    [
+      "delivered live",
+      live.Delivered,
+      `by deliver itself; ${live.Deferred} deferred behind an older reply of the conversation, ${
+        live.SendFailed + live.PartialDeliveryFailure
+      } failed (recorded for retry or for good)`
+    ],
+    [
+      "delivered",
+      s.delivered,
+      `${s.deliveredFirstTry} on the first try, ${s.deliveredAfterFailure} after a failed attempt`
+    ],
     ["retries scheduled", s.retriesScheduled, "HTTP 500s and 429s (a 429's retry-after does not use up an attempt)"],
     ["failed for good", terminalTotal, reasons === "" ? "none" : reasons],
-    ["expired", s.expired, `older than the ${Format.duration(Duration.toMillis(maxAge))} TTL before they could be sent: dropped, not posted late`],
-    ["in flight at crash", s.crash.inFlight, `${s.crash.alreadySent} had reached their channel; ${s.reconciledSent} confirmed by reconcile and acked without a resend`],
-    ["possible duplicates", s.possibleDuplicates, "replayed after the crash without proof they had not been sent (outbox_possible_duplicates_total)"],
+    [
+      "expired",
+      s.expired,
+      `older than the ${
+        Format.duration(Duration.toMillis(maxAge))
+      } TTL before they could be sent: dropped, not posted late`
+    ],
+    [
+      "in flight at crash",
+      s.crash.inFlight,
+      `${s.crash.alreadySent} had reached their channel; ${s.reconciledSent} confirmed by reconcile and acked without a resend`
+    ],
+    [
+      "possible duplicates",
+      s.possibleDuplicates,
+      "replayed after the crash without proof they had not been sent (outbox_possible_duplicates_total)"
+    ],
     ["duplicates seen", s.duplicatePartsSeen, "parts a channel actually received twice (at-least-once)"]
   ]
   if (s.ackFailures > 0) lines.push(["ack failures", s.ackFailures, "sent, ack write failed, flushed by the worker"])
@@ -124,7 +161,18 @@ export const humanSummary = (s: Summary, maxAge: Duration.Duration): string => {
     "",
     Format.table(
       ["channel", "contract", "delivered", "failed", "expired", "total", "parts received", "received twice"],
-      s.channels.map((c) => [c.channel, c.contract, c.delivered, c.failedTerminal, c.expired, c.total, c.partsReceived, c.partsReceivedTwice])
+      s.channels.map((
+        c
+      ) => [
+        c.channel,
+        c.contract,
+        c.delivered,
+        c.failedTerminal,
+        c.expired,
+        c.total,
+        c.partsReceived,
+        c.partsReceivedTwice
+      ])
     ),
     "",
     `The database is left at ${s.database}. Look inside:`,

@@ -75,7 +75,11 @@ export const specs: ReadonlyArray<CommandSpec> = [
       db,
       json,
       { flag: "state", value: choice(entryStates, "state"), text: "only entries in this state (states below)" },
-      { flag: "channel", value: { placeholder: "name", needs: "a channel name" }, text: "only entries of this channel" },
+      {
+        flag: "channel",
+        value: { placeholder: "name", needs: "a channel name" },
+        text: "only entries of this channel"
+      },
       { flag: "limit", value: count, text: `how many entries, newest first (default ${DEFAULT_LIMIT})` }
     ],
     args: [],
@@ -98,7 +102,11 @@ export const specs: ReadonlyArray<CommandSpec> = [
         value: choice(["failed_terminal", "expired"], "state"),
         text: "retry every entry in this state (failed_terminal or expired), not one id"
       },
-      { flag: "channel", value: { placeholder: "name", needs: "a channel name" }, text: "with --state: only this channel" }
+      {
+        flag: "channel",
+        value: { placeholder: "name", needs: "a channel name" },
+        text: "with --state: only this channel"
+      }
     ],
     args: [{ name: "id", required: false, needs: "an entry id", text: "the entry to retry" }],
     notes: ["A retried entry gets its attempts reset and a fresh TTL; a running gateway sends it next pass."]
@@ -118,7 +126,12 @@ export const specs: ReadonlyArray<CommandSpec> = [
       json,
       { flag: "force", text: "import again although imported before, or into an empty file" }
     ],
-    args: [{ name: "dir", required: true, needs: "a directory", text: "openclaw's delivery-queue directory (with failed/)" }],
+    args: [{
+      name: "dir",
+      required: true,
+      needs: "a directory",
+      text: "openclaw's delivery-queue directory (with failed/)"
+    }],
     notes: ["Creates the database if there is none."]
   },
   {
@@ -128,7 +141,11 @@ export const specs: ReadonlyArray<CommandSpec> = [
       { flag: "db", value: file, text: `the file to run on (default ${DEFAULT_DB}; an earlier demo's is replaced)` },
       {
         flag: "messages",
-        value: { placeholder: "n", needs: `a whole number from 1 to ${MAX_MESSAGES}`, valid: wholeNumber(1, MAX_MESSAGES) },
+        value: {
+          placeholder: "n",
+          needs: `a whole number from 1 to ${MAX_MESSAGES}`,
+          valid: wholeNumber(1, MAX_MESSAGES)
+        },
         text: "how many replies the simulated gateway sends (default 300)"
       },
       {
@@ -154,7 +171,9 @@ export const spec = (name: string): CommandSpec => {
 // ---------------------------------------------------------------------------------------------------------------
 // rendering
 
-const optionSynopsis = (o: OptionSpec) => (o.value === undefined ? `--${o.flag}` : `--${o.flag} <${o.value.placeholder}>`)
+const optionSynopsis = (
+  o: OptionSpec
+) => (o.value === undefined ? `--${o.flag}` : `--${o.flag} <${o.value.placeholder}>`)
 
 /** `effect-outbox list [--db <file>] …`: one command's synopsis. */
 export const synopsis = (s: CommandSpec): string =>
@@ -172,7 +191,13 @@ const rows = (pairs: ReadonlyArray<readonly [string, string]>): Array<string> =>
 /** What an argument error is followed by: the command's usage, or the list of commands. */
 export const usageOf = (command: string | undefined): string =>
   command === undefined
-    ? [`usage: ${NAME} <command> [options]`, "", ...rows(specs.map((s) => [s.name, s.summary])), "", `Run \`${NAME} <command> --help\` for details.`]
+    ? [
+      `usage: ${NAME} <command> [options]`,
+      "",
+      ...rows(specs.map((s) => [s.name, s.summary])),
+      "",
+      `Run \`${NAME} <command> --help\` for details.`
+    ]
       .join("\n")
     : `usage: ${synopsis(spec(command))}\n\nRun \`${NAME} ${command} --help\` for details.`
 
@@ -240,7 +265,11 @@ export const check = (args: ReadonlyArray<string>): Request => {
   const s = name === undefined ? undefined : specs.find((c) => c.name === name)
   const help = args.some((a) => a === "--help" || a === "-h")
   if (name !== undefined && s === undefined) {
-    return { _tag: "Invalid", command: undefined, message: `unknown command "${name}" (commands: ${specs.map((c) => c.name).join(", ")})` }
+    return {
+      _tag: "Invalid",
+      command: undefined,
+      message: `unknown command "${name}" (commands: ${specs.map((c) => c.name).join(", ")})`
+    }
   }
   if (help) return { _tag: "Help", command: s?.name }
   const invalid = (message: string): Request => ({ _tag: "Invalid", command: s?.name, message })
@@ -281,11 +310,15 @@ export const check = (args: ReadonlyArray<string>): Request => {
     }
   }
   if (s === undefined) {
-    return positionals.length === 0 ? { _tag: "Run", command: undefined, args: builtInsFirst(args) } : invalid(`unexpected argument ${JSON.stringify(positionals[0])}`)
+    return positionals.length === 0
+      ? { _tag: "Run", command: undefined, args: builtInsFirst(args) }
+      : invalid(`unexpected argument ${JSON.stringify(positionals[0])}`)
   }
   const missing = s.args.slice(positionals.length).find((a) => a.required)
   if (missing !== undefined) return invalid(`${s.name} needs ${missing.needs} (<${missing.name}>)`)
-  if (positionals.length > s.args.length) return invalid(`unexpected argument ${JSON.stringify(positionals[s.args.length])}`)
+  if (positionals.length > s.args.length) {
+    return invalid(`unexpected argument ${JSON.stringify(positionals[s.args.length])}`)
+  }
   return { _tag: "Run", command: s.name, args: builtInsFirst(args) }
 }
 

@@ -9,7 +9,11 @@ import * as LogLevel from "effect/LogLevel"
 import { inspect } from "node:util"
 
 const text = (part: unknown): string =>
-  typeof part === "string" ? part : Cause.isCause(part) ? Cause.pretty(part) : inspect(part, { depth: 4, breakLength: Infinity })
+  typeof part === "string"
+    ? part
+    : Cause.isCause(part)
+    ? Cause.pretty(part)
+    : inspect(part, { depth: 4, breakLength: Infinity })
 
 /** A log line as the CLI prints it: `effect-outbox: warning: message`. */
 export const formatLine = (level: LogLevel.LogLevel, message: unknown): string =>

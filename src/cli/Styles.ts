@@ -6,6 +6,7 @@ import * as Console from "effect/Console"
 import type * as Effect from "effect/Effect"
 
 // SGR sequences (colours, weights), the only escape sequences @effect/cli writes
+// eslint-disable-next-line no-control-regex -- the escape character is what this matches
 const STYLE = /\x1b\[[0-9;]*m/g
 
 /** `text` without its colour and weight codes. */

@@ -29,9 +29,9 @@ import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
 import { WriteOp } from "../OutboxRepo.js"
 import * as RetryPolicy from "../RetryPolicy.js"
-import * as FailurePolicy from "./FailurePolicy.js"
 import type { SendReport } from "../Sender.js"
 import type * as Sender from "../Sender.js"
+import * as FailurePolicy from "./FailurePolicy.js"
 import type { Journal } from "./Journal.js"
 import * as LeaseKeeper from "./LeaseKeeper.js"
 
@@ -103,7 +103,9 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
   const policy = RetryPolicy.fromConfig(config)
   const leaseMs = Duration.toMillis(config.leaseDuration)
   const keeper = LeaseKeeper.make(leaseMs / 2, scope)
-  const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(Schedule.intersect(Schedule.recurs(config.ackRetries)))
+  const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(
+    Schedule.intersect(Schedule.recurs(config.ackRetries))
+  )
 
   /** One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. */
   const deliverEntry = (claimed: Claimed): Effect.Effect<Outcome> =>
@@ -119,7 +121,9 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         })
       ).pipe(
         // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
-        Effect.onInterrupt(() => calling ? Effect.void : Effect.ignore(writeHeld(held, Machine.EntryEvent.Release({ owner }))))
+        Effect.onInterrupt(() =>
+          calling ? Effect.void : Effect.ignore(writeHeld(held, Machine.EntryEvent.Release({ owner })))
+        )
       )
       if (Either.isLeft(attempt)) {
         yield* Effect.logWarning(`entry ${claimed.entry.id}: its lease was taken over while it was delivered; stopped`)
@@ -133,26 +137,34 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
    * lease is gone). The held copy follows every write, so the next spec is made from the stored row.
    */
   const writeHeld = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, event: Machine.EntryEvent, at?: number) =>
-    SynchronizedRef.modifyEffect(held, (entry) =>
-      Effect.flatMap(at === undefined ? Clock.currentTimeMillis : Effect.succeed(at), (now) => {
-        const spec = Machine.writeSpec(entry, event, now)
-        // the held row is the stored row, so a transition refused here would be refused by the store too
-        if (Either.isLeft(spec)) return Effect.succeed([false, entry] as const)
-        return Effect.map(
-          journal.write(WriteOp.Update({ spec: spec.right })),
-          (result) => result._tag === "Updated" ? [true, spec.right.next] as const : [false, entry] as const
-        )
-      }))
+    SynchronizedRef.modifyEffect(
+      held,
+      (entry) =>
+        Effect.flatMap(at === undefined ? Clock.currentTimeMillis : Effect.succeed(at), (now) => {
+          const spec = Machine.writeSpec(entry, event, now)
+          // the held row is the stored row, so a transition refused here would be refused by the store too
+          if (Either.isLeft(spec)) return Effect.succeed([false, entry] as const)
+          return Effect.map(
+            journal.write(WriteOp.Update({ spec: spec.right })),
+            (result) => result._tag === "Updated" ? [true, spec.right.next] as const : [false, entry] as const
+          )
+        })
+    )
 
   /** Extends the held row's lease by a full lease from now (the keeper calls it every half lease). */
   const renewLease = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      writeHeld(held, Machine.EntryEvent.Renew({ owner, leaseUntil: now + leaseMs }))).pipe(
-        Effect.catchAll((error) =>
-          Effect.zipRight(Metric.increment(Metrics.writeFailures("renew")), Effect.logWarning(`could not renew the lease: ${error.message}`))
-        ),
-        Effect.asVoid
-      )
+    Effect.flatMap(
+      Clock.currentTimeMillis,
+      (now) => writeHeld(held, Machine.EntryEvent.Renew({ owner, leaseUntil: now + leaseMs }))
+    ).pipe(
+      Effect.catchAll((error) =>
+        Effect.zipRight(
+          Metric.increment(Metrics.writeFailures("renew")),
+          Effect.logWarning(`could not renew the lease: ${error.message}`)
+        )
+      ),
+      Effect.asVoid
+    )
 
   /** Everything up to the adapter's last answer; `Left` when the lease was lost on the way. */
   const attemptSend = (
@@ -198,13 +210,18 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
     })
 
   /** A `Progress` write; a store failure is logged and counted (the send goes on), a lost lease stops the send. */
-  const progress = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, partsDelivered: number): Effect.Effect<void, LeaseLost> =>
+  const progress = (
+    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    partsDelivered: number
+  ): Effect.Effect<void, LeaseLost> =>
     writeHeld(held, Machine.EntryEvent.Progress({ owner, partsDelivered })).pipe(
       Effect.catchAll((error) =>
         Effect.as(
           Effect.zipRight(
             Metric.increment(Metrics.writeFailures("progress")),
-            Effect.logWarning(`could not record ${partsDelivered} parts delivered (a crash now would resend them): ${error.message}`)
+            Effect.logWarning(
+              `could not record ${partsDelivered} parts delivered (a crash now would resend them): ${error.message}`
+            )
           ),
           true
         )
@@ -227,7 +244,9 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       if (verdict === "unknown") {
         onPossibleDuplicate()
         yield* Metric.increment(Metrics.possibleDuplicates)
-        yield* Effect.logWarning(`entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`)
+        yield* Effect.logWarning(
+          `entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`
+        )
         return Either.right<Attempt | undefined>(undefined)
       }
       if (verdict === "not_sent") return Either.right<Attempt | undefined>(undefined)
@@ -263,7 +282,15 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         }
         case "Skip": {
           const written = yield* Effect.either(
-            writeHeld(held, Machine.EntryEvent.Fail({ owner, error: attempt.message, reason: attempt.reason, partsDelivered: entry.partsDelivered }))
+            writeHeld(
+              held,
+              Machine.EntryEvent.Fail({
+                owner,
+                error: attempt.message,
+                reason: attempt.reason,
+                partsDelivered: entry.partsDelivered
+              })
+            )
           )
           if (Either.isRight(written) && written.right) yield* announceTerminal(entry, attempt.reason, attempt.message)
           else yield* writeFailed("fail", entry, written)
@@ -276,7 +303,9 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
     Effect.zipRight(
       Metric.increment(Metrics.writeFailures(operation)),
       Effect.logError(
-        `entry ${entry.id}: could not write ${operation} (${Either.isLeft(written) ? written.left.message : "the row is no longer leased to this process"}); the row is retried after its lease`
+        `entry ${entry.id}: could not write ${operation} (${
+          Either.isLeft(written) ? written.left.message : "the row is no longer leased to this process"
+        }); the row is retried after its lease`
       )
     )
 
@@ -293,7 +322,9 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       if (report.outcomes.length > 0) yield* deps.events.sent(entry, report.outcomes.length)
       // delivered when the channel accepted it, whenever the write lands
       const now = yield* Clock.currentTimeMillis
-      const keep = Effect.sync(() => void deps.pendingAcks.set(entry.id, { entry, partsDelivered: report.partsDelivered }))
+      const keep = Effect.sync(() =>
+        void deps.pendingAcks.set(entry.id, { entry, partsDelivered: report.partsDelivered })
+      )
       const written = yield* Effect.either(
         writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now).pipe(
           Effect.retry(ackSchedule),
@@ -332,7 +363,11 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       else if (recorded.state === "failed_retryable") {
         yield* Metric.increment(Metrics.retryScheduled)
         yield* deps.events.retryScheduled(recorded, error.message)
-        yield* Effect.logInfo(`entry ${entry.id} failed (attempt ${entry.attemptCount + 1}), retry at ${recorded.nextAttemptAt}: ${error.message}`)
+        yield* Effect.logInfo(
+          `entry ${entry.id} failed (attempt ${
+            entry.attemptCount + 1
+          }), retry at ${recorded.nextAttemptAt}: ${error.message}`
+        )
       } else yield* announceTerminal(entry, recorded.terminalReason ?? "permanent_error", error.message)
       const retryable = stored ? recorded.state === "failed_retryable" : true
       const willRetryAt = stored && recorded.state === "failed_retryable" && recorded.nextAttemptAt !== null

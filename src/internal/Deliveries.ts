@@ -49,7 +49,10 @@ export interface Deps {
   readonly repo: OutboxRepoShape
   readonly config: OutboxConfigShape
   readonly owner: string
-  readonly quarantine: (bad: { readonly id: EntryId; readonly message: string }, now: number) => Effect.Effect<void, StoreError>
+  readonly quarantine: (
+    bad: { readonly id: EntryId; readonly message: string },
+    now: number
+  ) => Effect.Effect<void, StoreError>
   /** wakes the worker (a worker row finished: its slot is free) */
   readonly signalWork: Effect.Effect<void>
 }
@@ -98,7 +101,9 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
         Effect.catchAll((error) =>
           Effect.zipRight(
             Metric.increment(Metrics.writeFailures("claim")),
-            Effect.logWarning(`could not start the next replies of ${keys.length} conversations; the worker will: ${error.message}`)
+            Effect.logWarning(
+              `could not start the next replies of ${keys.length} conversations; the worker will: ${error.message}`
+            )
           )
         )
       )
@@ -121,7 +126,10 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
       Effect.suspend(() => {
         const key = orderingKey(entry)
         if (closing || !waiting.has(key)) return Effect.void
-        return Effect.flatMap(Deferred.make<void>(), (done) => Effect.zipRight(Queue.offer(lanes, { key, done }), Deferred.await(done)))
+        return Effect.flatMap(
+          Deferred.make<void>(),
+          (done) => Effect.zipRight(Queue.offer(lanes, { key, done }), Deferred.await(done))
+        )
       })
 
     const drain = (grace: Duration.DurationInput) =>
@@ -131,7 +139,9 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
         const finished = yield* Effect.interruptible(FiberSet.awaitEmpty(running)).pipe(Effect.timeoutOption(grace))
         if (finished._tag === "Some") return true
         yield* Effect.logWarning(
-          `${yield* FiberSet.size(running)} deliveries did not finish within the shutdown grace; their rows stay in flight and are reclaimed at the next start`
+          `${yield* FiberSet.size(
+            running
+          )} deliveries did not finish within the shutdown grace; their rows stay in flight and are reclaimed at the next start`
         )
         yield* FiberSet.clear(running)
         return false

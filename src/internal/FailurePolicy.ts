@@ -28,7 +28,9 @@ export const failureEvent = (
     const deliveredParts = error._tag === "PartialDeliveryFailure" && error.deliveredParts !== undefined
       ? { deliveredParts: error.deliveredParts }
       : {}
-    if (!retryable) return Machine.EntryEvent.Fail({ owner, error: error.message, reason: "permanent_error", partsDelivered })
+    if (!retryable) {
+      return Machine.EntryEvent.Fail({ owner, error: error.message, reason: "permanent_error", partsDelivered })
+    }
     if (entry.kind !== "final") {
       return Machine.EntryEvent.Fail({ owner, error: error.message, reason: "non_final_recovery_skip", partsDelivered })
     }
@@ -48,7 +50,10 @@ export const failureEvent = (
       owner,
       error: error.message,
       // jitter makes fractional milliseconds; times are stored as integer millis
-      retryAt: now + Math.round(Option.match(delay, { onNone: () => 0, onSome: Duration.toMillis })),
+      retryAt: now + Math.round(Option.match(delay, {
+        onNone: () => 0,
+        onSome: Duration.toMillis
+      })),
       countsAttempt: true,
       partsDelivered,
       ...deliveredParts,

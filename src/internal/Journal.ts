@@ -56,15 +56,23 @@ export const make = (repo: OutboxRepoShape, maxBatch: number): Effect.Effect<Jou
     yield* Effect.forkScoped(loop)
     // callers still waiting when the scope closes are interrupted rather than left hanging
     yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Queue.takeAll(queue), (rest) =>
-        Effect.zipRight(Effect.forEach(rest, (p) => Deferred.interrupt(p.done), { discard: true }), Queue.shutdown(queue)))
+      Effect.flatMap(
+        Queue.takeAll(queue),
+        (rest) =>
+          Effect.zipRight(
+            Effect.forEach(rest, (p) => Deferred.interrupt(p.done), { discard: true }),
+            Queue.shutdown(queue)
+          )
+      )
     )
 
     return {
       // uninterruptible: a caller always learns what became of its write (an interrupted live insert would leave a
       // leased row nobody sends); the wait is one batch write, and closing the journal ends it
       write: (op) =>
-        Effect.flatMap(Deferred.make<WriteResult, StoreError>(), (done) =>
-          Effect.zipRight(Queue.offer(queue, { op, done }), Deferred.await(done))).pipe(Effect.uninterruptible)
+        Effect.flatMap(
+          Deferred.make<WriteResult, StoreError>(),
+          (done) => Effect.zipRight(Queue.offer(queue, { op, done }), Deferred.await(done))
+        ).pipe(Effect.uninterruptible)
     }
   })

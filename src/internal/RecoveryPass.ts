@@ -44,7 +44,10 @@ export interface Deps {
   readonly start: (claimed: ClaimedEntry, finally_: Effect.Effect<void>) => Effect.Effect<Fiber.RuntimeFiber<Outcome>>
   readonly flushPendingAcks: Effect.Effect<number, StoreError>
   readonly prune: Effect.Effect<number, StoreError>
-  readonly quarantine: (bad: { readonly id: EntryId; readonly message: string }, now: number) => Effect.Effect<void, StoreError>
+  readonly quarantine: (
+    bad: { readonly id: EntryId; readonly message: string },
+    now: number
+  ) => Effect.Effect<void, StoreError>
   readonly announceExpired: (ids: ReadonlyArray<EntryId>) => Effect.Effect<void>
 }
 
@@ -66,23 +69,25 @@ export const make = (deps: Deps) =>
 
     /** Claims rows for the free slots (waiting for one within `wait`) and starts them; none when nothing is due. */
     const claimAndStart = (wait: Duration.Duration) =>
-      Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
-        const first = yield* restore(Effect.timeoutOption(take(1), wait))
-        if (Option.isNone(first)) return { started: [], full: false, quarantined: 0 }
-        const limit = Math.min(config.claimBatch, 1 + freeSlots)
-        if (limit > 1) yield* take(limit - 1)
-        const now = yield* Clock.currentTimeMillis
-        const batch = yield* Effect.onError(repo.claim({ owner, now, leaseMs, limit }), () => release(limit))
-        yield* release(limit - batch.claimed.length)
-        // a claimed row is started at once, so an interruption (shutdown) never strands a claimed row unsent
-        const started = yield* Effect.forEach(batch.claimed, (claimed) => deps.start(claimed, release(1)))
-        for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
-        return {
-          started: started.map((fiber, i) => ({ fiber, reclaimed: batch.claimed[i]!.reclaimed })),
-          full: batch.claimed.length + batch.malformed.length >= limit,
-          quarantined: batch.malformed.length
-        }
-      }))
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const first = yield* restore(Effect.timeoutOption(take(1), wait))
+          if (Option.isNone(first)) return { started: [], full: false, quarantined: 0 }
+          const limit = Math.min(config.claimBatch, 1 + freeSlots)
+          if (limit > 1) yield* take(limit - 1)
+          const now = yield* Clock.currentTimeMillis
+          const batch = yield* Effect.onError(repo.claim({ owner, now, leaseMs, limit }), () => release(limit))
+          yield* release(limit - batch.claimed.length)
+          // a claimed row is started at once, so an interruption (shutdown) never strands a claimed row unsent
+          const started = yield* Effect.forEach(batch.claimed, (claimed) => deps.start(claimed, release(1)))
+          for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
+          return {
+            started: started.map((fiber, i) => ({ fiber, reclaimed: batch.claimed[i]!.reclaimed })),
+            full: batch.claimed.length + batch.malformed.length >= limit,
+            quarantined: batch.malformed.length
+          }
+        })
+      )
 
     return (options: { readonly housekeeping: boolean }): Effect.Effect<RecoveryReport, StoreError> =>
       Effect.gen(function*() {
@@ -109,10 +114,14 @@ export const make = (deps: Deps) =>
         }
         // this pass's sends, waited for within the budget; a slower one goes on in the background, and so do the rows
         // their conversations go on to
-        yield* Effect.forEach(rows, ({ fiber }) => Fiber.await(fiber), { discard: true }).pipe(Effect.timeoutOption(yield* untilDeadline))
+        yield* Effect.forEach(rows, ({ fiber }) => Fiber.await(fiber), { discard: true }).pipe(
+          Effect.timeoutOption(yield* untilDeadline)
+        )
 
         let pruned = 0
-        if (options.housekeeping && (lastPrune === null || start - lastPrune >= Duration.toMillis(config.pruneInterval))) {
+        if (
+          options.housekeeping && (lastPrune === null || start - lastPrune >= Duration.toMillis(config.pruneInterval))
+        ) {
           pruned = yield* deps.prune
           lastPrune = start
         }

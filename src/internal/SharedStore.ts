@@ -25,7 +25,10 @@ export const keepAliveAndListen = (
       // a failed heartbeat is logged and counted, and tried again at the next beat
       const beat = Effect.flatMap(Clock.currentTimeMillis, (now) => repo.heartbeat(owner, now)).pipe(
         Effect.catchAll((error) =>
-          Effect.zipRight(Metric.increment(Metrics.writeFailures("heartbeat")), Effect.logWarning(`heartbeat failed: ${error.message}`))
+          Effect.zipRight(
+            Metric.increment(Metrics.writeFailures("heartbeat")),
+            Effect.logWarning(`heartbeat failed: ${error.message}`)
+          )
         )
       )
       yield* beat
@@ -35,7 +38,9 @@ export const keepAliveAndListen = (
       // a dropped or ended notification stream is listened to again; the worker's interval covers what was missed
       yield* Stream.runForEach(repo.wakeups, () => signalWork).pipe(
         Effect.zipRight(Effect.fail(new StoreError({ operation: "listen", message: "the notification stream ended" }))),
-        Effect.tapError((error) => Effect.logWarning(`wake-up notifications dropped; listening again: ${error.message}`)),
+        Effect.tapError((error) =>
+          Effect.logWarning(`wake-up notifications dropped; listening again: ${error.message}`)
+        ),
         Effect.retry(Schedule.exponential("500 millis").pipe(Schedule.union(Schedule.spaced("30 seconds")))),
         Effect.annotateLogs({ module: "Outbox" }),
         Effect.forkScoped

@@ -129,7 +129,12 @@ export const classify = (error: unknown): SendError => {
   const retryAfterMs = retryAfterOf(error)
   // (a) the adapter classified it itself
   if (typeof error["retryable"] === "boolean") {
-    return make({ message, retryable: error["retryable"], retryAfterMs: error["retryable"] ? retryAfterMs : undefined, status })
+    return make({
+      message,
+      retryable: error["retryable"],
+      retryAfterMs: error["retryable"] ? retryAfterMs : undefined,
+      status
+    })
   }
   if (retryAfterMs !== undefined && numeric(error["retryAfterMs"]) !== undefined) {
     return make({ message, retryable: true, retryAfterMs, status })

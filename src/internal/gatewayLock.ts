@@ -61,7 +61,9 @@ const tryLock = (path: string): Effect.Effect<boolean, StoreError, Scope.Scope> 
   Effect.gen(function*() {
     yield* createLockFile(path)
     const context = yield* Layer.build(SqliteClient.layer({ filename: path, disableWAL: true })).pipe(
-      Effect.catchAllCause((cause) => Effect.fail(lockError(`cannot open the gateway lock ${path}: ${why(Cause.squash(cause))}`, cause)))
+      Effect.catchAllCause((cause) =>
+        Effect.fail(lockError(`cannot open the gateway lock ${path}: ${why(Cause.squash(cause))}`, cause))
+      )
     )
     const lock = Context.get(context, SqlClient.SqlClient)
     return yield* Effect.all([
@@ -72,10 +74,13 @@ const tryLock = (path: string): Effect.Effect<boolean, StoreError, Scope.Scope> 
       Effect.acquireRelease(unprepared(lock`BEGIN EXCLUSIVE`), () => Effect.ignore(unprepared(lock`ROLLBACK`)))
     ]).pipe(
       // the caller runs inside the outbox's transaction, whose connection every SqlClient would otherwise use
-      Effect.mapInputContext((context: Context.Context<Scope.Scope>) => Context.omit(SqlClient.TransactionConnection)(context)),
+      Effect.mapInputContext((context: Context.Context<Scope.Scope>) =>
+        Context.omit(SqlClient.TransactionConnection)(context)
+      ),
       Effect.as(true),
       Effect.catchIf(isBusy, () => Effect.succeed(false)),
-      Effect.catchTag("SqlError", (e) => Effect.fail(lockError(`cannot lock the gateway lock ${path}: ${why(e.cause)}`, e)))
+      Effect.catchTag("SqlError", (e) =>
+        Effect.fail(lockError(`cannot lock the gateway lock ${path}: ${why(e.cause)}`, e)))
     )
   })
 
@@ -112,12 +117,18 @@ export const take = (filename: string): Effect.Effect<Holder, StoreError, SqlCli
 
 /** Writes `holder` to `outbox_meta` (which the migrations create, so after them). */
 export const record = (holder: Holder): Effect.Effect<void, StoreError, SqlClient.SqlClient> =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql`INSERT INTO outbox_meta (key, value) VALUES (${META_KEY}, ${Schema.encodeSync(HolderJson)(holder)})
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql`INSERT INTO outbox_meta (key, value) VALUES (${META_KEY}, ${Schema.encodeSync(HolderJson)(holder)})
         ON CONFLICT (key) DO UPDATE SET value = excluded.value`.pipe(
-      Effect.asVoid,
-      Effect.catchTag("SqlError", (e) => Effect.fail(lockError(`cannot record the gateway holder: ${why(e.cause)}`, e)))
-    ))
+        Effect.asVoid,
+        Effect.catchTag(
+          "SqlError",
+          (e) => Effect.fail(lockError(`cannot record the gateway holder: ${why(e.cause)}`, e))
+        )
+      )
+  )
 
 /** Whether a live process holds `filename`'s gateway lock; never waits, and leaves no lock or lock file behind. */
 export const isHeld = (filename: string): Effect.Effect<boolean, StoreError> =>

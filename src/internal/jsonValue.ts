@@ -41,7 +41,11 @@ interface JsonWalk {
 
 const INVALID: unique symbol = Symbol("effect-outbox/InvalidJson")
 
-const fail = (walk: JsonWalk, message: string, path: ReadonlyArray<string | number> = walk.path.slice()): typeof INVALID => {
+const fail = (
+  walk: JsonWalk,
+  message: string,
+  path: ReadonlyArray<string | number> = walk.path.slice()
+): typeof INVALID => {
   walk.problem = { path, message }
   return INVALID
 }
@@ -102,8 +106,9 @@ const copyObject = (walk: JsonWalk, u: JsonObject, depth: number): unknown => {
     if (value === INVALID) return INVALID
     walk.path.pop()
     // `__proto__` stays a key, as JSON.parse made it: an assignment would make its value the copy's prototype instead
-    if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
-    else out[key] = value
+    if (key === "__proto__") {
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+    } else out[key] = value
   }
   return out
 }

@@ -5,7 +5,14 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs/promises"
-import type { DeliveryRequest, DeliveryRequestInput, EntryId, EntryState, OutboxEntry, TerminalReason } from "../Delivery.js"
+import type {
+  DeliveryRequest,
+  DeliveryRequestInput,
+  EntryId,
+  EntryState,
+  OutboxEntry,
+  TerminalReason
+} from "../Delivery.js"
 import { decodeRequest, formatParseError, JsonRecord } from "../Delivery.js"
 
 // openclaw writes `undefined` fields away but keeps explicit nulls (`threadId?: string | number | null`)
@@ -120,7 +127,12 @@ const disposition = (
   return { state: "queued", nextAttemptAt: Math.min(legacy.enqueuedAt, ctx.now), terminalReason: null }
 }
 
-const toEntry = (legacy: LegacyDelivery, req: DeliveryRequest, deadLetter: boolean, ctx: MappingContext): OutboxEntry => ({
+const toEntry = (
+  legacy: LegacyDelivery,
+  req: DeliveryRequest,
+  deadLetter: boolean,
+  ctx: MappingContext
+): OutboxEntry => ({
   id: legacy.id as EntryId,
   channel: req.channel,
   to: req.to,

@@ -19,7 +19,13 @@ import { fromRow, groupChanges, ROW_COLUMNS, rowFromValues, toRow } from "./rowC
 const CONVERSATION_LOCK = 0x6f627831 // "obx1"
 
 const BIGINT_COLUMNS = new Set<string>([
-  "enqueued_at", "next_attempt_at", "last_attempt_at", "delivered_at", "expires_at", "lease_expires_at", "updated_at"
+  "enqueued_at",
+  "next_attempt_at",
+  "last_attempt_at",
+  "delivered_at",
+  "expires_at",
+  "lease_expires_at",
+  "updated_at"
 ])
 // bigint comes back from pg as a string and jsonb as a parsed object; the row codec wants numbers and JSON text
 const SELECT = ROW_COLUMNS.map((c) =>
@@ -104,7 +110,9 @@ export const makeShape = (
           decoded.find((e) => entry.idempotencyKey !== undefined && e.idempotencyKey === entry.idempotencyKey)
         return match
           ? Effect.succeed(InsertResult.Duplicate({ entry: match }))
-          : Effect.fail(new StoreError({ operation: "insert", message: `entry ${entry.id} was neither inserted nor found` }))
+          : Effect.fail(
+            new StoreError({ operation: "insert", message: `entry ${entry.id} was neither inserted nor found` })
+          )
       })
     })
 
@@ -114,7 +122,12 @@ export const makeShape = (
       Effect.forEach(chunks([...new Set(keys)], CHUNK), (part) =>
         sql<{ ordering_key: string }>`SELECT DISTINCT ordering_key FROM outbox_entries
           WHERE ordering_key IN ${sql.in(part)} AND pending = 1`),
-      (found) => new Set(found.flat().map((r) => r.ordering_key))
+      (found) =>
+        new Set(
+          found.flat().map((r) =>
+            r.ordering_key
+          )
+        )
     )
 
   /**
@@ -125,7 +138,9 @@ export const makeShape = (
   const insertOrdered = (entries: ReadonlyArray<OutboxEntry>, defer: (entry: OutboxEntry) => boolean) =>
     Effect.gen(function*() {
       const order = entries.map((_, i) => i).sort((a, b) => byEnqueuedThenId(entries[a]!, entries[b]!))
-      const deferring = order.map((i) => entries[i]!).filter((e) => defer(e) && e.state === "in_flight").map(orderingKey)
+      const deferring = order.map((i) => entries[i]!).filter((e) => defer(e) && e.state === "in_flight").map(
+        orderingKey
+      )
       yield* lockConversations(deferring)
       const busy = deferring.length > 0 ? yield* busyConversations(deferring) : new Set<string>()
       const sorted = order.map((i) => {
@@ -185,7 +200,8 @@ export const makeShape = (
       }
       const updated = specs.length > 0 ? yield* updateRows(specs) : new Set<string>()
       const out = ops.map((op, at): WriteResult =>
-        results[at] ?? (updated.has(op._tag === "Update" ? op.spec.guard.id : "") ? { _tag: "Updated" } : { _tag: "Rejected" })
+        results[at] ??
+          (updated.has(op._tag === "Update" ? op.spec.guard.id : "") ? { _tag: "Updated" } : { _tag: "Rejected" })
       )
       if (ops.some((op, at) => wakes(op, out[at]!))) yield* notify
       return out
@@ -232,7 +248,9 @@ export const makeShape = (
         // 1. candidate heads, one per conversation, each conversation locked unless another claimer holds it
         const candidates = yield* sql<{ id: string }>`WITH c AS MATERIALIZED (
             SELECT e.id, e.ordering_key, e.next_attempt_at, e.seq FROM outbox_entries e
-            WHERE ${isHead(now)} ${orderingKeys === undefined ? sql`` : sql`AND e.ordering_key IN ${sql.in(orderingKeys)}`}
+            WHERE ${isHead(now)} ${
+          orderingKeys === undefined ? sql`` : sql`AND e.ordering_key IN ${sql.in(orderingKeys)}`
+        }
             ORDER BY e.next_attempt_at, e.seq LIMIT ${limit})
           SELECT id FROM c WHERE pg_try_advisory_xact_lock(${CONVERSATION_LOCK}, hashtext(ordering_key))
           ORDER BY next_attempt_at, seq`
@@ -279,10 +297,11 @@ export const makeShape = (
 
     heartbeat: (owner, now) =>
       sql`INSERT INTO outbox_nodes (owner, heartbeat_at) VALUES (${owner}, ${now})
-        ON CONFLICT (owner) DO UPDATE SET heartbeat_at = GREATEST(outbox_nodes.heartbeat_at, excluded.heartbeat_at)`.pipe(
-        Effect.asVoid,
-        run("heartbeat")
-      ),
+        ON CONFLICT (owner) DO UPDATE SET heartbeat_at = GREATEST(outbox_nodes.heartbeat_at, excluded.heartbeat_at)`
+        .pipe(
+          Effect.asVoid,
+          run("heartbeat")
+        ),
 
     expire: (now, opts = {}) => {
       const set = Machine.expireWrite(now)
@@ -334,7 +353,10 @@ export const makeShape = (
         ])
       }
         ORDER BY e.enqueued_at DESC, e.id DESC
-        LIMIT ${filter.limit ?? DEFAULT_LIST_LIMIT}`.values.pipe(Effect.flatMap(Effect.forEach(decodeOrFail("list"))), run("list")),
+        LIMIT ${filter.limit ?? DEFAULT_LIST_LIMIT}`.values.pipe(
+        Effect.flatMap(Effect.forEach(decodeOrFail("list"))),
+        run("list")
+      ),
 
     stats: (now) =>
       Effect.all([
@@ -348,7 +370,8 @@ export const makeShape = (
 
     requeue: (id, now, expiresAt) =>
       sql.withTransaction(Effect.gen(function*() {
-        const [row] = yield* sql`SELECT ${sql.literal(SELECT)} FROM outbox_entries e WHERE e.id = ${id} FOR UPDATE`.values
+        const [row] = yield* sql`SELECT ${sql.literal(SELECT)} FROM outbox_entries e WHERE e.id = ${id} FOR UPDATE`
+          .values
         if (row === undefined) return yield* Effect.fail(new EntryNotFound({ id }))
         const before = yield* decodeOrFail("requeue")(row)
         const spec = yield* Machine.writeSpec(before, Machine.EntryEvent.Requeue({ expiresAt }), now)
@@ -376,7 +399,10 @@ export const makeShape = (
       sql`UPDATE outbox_entries SET state = 'failed_terminal', terminal_reason = 'decode_error',
             last_error = ${message}, next_attempt_at = NULL, pending = NULL, lease_owner = NULL, lease_expires_at = NULL,
             updated_at = ${now}
-          WHERE id = ${id} AND state IN ${sql.in(Machine.sourceStates.Quarantine)}`.pipe(Effect.asVoid, run("quarantine"))
+          WHERE id = ${id} AND state IN ${sql.in(Machine.sourceStates.Quarantine)}`.pipe(
+        Effect.asVoid,
+        run("quarantine")
+      )
   }
   return repo
 }

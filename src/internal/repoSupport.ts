@@ -62,6 +62,13 @@ export const deferBusy = (entries: ReadonlyArray<OutboxEntry>, busy: Set<string>
     const demote = entry.state === "in_flight" && busy.has(key)
     busy.add(key)
     return demote
-      ? { ...entry, state: "queued" as const, nextAttemptAt: entry.enqueuedAt, leaseOwner: null, leaseExpiresAt: null, lastAttemptAt: null }
+      ? {
+        ...entry,
+        state: "queued" as const,
+        nextAttemptAt: entry.enqueuedAt,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        lastAttemptAt: null
+      }
       : entry
   })

@@ -13,7 +13,9 @@ export const mutableColumns = (e: OutboxEntry) => ({
   attempt_count: e.attemptCount,
   parts_delivered: e.partsDelivered,
   // NULL when there are none, the common case
-  delivered_parts: e.deliveredParts !== undefined && e.deliveredParts.length > 0 ? JSON.stringify(e.deliveredParts) : null,
+  delivered_parts: e.deliveredParts !== undefined && e.deliveredParts.length > 0
+    ? JSON.stringify(e.deliveredParts)
+    : null,
   next_attempt_at: e.nextAttemptAt,
   last_attempt_at: e.lastAttemptAt,
   delivered_at: e.deliveredAt,
@@ -94,7 +96,13 @@ const sameSet = (x: Record<string, unknown>, y: Record<string, unknown>, ySize: 
 
 const decodeEntry = Schema.decodeUnknownEither(OutboxEntrySchema)
 
-const num = (u: unknown): unknown => (typeof u === "string" && u !== "" && !isNaN(Number(u)) ? Number(u) : typeof u === "bigint" ? Number(u) : u)
+const num = (
+  u: unknown
+): unknown => (typeof u === "string" && u !== "" && !isNaN(Number(u))
+  ? Number(u)
+  : typeof u === "bigint"
+  ? Number(u)
+  : u)
 const numOrNull = (u: unknown): unknown => (u === null || u === undefined ? null : num(u))
 const optional = <K extends string>(key: K, u: unknown): { [P in K]?: unknown } =>
   (u === null || u === undefined ? {} : { [key]: u }) as { [P in K]?: unknown }
@@ -150,9 +158,11 @@ const decodeRow = (
   decode: (row: Row, payloads: unknown, options: unknown) => Either.Either<OutboxEntry, string>
 ): Either.Either<OutboxEntry, string> => {
   const named = Either.mapLeft((message: string) => `row ${String(row.id)} does not decode: ${message}`)
-  const decoded = named(Either.all([parseJson("payloads_json", row.payloads_json), parseJson("options_json", row.options_json)]).pipe(
-    Either.flatMap(([payloads, options]) => decode(row, payloads, options))
-  ))
+  const decoded = named(
+    Either.all([parseJson("payloads_json", row.payloads_json), parseJson("options_json", row.options_json)]).pipe(
+      Either.flatMap(([payloads, options]) => decode(row, payloads, options))
+    )
+  )
   // a quarantined row keeps its broken data in the table for forensics, but must stay readable and listable
   const quarantined = row.state === "failed_terminal" && row.terminal_reason === "decode_error"
   return quarantined && Either.isLeft(decoded) ? named(decodeWith(row, [], { bestEffort: false })) : decoded

@@ -52,7 +52,9 @@ const describeObject = (u: object, depth: number): string => {
   const proto: object | null = Object.getPrototypeOf(u)
   if (!isPlainPrototype(proto)) return `an instance of ${className(proto)}`
   const record = u as { readonly [x: string]: unknown }
-  return `{${items(Object.keys(record), (k) => `${JSON.stringify(clip(String(k), 40))}:${describe(record[k], depth - 1)}`)}}`
+  return `{${
+    items(Object.keys(record), (k) => `${JSON.stringify(clip(String(k), 40))}:${describe(record[k], depth - 1)}`)
+  }}`
 }
 
 /** A thrown value's message for an error message. Never throws, as `formatValue`. */

@@ -60,7 +60,10 @@ export const checkpointPages = (options: Omit<FileOptions, "filename">): Effect.
   const pages = options.walAutocheckpointPages ?? DEFAULT_WAL_AUTOCHECKPOINT_PAGES
   // 0 would turn automatic checkpoints off and let the WAL grow without bound
   return Number.isSafeInteger(pages) && pages >= 1 ? Effect.succeed(pages) : Effect.fail(
-    new StoreError({ operation: "open", message: `walAutocheckpointPages must be a whole number of pages ≥ 1, got ${pages}` })
+    new StoreError({
+      operation: "open",
+      message: `walAutocheckpointPages must be a whole number of pages ≥ 1, got ${pages}`
+    })
   )
 }
 

@@ -34,14 +34,17 @@ export const isBusy = (e: SqlError): boolean => {
  * attempt leaves nothing in the client's statement cache.
  */
 export const enableWal = (timeoutMs: number): Effect.Effect<string, SqlError, SqlClient.SqlClient> =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    unprepared(sql<{ journal_mode: string }>`PRAGMA journal_mode = WAL`).pipe(
-      Effect.retry({
-        while: isBusy,
-        schedule: Schedule.spaced(Duration.millis(5)).pipe(Schedule.upTo(Duration.millis(timeoutMs)))
-      }),
-      Effect.map((rows) => rows[0]?.journal_mode ?? "unknown")
-    ))
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      unprepared(sql<{ journal_mode: string }>`PRAGMA journal_mode = WAL`).pipe(
+        Effect.retry({
+          while: isBusy,
+          schedule: Schedule.spaced(Duration.millis(5)).pipe(Schedule.upTo(Duration.millis(timeoutMs)))
+        }),
+        Effect.map((rows) => rows[0]?.journal_mode ?? "unknown")
+      )
+  )
 
 /**
  * Runs `effect` inside `BEGIN IMMEDIATE` on the client's one connection, committed if it succeeds and rolled back
@@ -54,23 +57,29 @@ export const enableWal = (timeoutMs: number): Effect.Effect<string, SqlError, Sq
 export const withWriteLock = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> => {
-  const locked: Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.acquireUseRelease(
-      Scope.make(),
-      (connectionScope) =>
-        Effect.gen(function*() {
-          const conn = yield* Scope.extend(sql.reserve, connectionScope)
-          // unprepared: these are not worth a cache slot, and a failed one must not sit in the cache
-          const exec = (statement: string) => conn.executeUnprepared(statement, [], undefined)
-          yield* exec("BEGIN IMMEDIATE")
-          return yield* effect.pipe(
-            Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
-            Effect.zipLeft(exec("COMMIT")),
-            // after a failed COMMIT SQLite may have ended the transaction already: nothing left to roll back
-            Effect.onError(() => Effect.ignore(exec("ROLLBACK")))
-          )
-        }),
-      (connectionScope, exit) => Scope.close(connectionScope, exit)
-    ))
-  return Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (current) => Option.isSome(current) ? effect : locked)
+  const locked: Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> = Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      Effect.acquireUseRelease(
+        Scope.make(),
+        (connectionScope) =>
+          Effect.gen(function*() {
+            const conn = yield* Scope.extend(sql.reserve, connectionScope)
+            // unprepared: these are not worth a cache slot, and a failed one must not sit in the cache
+            const exec = (statement: string) => conn.executeUnprepared(statement, [], undefined)
+            yield* exec("BEGIN IMMEDIATE")
+            return yield* effect.pipe(
+              Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
+              Effect.zipLeft(exec("COMMIT")),
+              // after a failed COMMIT SQLite may have ended the transaction already: nothing left to roll back
+              Effect.onError(() => Effect.ignore(exec("ROLLBACK")))
+            )
+          }),
+        (connectionScope, exit) => Scope.close(connectionScope, exit)
+      )
+  )
+  return Effect.flatMap(
+    Effect.serviceOption(SqlClient.TransactionConnection),
+    (current) => Option.isSome(current) ? effect : locked
+  )
 }

@@ -96,7 +96,10 @@ export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = wit
   const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
   if ((applied?.id ?? 0) < LATEST_MIGRATION) {
     return yield* Effect.fail(
-      new StoreError({ operation: "migrate", message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}` })
+      new StoreError({
+        operation: "migrate",
+        message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}`
+      })
     )
   }
 })).pipe(

@@ -17,26 +17,41 @@ describe("ChannelAdapter.normalize", () => {
   it.effect("reports the contract it took and what the adapter can do", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
-      const v1 = yield* ChannelAdapter.normalize(v1Adapter(rec, { media: false, payload: true, textChunkLimit: 4096 }), "line")
+      const v1 = yield* ChannelAdapter.normalize(
+        v1Adapter(rec, { media: false, payload: true, textChunkLimit: 4096 }),
+        "line"
+      )
       expect(v1).toMatchObject({ channel: "line", contract: "v1", textChunkLimit: 4096, chunkerMode: "text" })
-      expect([Option.isSome(v1.sendText), Option.isSome(v1.sendMedia), Option.isSome(v1.sendPayload)]).toEqual([true, false, true])
+      expect([Option.isSome(v1.sendText), Option.isSome(v1.sendMedia), Option.isSome(v1.sendPayload)]).toEqual([
+        true,
+        false,
+        true
+      ])
 
       const v2 = yield* ChannelAdapter.normalize(v2Adapter(rec), "slack")
       expect(v2.contract).toBe("v2")
       // its v1 methods are not reachable from the channel
-      expect([Option.isSome(v2.sendText), Option.isSome(v2.sendMedia), Option.isSome(v2.sendPayload)]).toEqual([false, false, true])
+      expect([Option.isSome(v2.sendText), Option.isSome(v2.sendMedia), Option.isSome(v2.sendPayload)]).toEqual([
+        false,
+        false,
+        true
+      ])
     }))
 
   it.effect("warns about a v1 adapter once when normalized, and not about a v2 one", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
       const rec = yield* makeRecorder()
-      yield* Effect.all([ChannelAdapter.normalize(v1Adapter(rec), "tg"), ChannelAdapter.normalize(v2Adapter(rec), "slack")]).pipe(
+      yield* Effect.all([
+        ChannelAdapter.normalize(v1Adapter(rec), "tg"),
+        ChannelAdapter.normalize(v2Adapter(rec), "slack")
+      ]).pipe(
         Effect.provide(logs.layer)
       )
       expect(logs.lines).toEqual([{
         level: "WARN",
-        message: `channel "tg" uses the v1 outbound adapter contract (sendText/sendMedia); declare outboundContract: "v2" with sendFinal(ctx) to take whole payloads`
+        message:
+          `channel "tg" uses the v1 outbound adapter contract (sendText/sendMedia); declare outboundContract: "v2" with sendFinal(ctx) to take whole payloads`
       }])
     }))
 
@@ -49,19 +64,30 @@ describe("ChannelAdapter.normalize", () => {
       expect(yield* reject({ sendFinal: send })).toBe(
         `it implements sendFinal but does not declare outboundContract: "v2" (and has no v1 sendText)`
       )
-      expect(yield* reject({ outboundContract: "v3", sendFinal: send })).toBe(`unknown outboundContract "v3" (expected "v1" or "v2")`)
+      expect(yield* reject({ outboundContract: "v3", sendFinal: send })).toBe(
+        `unknown outboundContract "v3" (expected "v1" or "v2")`
+      )
       expect(yield* reject(null)).toBe("an adapter must be an object, got null")
       expect(yield* reject({ sendText: send, sendMedia: "yes" })).toBe("sendMedia must be a function, got string")
-      expect(yield* reject({ sendText: send, textChunkLimit: 0 })).toBe("textChunkLimit must be a positive integer, got 0")
+      expect(yield* reject({ sendText: send, textChunkLimit: 0 })).toBe(
+        "textChunkLimit must be a positive integer, got 0"
+      )
       expect(yield* reject({ sendText: send, chunker: 5 })).toBe("chunker must be a function or null, got number")
-      expect(yield* reject({ sendText: send, chunkerMode: "html" })).toBe(`chunkerMode must be "text" or "markdown", got "html"`)
-      expect(yield* reject({ outboundContract: "v2", sendFinal: send, reconcile: {} })).toBe("reconcile must be a function, got object")
+      expect(yield* reject({ sendText: send, chunkerMode: "html" })).toBe(
+        `chunkerMode must be "text" or "markdown", got "html"`
+      )
+      expect(yield* reject({ outboundContract: "v2", sendFinal: send, reconcile: {} })).toBe(
+        "reconcile must be a function, got object"
+      )
     }))
 
   it.effect("a v1 adapter that also has sendFinal but does not declare v2 stays v1", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
-      const adapter = { ...v1Adapter(rec), sendFinal: (ctx: SendContext) => rec.respond("sendFinal", ctx, new AbortController().signal) }
+      const adapter = {
+        ...v1Adapter(rec),
+        sendFinal: (ctx: SendContext) => rec.respond("sendFinal", ctx, new AbortController().signal)
+      }
       const channel = yield* ChannelAdapter.normalize(adapter, "chat")
       expect(channel.contract).toBe("v1")
       yield* Sender.make().send(entry([{ text: "hi", channelData: { a: 1 } }]), channel, { attempt: 1 })
@@ -85,7 +111,12 @@ describe("Effect-native adapters", () => {
           })
       }, "native")
       const report = yield* Sender.make().send(entry([{ text: "a" }]), channel, { attempt: 1 })
-      expect(report.outcomes[0]).toEqual({ index: 0, kind: "payload", messageId: "m1", result: { messageId: "m1", ts: "1700000000.000100" } })
+      expect(report.outcomes[0]).toEqual({
+        index: 0,
+        kind: "payload",
+        messageId: "m1",
+        result: { messageId: "m1", ts: "1700000000.000100" }
+      })
       const error = yield* Sender.make().send(entry([{ text: "b" }]), channel, { attempt: 1 }).pipe(Effect.flip)
       expect(error).toMatchObject({ _tag: "SendError", message: "quota", retryable: false })
       expect(yield* Ref.get(seen)).toEqual(["a", "b"])
@@ -114,7 +145,10 @@ describe("Effect-native adapters", () => {
         const running = yield* outcome((exit) => Effect.suspend(() => exit))
         expect(completed).toStrictEqual(running)
       }
-      const plain = yield* ChannelAdapter.normalize({ outboundContract: "v2", sendFinal: () => ({ messageId: "p1" }) } as never, "plain")
+      const plain = yield* ChannelAdapter.normalize(
+        { outboundContract: "v2", sendFinal: () => ({ messageId: "p1" }) } as never,
+        "plain"
+      )
       const report = yield* Sender.make().send(entry([{ text: "a" }]), plain, { attempt: 1 })
       expect(report.outcomes.map((o) => o.messageId)).toEqual(["p1"])
     }))

@@ -31,7 +31,12 @@ describe("ChannelRegistry", () => {
       const bad = { sendText: "not a function" } as unknown as Adapter
       const exit = yield* Layer.build(layer({ ok: v1Adapter(rec), broken: bad })).pipe(Effect.scoped, Effect.exit)
       expect(exit).toStrictEqual(
-        Exit.fail(new InvalidAdapter({ channel: "broken", reason: "it implements neither sendText(ctx) (v1) nor outboundContract: \"v2\" with sendFinal(ctx)" }))
+        Exit.fail(
+          new InvalidAdapter({
+            channel: "broken",
+            reason: "it implements neither sendText(ctx) (v1) nor outboundContract: \"v2\" with sendFinal(ctx)"
+          })
+        )
       )
     }))
 })

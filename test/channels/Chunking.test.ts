@@ -24,14 +24,31 @@ const config: Chunking.ChunkConfig = {
 }
 
 describe("Chunking.resolve", () => {
-  const cases: ReadonlyArray<readonly [string, Chunking.ChunkConfig | undefined, Chunking.ChunkTarget, Chunking.ResolvedChunking]> = [
-    ["account beats channel and adapter", config, { channel: "telegram", accountId: "support", adapterLimit: 100 }, { limit: 500, mode: "newline" }],
-    ["channel beats adapter", config, { channel: "telegram", accountId: "other", adapterLimit: 100 }, { limit: 4096, mode: "newline" }],
-    ["adapter beats the config default", config, { channel: "slack", adapterLimit: 100 }, { limit: 100, mode: "length" }],
+  const cases: ReadonlyArray<
+    readonly [string, Chunking.ChunkConfig | undefined, Chunking.ChunkTarget, Chunking.ResolvedChunking]
+  > = [
+    ["account beats channel and adapter", config, { channel: "telegram", accountId: "support", adapterLimit: 100 }, {
+      limit: 500,
+      mode: "newline"
+    }],
+    ["channel beats adapter", config, { channel: "telegram", accountId: "other", adapterLimit: 100 }, {
+      limit: 4096,
+      mode: "newline"
+    }],
+    ["adapter beats the config default", config, { channel: "slack", adapterLimit: 100 }, {
+      limit: 100,
+      mode: "length"
+    }],
     ["config default beats 4000", config, { channel: "slack" }, { limit: 3000, mode: "length" }],
-    ["account mode without account limit", config, { channel: "slack", accountId: "ops", adapterLimit: 100 }, { limit: 100, mode: "newline" }],
+    ["account mode without account limit", config, { channel: "slack", accountId: "ops", adapterLimit: 100 }, {
+      limit: 100,
+      mode: "newline"
+    }],
     ["nothing configured", undefined, { channel: "x" }, { limit: 4000, mode: "length" }],
-    ["a nonsense limit is ignored", { channels: { x: { textChunkLimit: 0 } } }, { channel: "x" }, { limit: 4000, mode: "length" }]
+    ["a nonsense limit is ignored", { channels: { x: { textChunkLimit: 0 } } }, { channel: "x" }, {
+      limit: 4000,
+      mode: "length"
+    }]
   ]
   for (const [name, cfg, target, expected] of cases) {
     it(name, () => expect(Chunking.resolve(cfg, target)).toEqual(expected))
@@ -131,11 +148,15 @@ describe("Chunking properties", () => {
     for (const c of chunks) expect(c.length).toBeGreaterThan(0)
   })
 
-  it.prop("markdown chunkByLength: concatenation is exactly the text, no chunk over the limit", [text, limit], ([t, l]) => {
-    const chunks = Chunking.chunkByLength(t, l, { markdown: true })
-    expect(chunks.join("")).toBe(t)
-    for (const c of chunks) expect(c.length).toBeLessThanOrEqual(l)
-  })
+  it.prop(
+    "markdown chunkByLength: concatenation is exactly the text, no chunk over the limit",
+    [text, limit],
+    ([t, l]) => {
+      const chunks = Chunking.chunkByLength(t, l, { markdown: true })
+      expect(chunks.join("")).toBe(t)
+      for (const c of chunks) expect(c.length).toBeLessThanOrEqual(l)
+    }
+  )
 
   for (const mode of ["length", "newline"] as const) {
     it.prop(`${mode} mode: chunks reassemble the text modulo whitespace at split points`, [text, limit], ([t, l]) => {
@@ -149,7 +170,9 @@ describe("Chunking properties", () => {
   }
 
   const block = fc.oneof(
-    fc.array(fc.constantFrom("word", "other", " ", "\n"), { minLength: 1, maxLength: 8 }).map((ws) => `p${ws.join("")}`),
+    fc.array(fc.constantFrom("word", "other", " ", "\n"), { minLength: 1, maxLength: 8 }).map((ws) =>
+      `p${ws.join("")}`
+    ),
     fc.array(fc.constantFrom("code", "\n", "\n\n", " "), { maxLength: 8 }).map((ls) => "```\n" + ls.join("") + "\n```")
   )
   it.prop(

@@ -6,8 +6,8 @@ import type { Adapter, Channel } from "../../src/ChannelAdapter.js"
 import * as ChannelAdapter from "../../src/ChannelAdapter.js"
 import type { ChunkConfig } from "../../src/Chunking.js"
 import { OutboxEntry, type ReplyPayload } from "../../src/Delivery.js"
-import * as SendPlan from "../../src/SendPlan.js"
 import * as Sender from "../../src/Sender.js"
+import * as SendPlan from "../../src/SendPlan.js"
 import { entry, makeRecorder, type Recorder, v1Adapter, v2Adapter } from "./fixtures.js"
 
 const normalize = (adapter: Adapter): Channel => Effect.runSync(ChannelAdapter.normalize(adapter, "chat"))
@@ -18,7 +18,9 @@ const adapters = (rec: Recorder): Record<string, Adapter> => ({
   v1NoMedia: v1Adapter(rec, { media: false, textChunkLimit: 50 }),
   line: v1Adapter(rec, { payload: true, textChunkLimit: 50 }),
   whole: v1Adapter(rec, { chunker: null }),
-  ownChunker: v1Adapter(rec, { chunker: (text, limit) => text.match(new RegExp(`[^]{1,${Math.ceil(limit / 2)}}`, "g")) ?? [] }),
+  ownChunker: v1Adapter(rec, {
+    chunker: (text, limit) => text.match(new RegExp(`[^]{1,${Math.ceil(limit / 2)}}`, "g")) ?? []
+  }),
   v2: v2Adapter(rec)
 })
 
@@ -26,14 +28,18 @@ const adapters = (rec: Recorder): Record<string, Adapter> => ({
 const storeRoundTrip = (e: OutboxEntry): OutboxEntry =>
   Schema.decodeUnknownSync(OutboxEntry)(JSON.parse(JSON.stringify(Schema.encodeSync(OutboxEntry)(e))))
 
-const chunking: ChunkConfig = { channels: { chat: { chunkMode: "newline", accounts: { small: { textChunkLimit: 20 } } } } }
+const chunking: ChunkConfig = {
+  channels: { chat: { chunkMode: "newline", accounts: { small: { textChunkLimit: 20 } } } }
+}
 
 describe("SendPlan.make", () => {
   it.effect("numbers the parts of all payloads in order", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const plan = SendPlan.make(
-        entry([{ text: "hello" }, { text: "cap", mediaUrls: ["https://a.test/1", "https://a.test/2"] }, { text: "  " }]),
+        entry([{ text: "hello" }, { text: "cap", mediaUrls: ["https://a.test/1", "https://a.test/2"] }, {
+          text: "  "
+        }]),
         normalize(v1Adapter(rec))
       )
       expect(plan).toEqual({
@@ -54,7 +60,11 @@ describe("SendPlan.make", () => {
       const texts = (e: OutboxEntry) =>
         SendPlan.make(e, channel, chunking).parts.map((p) => (p.kind === "text" ? p.text : p.kind))
       expect(texts(entry([{ text }]))).toEqual(["First paragraph is long enough.", "Second."])
-      expect(texts(entry([{ text }], { accountId: "small" }))).toEqual(["First paragraph is ", "long enough.", "Second."])
+      expect(texts(entry([{ text }], { accountId: "small" }))).toEqual([
+        "First paragraph is ",
+        "long enough.",
+        "Second."
+      ])
       expect(SendPlan.make(entry([{ text }]), channel).parts).toHaveLength(1)
     }))
 
@@ -78,12 +88,16 @@ const payload: fc.Arbitrary<ReplyPayload> = fc
   .record(
     {
       text: fc.array(piece, { maxLength: 60 }).map((ps) => ps.join("")),
-      mediaUrls: fc.array(fc.constantFrom("https://cdn.test/a.png", "file:///tmp/b.pdf", "http://x.test/c"), { maxLength: 3 }),
+      mediaUrls: fc.array(fc.constantFrom("https://cdn.test/a.png", "file:///tmp/b.pdf", "http://x.test/c"), {
+        maxLength: 3
+      }),
       channelData: fc.dictionary(fc.constantFrom("flex", "blocks"), fc.jsonValue(), { maxKeys: 2 })
     },
     { requiredKeys: [] }
   )
-  .filter((p) => (p.text !== undefined && p.text.length > 0) || (p.mediaUrls?.length ?? 0) > 0 || p.channelData !== undefined)
+  .filter((p) =>
+    (p.text !== undefined && p.text.length > 0) || (p.mediaUrls?.length ?? 0) > 0 || p.channelData !== undefined
+  )
 const storedEntry = fc
   .record({
     payloads: fc.array(payload, { minLength: 1, maxLength: 4 }),

@@ -41,25 +41,33 @@ describe("Sender.send", () => {
   it.effect("passes the stored context to the adapter: thread, reply, idempotency key, attempt, part position", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([])
-      const e = entry([{ text: "hi" }], { threadId: "T1", replyToId: "R1", accountId: "A1", silent: true, idempotencyKey: "k-1" })
+      const e = entry([{ text: "hi" }], {
+        threadId: "T1",
+        replyToId: "R1",
+        accountId: "A1",
+        silent: true,
+        idempotencyKey: "k-1"
+      })
       yield* Sender.make().send(e, channel, { attempt: 3 })
       yield* Sender.make().send(entry([{ text: "hi" }]), channel, { attempt: 1 })
       const [first, second] = yield* rec.calls
-      expect(first!.ctx).toEqual({
-        channel: "chat",
-        to: "user-1",
-        accountId: "A1",
-        threadId: "T1",
-        replyToId: "R1",
-        silent: true,
-        text: "hi",
-        payload: { text: "hi" },
-        idempotencyKey: "k-1",
-        entryId: e.id,
-        attempt: 3,
-        partIndex: 0,
-        partCount: 1
-      } satisfies SendContext)
+      expect(first!.ctx).toEqual(
+        {
+          channel: "chat",
+          to: "user-1",
+          accountId: "A1",
+          threadId: "T1",
+          replyToId: "R1",
+          silent: true,
+          text: "hi",
+          payload: { text: "hi" },
+          idempotencyKey: "k-1",
+          entryId: e.id,
+          attempt: 3,
+          partIndex: 0,
+          partCount: 1
+        } satisfies SendContext
+      )
       // without an idempotency key the entry id is the key
       expect(second!.ctx.idempotencyKey).toBe(e.id)
     }))
@@ -83,7 +91,9 @@ describe("Sender.send", () => {
 
   it.effect("without bestEffort the first failing part stops the entry and says how far it got", () =>
     Effect.gen(function*() {
-      const { channel, rec } = yield* scripted([{ ok: true }, { fail: { status: 503, message: "Service Unavailable" } }])
+      const { channel, rec } = yield* scripted([{ ok: true }, {
+        fail: { status: 503, message: "Service Unavailable" }
+      }])
       const error = yield* Sender.make().send(entry(fourTexts), channel, { attempt: 1 }).pipe(Effect.flip)
       expect((yield* rec.calls).map((c) => c.ctx.text)).toEqual(["one", "two"])
       expect(error).toEqual(
@@ -93,7 +103,9 @@ describe("Sender.send", () => {
 
   it.effect("with bestEffort every part is tried and a failure is never success", () =>
     Effect.gen(function*() {
-      const { channel, rec } = yield* scripted([{ ok: true }, { fail: new Error("ETIMEDOUT") }, { ok: true }, { ok: true }])
+      const { channel, rec } = yield* scripted([{ ok: true }, { fail: new Error("ETIMEDOUT") }, { ok: true }, {
+        ok: true
+      }])
       const error = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), channel, { attempt: 1 }).pipe(
         Effect.flip
       )
@@ -124,14 +136,26 @@ describe("Sender.send", () => {
 
   it.effect("bestEffort: a permanent part makes the whole failure permanent; the longest retry-after wins", () =>
     Effect.gen(function*() {
-      const { channel } = yield* scripted([{ fail: { retryAfterMs: 2000 } }, { fail: { status: 429, retryAfterMs: 9000 } }])
+      const { channel } = yield* scripted([{ fail: { retryAfterMs: 2000 } }, {
+        fail: { status: 429, retryAfterMs: 9000 }
+      }])
       const retryable = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), channel, { attempt: 1 }).pipe(
         Effect.flip
       )
-      expect(retryable).toMatchObject({ _tag: "PartialDeliveryFailure", partsDelivered: 0, partsFailed: 2, retryable: true, retryAfterMs: 9000 })
+      expect(retryable).toMatchObject({
+        _tag: "PartialDeliveryFailure",
+        partsDelivered: 0,
+        partsFailed: 2,
+        retryable: true,
+        retryAfterMs: 9000
+      })
 
-      const second = yield* scripted([{ ok: true }, { fail: { status: 500 } }, { fail: new Error("Forbidden: bot was blocked by the user") }])
-      const permanent = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), second.channel, { attempt: 1 })
+      const second = yield* scripted([{ ok: true }, { fail: { status: 500 } }, {
+        fail: new Error("Forbidden: bot was blocked by the user")
+      }])
+      const permanent = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), second.channel, {
+        attempt: 1
+      })
         .pipe(Effect.flip)
       expect(permanent).toMatchObject({ partsDelivered: 1, partsFailed: 2, retryable: false })
       expect((permanent as PartialDeliveryFailure).retryAfterMs).toBeUndefined()
@@ -147,7 +171,11 @@ describe("Sender.send", () => {
   it.effect("a rejected Promise with undefined or a thrown non-Error still becomes a readable SendError", () =>
     Effect.gen(function*() {
       const results: Array<unknown> = []
-      for (const step of [{ fail: undefined }, { throw: "plain string" }, { throw: 42 }, { fail: null }] satisfies Array<Step>) {
+      for (
+        const step of [{ fail: undefined }, { throw: "plain string" }, { throw: 42 }, { fail: null }] satisfies Array<
+          Step
+        >
+      ) {
         const { channel } = yield* scripted([step])
         const error = yield* Sender.make().send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(Effect.flip)
         expect(error).toBeInstanceOf(SendError)
@@ -204,7 +232,9 @@ describe("Sender send timeout", () => {
           return new Promise<never>(() => {})
         }
       })
-      const fiber = yield* Effect.fork(Sender.make({ sendTimeout: "5 seconds" }).send(entry([{ text: "x" }]), channel, { attempt: 1 }))
+      const fiber = yield* Effect.fork(
+        Sender.make({ sendTimeout: "5 seconds" }).send(entry([{ text: "x" }]), channel, { attempt: 1 })
+      )
       yield* TestClock.adjust("6 seconds")
       expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({ _tag: "SendError", retryable: true })
       expect(options?.signal.aborted).toBe(true)
@@ -213,9 +243,14 @@ describe("Sender send timeout", () => {
   it.effect("the timeout comes from the options", () =>
     Effect.gen(function*() {
       const { channel } = yield* scripted([{ hang: true }])
-      const fiber = yield* Effect.fork(Sender.make({ sendTimeout: "5 seconds" }).send(entry([{ text: "x" }]), channel, { attempt: 1 }))
+      const fiber = yield* Effect.fork(
+        Sender.make({ sendTimeout: "5 seconds" }).send(entry([{ text: "x" }]), channel, { attempt: 1 })
+      )
       yield* TestClock.adjust("5 seconds")
-      expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({ retryable: true, message: "chat: text part 0 timed out after 5s" })
+      expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({
+        retryable: true,
+        message: "chat: text part 0 timed out after 5s"
+      })
     }))
 
   it.effect("an Effect-native adapter that never completes is interrupted at the timeout", () =>
@@ -227,7 +262,10 @@ describe("Sender send timeout", () => {
       })
       const fiber = yield* Effect.fork(Sender.make().send(entry([{ text: "x" }]), channel, { attempt: 1 }))
       yield* TestClock.adjust("30 seconds")
-      expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({ retryable: true, message: "chat: payload part 0 timed out after 30s" })
+      expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({
+        retryable: true,
+        message: "chat: payload part 0 timed out after 30s"
+      })
       expect(yield* Ref.get(interrupted)).toBe(true)
     }))
 })
@@ -241,7 +279,10 @@ describe("Sender send timeout: one watchdog for all suspended parts", () => {
       yield* TestClock.adjust("10 seconds")
       const second = yield* Effect.fork(sender.send(entry([{ text: "b" }]), channel, { attempt: 1 }))
       yield* TestClock.adjust("20 seconds")
-      expect(yield* Fiber.join(first).pipe(Effect.flip)).toMatchObject({ retryable: true, message: "chat: payload part 0 timed out after 30s" })
+      expect(yield* Fiber.join(first).pipe(Effect.flip)).toMatchObject({
+        retryable: true,
+        message: "chat: payload part 0 timed out after 30s"
+      })
       expect(yield* Fiber.poll(second)).toEqual(Option.none())
       yield* TestClock.adjust("10 seconds")
       expect(yield* Fiber.join(second).pipe(Effect.flip)).toMatchObject({ retryable: true })
@@ -268,7 +309,9 @@ describe("Sender.reconcile", () => {
           return Promise.resolve("sent" as const)
         }
       })
-      expect(yield* Sender.make().reconcile(entry(fourTexts, { partsDelivered: 2 }), channel, { attempt: 2 })).toBe("sent")
+      expect(yield* Sender.make().reconcile(entry(fourTexts, { partsDelivered: 2 }), channel, { attempt: 2 })).toBe(
+        "sent"
+      )
       expect(asked.map((c) => [c.partIndex, c.text])).toEqual([[2, "three"]])
       expect(yield* rec.calls).toEqual([])
     }))

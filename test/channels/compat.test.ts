@@ -90,10 +90,22 @@ describe("rule 3: v2 only if declared AND implemented", () => {
   it.effect("seed bug: outboundContract v2 without sendFinal was treated as v2 and sent nothing — registration fails", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
-      const broken = { outboundContract: "v2", sendText: (ctx: ChannelAdapter.SendContext, o: ChannelAdapter.CallOptions) => rec.respond("sendText", ctx, o.signal) }
-      const exit = yield* Layer.build(Registry.layer({ chat: broken as unknown as Adapter })).pipe(Effect.scoped, Effect.exit)
+      const broken = {
+        outboundContract: "v2",
+        sendText: (ctx: ChannelAdapter.SendContext, o: ChannelAdapter.CallOptions) =>
+          rec.respond("sendText", ctx, o.signal)
+      }
+      const exit = yield* Layer.build(Registry.layer({ chat: broken as unknown as Adapter })).pipe(
+        Effect.scoped,
+        Effect.exit
+      )
       expect(exit).toStrictEqual(
-        Exit.fail(new ChannelAdapter.InvalidAdapter({ channel: "chat", reason: `it declares outboundContract "v2" but does not implement sendFinal(ctx)` }))
+        Exit.fail(
+          new ChannelAdapter.InvalidAdapter({
+            channel: "chat",
+            reason: `it declares outboundContract "v2" but does not implement sendFinal(ctx)`
+          })
+        )
       )
       expect(Exit.isFailure(exit) && String(exit.cause).includes("sendFinal")).toBe(true)
       expect(yield* rec.calls).toEqual([])
@@ -113,7 +125,9 @@ describe("rule 3: v2 only if declared AND implemented", () => {
         Effect.provide(logs.layer)
       )
       expect(yield* rec.methods).toEqual(["sendText", "sendText", "sendText"])
-      const v1Warnings = logs.lines.filter((l) => l.level === "WARN" && l.message.includes("v1 outbound adapter contract"))
+      const v1Warnings = logs.lines.filter((l) =>
+        l.level === "WARN" && l.message.includes("v1 outbound adapter contract")
+      )
       expect(v1Warnings).toHaveLength(1)
       expect(v1Warnings[0]!.message).toContain(`channel "chat"`)
     }))
@@ -137,9 +151,10 @@ describe("rule 4: media to an adapter without sendMedia", () => {
     Effect.gen(function*() {
       const logs = captureLogs()
       const rec = yield* makeRecorder()
-      const report = yield* deliver(v1Adapter(rec, { media: false }), [{ text: "see attached", mediaUrls: media }]).pipe(
-        Effect.provide(logs.layer)
-      )
+      const report = yield* deliver(v1Adapter(rec, { media: false }), [{ text: "see attached", mediaUrls: media }])
+        .pipe(
+          Effect.provide(logs.layer)
+        )
       const calls = yield* rec.calls
       expect(calls.map((c) => [c.method, c.ctx.text])).toEqual([["sendText", "see attached"]])
       expect(report.partsDelivered).toBe(1)

@@ -7,9 +7,9 @@ import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import type { OutboxEntry, OutboxStats } from "../../src/Delivery.js"
+import { snapshot } from "../support/files.js"
 import type { Seeded } from "./support.js"
 import { cli, inspect, seed, stdoutJson, tempDir } from "./support.js"
-import { snapshot } from "../support/files.js"
 
 // the repository's copy; resolved from this file so the working directory does not matter
 const FIXTURE = fileURLToPath(new URL("../fixtures/legacy-delivery-queue/", import.meta.url))
@@ -33,7 +33,7 @@ const copyOfSeeded = async (name: string) => {
 // each CLI run is a Node process (about a second of CPU); runs overlap, so a test may wait on others
 const OPTIONS = { timeout: 60_000 }
 
-const USAGE = /usage: effect-outbox <command> \[options\]\n\n  stats +counts by state/
+const USAGE = /usage: effect-outbox <command> \[options\]\n\n {2}stats +counts by state/
 
 describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () => {
   it("no command", async () => {
@@ -47,7 +47,9 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
   it("a value outside a choice", async () => {
     const run = await cli(["list", "--state", "sent", "--db", db])
     expect(run.code).toBe(2)
-    expect(run.stderr).toContain('effect-outbox: --state: expected one of queued, in_flight, delivered, failed_retryable, failed_terminal, expired, got "sent"')
+    expect(run.stderr).toContain(
+      "effect-outbox: --state: expected one of queued, in_flight, delivered, failed_retryable, failed_terminal, expired, got \"sent\""
+    )
     expect(run.stderr).toContain("usage: effect-outbox list [--db <file>]")
     // piped, not a terminal: no colour codes
     expect(run.stderr).not.toContain("\x1b[")
@@ -68,31 +70,35 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
   })
 })
 
-describe.concurrent("a missing or foreign database is an error (exit 1), and read-only commands create nothing", OPTIONS, () => {
-  for (const args of [["stats"], ["list"], ["show", "01ANY"]]) {
-    it(args[0]!, async () => {
-      const dir = tempDir("outbox-missing-")
-      try {
-        const file = dir.file("none.db")
-        const run = await cli([...args, "--db", file], { cwd: dir.dir })
-        expect(run.code).toBe(1)
-        expect(run.stderr.trim()).toBe(`effect-outbox: no outbox database at ${file}`)
-        expect(fs.readdirSync(dir.dir)).toEqual([])
-      } finally {
-        dir.cleanup()
-      }
+describe.concurrent(
+  "a missing or foreign database is an error (exit 1), and read-only commands create nothing",
+  OPTIONS,
+  () => {
+    for (const args of [["stats"], ["list"], ["show", "01ANY"]]) {
+      it(args[0]!, async () => {
+        const dir = tempDir("outbox-missing-")
+        try {
+          const file = dir.file("none.db")
+          const run = await cli([...args, "--db", file], { cwd: dir.dir })
+          expect(run.code).toBe(1)
+          expect(run.stderr.trim()).toBe(`effect-outbox: no outbox database at ${file}`)
+          expect(fs.readdirSync(dir.dir)).toEqual([])
+        } finally {
+          dir.cleanup()
+        }
+      })
+    }
+
+    it("a file that is not an outbox is refused and left as it was", async () => {
+      const file = tmp.file("notes.txt")
+      fs.writeFileSync(file, "not a database\n".repeat(100))
+      const run = await cli(["stats", "--db", file])
+      expect(run.code).toBe(1)
+      expect(run.stderr).toMatch(new RegExp(`^effect-outbox: ${file} is not an effect-outbox database \\(.+\\)\\n$`))
+      expect(fs.readFileSync(file, "utf8")).toBe("not a database\n".repeat(100))
     })
   }
-
-  it("a file that is not an outbox is refused and left as it was", async () => {
-    const file = tmp.file("notes.txt")
-    fs.writeFileSync(file, "not a database\n".repeat(100))
-    const run = await cli(["stats", "--db", file])
-    expect(run.code).toBe(1)
-    expect(run.stderr).toMatch(new RegExp(`^effect-outbox: ${file} is not an effect-outbox database \\(.+\\)\\n$`))
-    expect(fs.readFileSync(file, "utf8")).toBe("not a database\n".repeat(100))
-  })
-})
+)
 
 describe.concurrent("reading", OPTIONS, () => {
   it("stats: an aligned table by channel and state, and the oldest pending age", async () => {
@@ -119,7 +125,11 @@ describe.concurrent("reading", OPTIONS, () => {
       database: db,
       total: 8,
       byState: { queued: 1, in_flight: 0, delivered: 3, failed_retryable: 1, failed_terminal: 2, expired: 1 },
-      byChannel: { broken: { failed_terminal: 2 }, down: { failed_retryable: 1 }, healthy: { delivered: 3, queued: 1, expired: 1 } }
+      byChannel: {
+        broken: { failed_terminal: 2 },
+        down: { failed_retryable: 1 },
+        healthy: { delivered: 3, queued: 1, expired: 1 }
+      }
     })
     expect(stats.oldestPendingAgeMs).toBeGreaterThanOrEqual(0)
   })
@@ -141,7 +151,11 @@ describe.concurrent("reading", OPTIONS, () => {
       await cli(["list", "--state", "failed_terminal", "--channel", "broken", "--limit", "1", "--json", "--db", db])
     )
     expect(newest).toHaveLength(1)
-    expect(newest[0]).toMatchObject({ id: ids.failedTerminal[1], state: "failed_terminal", terminalReason: "permanent_error" })
+    expect(newest[0]).toMatchObject({
+      id: ids.failedTerminal[1],
+      state: "failed_terminal",
+      terminalReason: "permanent_error"
+    })
   })
 
   it("show: every field of one entry", async () => {
@@ -191,14 +205,19 @@ describe.concurrent("writing", OPTIONS, () => {
     const [progress, final] = ids.failedTerminal
     // one of the two failed replies was a tool progress message that recovery skipped
     const db = new Database(file)
-    db.prepare(`UPDATE outbox_entries SET dispatch_kind = 'tool', terminal_reason = 'non_final_recovery_skip' WHERE id = ?`).run(progress)
+    db.prepare(
+      `UPDATE outbox_entries SET dispatch_kind = 'tool', terminal_reason = 'non_final_recovery_skip' WHERE id = ?`
+    ).run(progress)
     db.close()
     const run = await cli(["retry", "--state", "failed_terminal", "--db", file])
     expect(run.code).toBe(0)
     expect(run.stdout).toMatch(/^requeued 1 entry \(failed_terminal\)/)
     expect(run.stdout).toMatch(/\nskipped 1 tool\/block progress message \(never replayed\)\n/)
     const { entries } = await inspect(file)
-    expect(entries.find((e) => e.id === progress)).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
+    expect(entries.find((e) => e.id === progress)).toMatchObject({
+      state: "failed_terminal",
+      terminalReason: "non_final_recovery_skip"
+    })
     expect(entries.find((e) => e.id === final)).toMatchObject({ state: "queued" })
     const one = await cli(["retry", progress!, "--db", file])
     expect(one.code).toBe(2) // refused as a usage error, like a quarantined row
@@ -215,7 +234,6 @@ describe.concurrent("writing", OPTIONS, () => {
     expect((await inspect(file)).stats.byState).toMatchObject({ delivered: 0, failed_terminal: 2, queued: 1 })
   })
 })
-
 
 describe.concurrent("import-legacy", OPTIONS, () => {
   const copyFixture = (name: string) => {
@@ -236,7 +254,9 @@ describe.concurrent("import-legacy", OPTIONS, () => {
     expect(run.stdout).toMatch(/\nimported +5 +queued or retrying/)
     expect(run.stdout).toMatch(/\nfailed +1 +dead letters/)
     expect(run.stdout).toMatch(/\nskipped +3 /)
-    expect(run.stdout).toMatch(/\nmalformed +1 +not imported, left in place\n {2}e0e0e0e0-0000-4000-8000-000000000000\.json: invalid JSON/)
+    expect(run.stdout).toMatch(
+      /\nmalformed +1 +not imported, left in place\n {2}e0e0e0e0-0000-4000-8000-000000000000\.json: invalid JSON/
+    )
     expect(snapshot(queue)).toEqual(before)
 
     const again = stdoutJson<{ alreadyImported: boolean; previous: { imported: number } }>(
@@ -258,7 +278,9 @@ describe.concurrent("import-legacy", OPTIONS, () => {
   it("entries past maxAge are imported as expired (--json report)", async () => {
     const queue = copyFixture("queue-b")
     const report = stdoutJson<{ imported: Array<string>; expired: Array<string>; failed: Array<string> }>(
-      await cli(["import-legacy", queue, "--json", "--db", tmp.file("legacy-b.db")], { env: { OUTBOX_MAX_AGE: "1 millis" } })
+      await cli(["import-legacy", queue, "--json", "--db", tmp.file("legacy-b.db")], {
+        env: { OUTBOX_MAX_AGE: "1 millis" }
+      })
     )
     expect(report.imported).toEqual([])
     expect(report.expired).toHaveLength(5)

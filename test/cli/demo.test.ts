@@ -16,13 +16,30 @@ describe("demo", { timeout: 90_000 }, () => {
     expect(run.stderr).toBe("")
     expect(run.code).toBe(0)
     const out = run.stdout
-    expect(out).toContain("effect-outbox demo: a gateway answers 60 messages in 6 conversations on 3 fake channels (seed 1)")
+    expect(out).toContain(
+      "effect-outbox demo: a gateway answers 60 messages in 6 conversations on 3 fake channels (seed 1)"
+    )
     expect(out).toMatch(/\[boot 1\] \d+\/60 submitted/)
-    expect(out).toMatch(/\ncrash at \d[\d.]* (ms|s): the gateway was dropped without draining; \d+ rows? left in_flight/)
-    expect(out).toContain(`restart: same node id "demo-gateway", so the recovery worker reclaims boot 1's leases at once`)
+    expect(out).toMatch(
+      /\ncrash at \d[\d.]* (ms|s): the gateway was dropped without draining; \d+ rows? left in_flight/
+    )
+    expect(out).toContain(
+      `restart: same node id "demo-gateway", so the recovery worker reclaims boot 1's leases at once`
+    )
     expect(out).toMatch(/\[boot 2\] 60\/60 submitted/)
     expect(out).toMatch(/\nsummary: 60 replies in \d/)
-    for (const label of ["replies submitted", "delivered", "retries scheduled", "failed for good", "expired", "in flight at crash", "possible duplicates", "duplicates seen"]) {
+    for (
+      const label of [
+        "replies submitted",
+        "delivered",
+        "retries scheduled",
+        "failed for good",
+        "expired",
+        "in flight at crash",
+        "possible duplicates",
+        "duplicates seen"
+      ]
+    ) {
       expect(out).toMatch(new RegExp(`\\n {2}${label} +\\d+ `))
     }
     expect(out).toMatch(/\nchannel +contract +delivered +failed +expired +total/)
@@ -34,7 +51,8 @@ describe("demo", { timeout: 90_000 }, () => {
     expect(stats.byState).toMatchObject({ queued: 0, in_flight: 0, failed_retryable: 0 })
     expect(stats.byState.delivered + stats.byState.failed_terminal + stats.byState.expired).toBe(60)
     // one conversation of the rejecting channel has blocked the bot: its replies fail for good, never retried
-    expect(entries.filter((e) => e.channel === "rejecting" && e.terminalReason === "permanent_error").length).toBeGreaterThan(0)
+    expect(entries.filter((e) => e.channel === "rejecting" && e.terminalReason === "permanent_error").length)
+      .toBeGreaterThan(0)
     const delivered = Number(/\n {2}delivered +(\d+) /.exec(out)?.[1])
     expect(delivered).toBe(stats.byState.delivered)
   })
@@ -44,7 +62,9 @@ describe("demo", { timeout: 90_000 }, () => {
     await cli(["demo", "--messages", "3", "--json", "--db", db])
     const run = await cli(["demo", "--messages", "3", "--json", "--db", db])
     expect(run.code).toBe(0)
-    const summary = stdoutJson<{ messages: number; submitted: number; delivered: number; pending: number; crash: { inFlight: number } }>(run)
+    const summary = stdoutJson<
+      { messages: number; submitted: number; delivered: number; pending: number; crash: { inFlight: number } }
+    >(run)
     expect(summary).toMatchObject({ messages: 3, submitted: 3, pending: 0 })
     expect((await inspect(db)).stats.total).toBe(3)
 
@@ -53,7 +73,9 @@ describe("demo", { timeout: 90_000 }, () => {
     const before = fs.readFileSync(foreign)
     const refused = await cli(["demo", "--messages", "3", "--db", foreign])
     expect(refused.code).toBe(1)
-    expect(refused.stderr).toBe(`effect-outbox: ${foreign} holds an outbox the demo did not create; run the demo with --db <another file>\n`)
+    expect(refused.stderr).toBe(
+      `effect-outbox: ${foreign} holds an outbox the demo did not create; run the demo with --db <another file>\n`
+    )
     expect(fs.readFileSync(foreign).equals(before)).toBe(true)
   })
 })

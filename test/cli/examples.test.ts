@@ -50,9 +50,11 @@ const server = http.createServer((req, res) => {
   })
 })
 let apiUrl = ""
-beforeAll(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve())).then(() => {
-  apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}))
+beforeAll(() =>
+  new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve())).then(() => {
+    apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+)
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
 const tmp = tempDir("outbox-examples-")
 afterAll(() => tmp.cleanup())
@@ -64,10 +66,15 @@ describe("examples", { timeout: 60_000 }, () => {
     const db = tmp.file("gateway.db")
     const result = await run(["--import", "tsx", "examples/gateway.ts"], { CHAT_API_URL: apiUrl, OUTBOX_DB: db })
     expect(result.code).toBe(0)
-    const posted = received.filter((r) => r.url === "/messages" && r.body?.["chat"] === "user-42").map((r) => r.body?.["text"])
+    const posted = received.filter((r) => r.url === "/messages" && r.body?.["chat"] === "user-42").map((r) =>
+      r.body?.["text"]
+    )
     expect(posted).toEqual(["Hello from the gateway!", "And a second reply, in order."])
     const { entries } = await inspect(db)
-    expect(entries.map((e) => [e.idempotencyKey, e.state]).sort()).toEqual([["turn-1", "delivered"], ["turn-2", "delivered"]])
+    expect(entries.map((e) => [e.idempotencyKey, e.state]).sort()).toEqual([["turn-1", "delivered"], [
+      "turn-2",
+      "delivered"
+    ]])
   })
 
   const outbox = () =>
@@ -96,7 +103,11 @@ describe("examples", { timeout: 60_000 }, () => {
         channel: "rich",
         to: "room-1",
         threadId: "t-1",
-        payloads: [{ text: "Pick one", mediaUrls: ["https://example.com/a.png"], channelData: { buttons: ["yes", "no"] } }],
+        payloads: [{
+          text: "Pick one",
+          mediaUrls: ["https://example.com/a.png"],
+          channelData: { buttons: ["yes", "no"] }
+        }],
         idempotencyKey: "turn-7"
       })
     }).pipe(Effect.provide(outbox()), Effect.runPromise)
@@ -111,7 +122,15 @@ describe("examples", { timeout: 60_000 }, () => {
     }])
     const adapter = richChatAdapter({ baseUrl: apiUrl })
     const ctx = (key: string): SendContext => ({
-      channel: "rich", to: "room-1", text: "", payload: { text: "x" }, idempotencyKey: key, entryId: "e", attempt: 1, partIndex: 0, partCount: 1
+      channel: "rich",
+      to: "room-1",
+      text: "",
+      payload: { text: "x" },
+      idempotencyKey: key,
+      entryId: "e",
+      attempt: 1,
+      partIndex: 0,
+      partCount: 1
     })
     const signal = new AbortController().signal
     expect(await adapter.reconcile!(ctx("turn-7"), { signal })).toBe("sent")
@@ -130,7 +149,13 @@ describe("examples", { timeout: 60_000 }, () => {
   it("typed-request.ts delivers a typed answer (thread, media, key) and a refused one stores nothing", async () => {
     const [outcome, refused, duplicate, stats] = await Effect.gen(function*() {
       const o = yield* Outbox.Outbox
-      const answer = { turnId: "typed-1", chatId: "typed-chat", threadId: "th-1", text: "See attached", attachments: ["https://example.com/r.pdf"] }
+      const answer = {
+        turnId: "typed-1",
+        chatId: "typed-chat",
+        threadId: "th-1",
+        text: "See attached",
+        attachments: ["https://example.com/r.pdf"]
+      }
       const outcome = yield* deliverAnswer(answer)
       const refused = yield* Effect.flip(deliverAnswer({ ...answer, turnId: "typed-2", text: "   ", attachments: [] }))
       const duplicate = yield* deliverAnswer(answer)
@@ -140,7 +165,11 @@ describe("examples", { timeout: 60_000 }, () => {
     expect(refused._tag).toBe("InvalidRequest")
     expect(duplicate._tag).toBe("Duplicate")
     expect(stats.byState.delivered).toBe(1)
-    expect(received.filter((r) => r.body?.["chat"] === "typed-chat").map((r) => [r.body?.["thread"], r.body?.["text"], r.body?.["mediaUrl"]]))
+    expect(
+      received.filter((r) => r.body?.["chat"] === "typed-chat").map((
+        r
+      ) => [r.body?.["thread"], r.body?.["text"], r.body?.["mediaUrl"]])
+    )
       .toEqual([["th-1", "See attached", "https://example.com/r.pdf"]])
   })
 
@@ -155,7 +184,11 @@ describe("examples", { timeout: 60_000 }, () => {
     const long = "x".repeat(400)
     await Effect.gen(function*() {
       const o = yield* Outbox.Outbox
-      yield* o.deliver({ channel: "chat", to: "u", payloads: [{ text: "First paragraph.\n\nSecond paragraph,\nstill the second." }] })
+      yield* o.deliver({
+        channel: "chat",
+        to: "u",
+        payloads: [{ text: "First paragraph.\n\nSecond paragraph,\nstill the second." }]
+      })
       yield* o.deliver({ channel: "sms", to: "u", payloads: [{ text: long }] })
       yield* o.deliver({ channel: "sms", accountId: "premium", to: "u", payloads: [{ text: long }] })
     }).pipe(
@@ -166,14 +199,19 @@ describe("examples", { timeout: 60_000 }, () => {
       )))),
       Effect.runPromise
     )
-    expect(sent.filter(([c]) => c === "chat").map(([, , t]) => t)).toEqual(["First paragraph.", "Second paragraph,\nstill the second."])
+    expect(sent.filter(([c]) => c === "chat").map(([, , t]) => t)).toEqual([
+      "First paragraph.",
+      "Second paragraph,\nstill the second."
+    ])
     expect(sent.filter(([c, a]) => c === "sms" && a === undefined).map(([, , t]) => t.length)).toEqual([160, 160, 80])
     expect(sent.filter(([c, a]) => c === "sms" && a === "premium").map(([, , t]) => t)).toEqual([long])
   })
 
   it("legacy-import.ts imports the openclaw queue at start, once; a state directory without a queue starts normally", async () => {
     const stateDir = tmp.file("state")
-    fs.cpSync(path.join(ROOT, "test/fixtures/legacy-delivery-queue"), path.join(stateDir, "delivery-queue"), { recursive: true })
+    fs.cpSync(path.join(ROOT, "test/fixtures/legacy-delivery-queue"), path.join(stateDir, "delivery-queue"), {
+      recursive: true
+    })
     const files = () => fs.readdirSync(path.join(stateDir, "delivery-queue"), { recursive: true }).map(String).sort()
     const before = files()
     const db = tmp.file("legacy.db")

@@ -24,12 +24,21 @@ beforeAll(async () => {
 })
 afterAll(() => tmp.cleanup())
 
-const GENERIC = ["A user-defined piece of text", "A true or false value", "An integer", "This setting is optional", "--wizard", "--completions"]
+const GENERIC = [
+  "A user-defined piece of text",
+  "A true or false value",
+  "An integer",
+  "This setting is optional",
+  "--wizard",
+  "--completions"
+]
 
 describe("the commands' descriptions match their @effect/cli definitions", () => {
   for (const synopsis of [...Admin.usages, Command.getUsage(Demo.command)]) {
     // the synopsis as text: the values of its spans' text leaves, in order
-    const defined = [...JSON.stringify(Usage.enumerate(synopsis, CliConfig.defaultConfig)).matchAll(/"value":"([^"]*)"/g)]
+    const defined = [
+      ...JSON.stringify(Usage.enumerate(synopsis, CliConfig.defaultConfig)).matchAll(/"value":"([^"]*)"/g)
+    ]
       .map((m) => m[1]).join("")
     const cmd = Help.specs.find((s) => defined.startsWith(`${s.name} `))!
     it(cmd?.name ?? defined, () => {
@@ -55,7 +64,11 @@ describe.concurrent("help", OPTIONS, () => {
       const run = await cli([s.name, "--help"])
       expect(run.code).toBe(0)
       expect(run.stdout).toContain(`usage: effect-outbox ${s.name} `)
-      for (const o of s.options) expect(run.stdout).toMatch(new RegExp(`\\n  --${o.flag}[^\\n]*  ${o.text.slice(0, 20).replace(/[()]/g, "\\$&")}`))
+      for (const o of s.options) {
+        expect(run.stdout).toMatch(
+          new RegExp(`\\n  --${o.flag}[^\\n]*  ${o.text.slice(0, 20).replace(/[()]/g, "\\$&")}`)
+        )
+      }
       for (const line of run.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(100)
       for (const text of GENERIC) expect(run.stdout).not.toContain(text)
     })
@@ -64,13 +77,17 @@ describe.concurrent("help", OPTIONS, () => {
 
 describe.concurrent("argument errors name the flag and the value, then the command's usage only", OPTIONS, () => {
   const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string, string]> = [
-    [["list", "--limit", "abc"], 'effect-outbox: --limit: expected a whole number ≥ 1, got "abc"', "list"],
-    [["list", "--limit=0"], 'effect-outbox: --limit: expected a whole number ≥ 1, got "0"', "list"],
+    [["list", "--limit", "abc"], "effect-outbox: --limit: expected a whole number ≥ 1, got \"abc\"", "list"],
+    [["list", "--limit=0"], "effect-outbox: --limit: expected a whole number ≥ 1, got \"0\"", "list"],
     [["list", "--db"], "effect-outbox: --db needs a file path", "list"],
     [["stats", "--db", "--json"], "effect-outbox: --db needs a file path", "stats"],
     [["show"], "effect-outbox: show needs an entry id (<id>)", "show"],
     [["stats", "--nope"], "effect-outbox: unknown option --nope for stats", "stats"],
-    [["demo", "--messages", "9999"], 'effect-outbox: --messages: expected a whole number from 1 to 5000, got "9999"', "demo"]
+    [
+      ["demo", "--messages", "9999"],
+      "effect-outbox: --messages: expected a whole number from 1 to 5000, got \"9999\"",
+      "demo"
+    ]
   ]
   for (const [args, message, command] of cases) {
     it(args.join(" "), async () => {
@@ -79,7 +96,9 @@ describe.concurrent("argument errors name the flag and the value, then the comma
       expect(run.stdout).toBe("")
       expect(run.stderr.split("\n")[0]).toBe(message)
       expect(run.stderr).toContain(`\n\nusage: effect-outbox ${command} [`)
-      for (const other of Help.specs.filter((s) => s.name !== command)) expect(run.stderr).not.toContain(`effect-outbox ${other.name} `)
+      for (const other of Help.specs.filter((s) => s.name !== command)) {
+        expect(run.stderr).not.toContain(`effect-outbox ${other.name} `)
+      }
     })
   }
 
@@ -136,7 +155,9 @@ it("output piped into a reader that stops early (| head) ends without an error",
   expect(demo.code).toBe(0)
   // the reader closes its end at once, as `head -0` does: every write after it gets EPIPE
   const result = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, "list", "--db", big, "--limit", "2000"], { stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [BIN, "list", "--db", big, "--limit", "2000"], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
     let stderr = ""
     child.stdout.destroy()
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))

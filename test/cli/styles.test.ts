@@ -6,16 +6,30 @@ import * as Styles from "../../src/cli/Styles.js"
 /** A console that records what each method was given. */
 const recording = () => {
   const written: Array<[string, ReadonlyArray<unknown>]> = []
-  const record = (method: string) => (...args: ReadonlyArray<unknown>) => Effect.sync(() => void written.push([method, args]))
+  const record = (method: string) => (...args: ReadonlyArray<unknown>) =>
+    Effect.sync(() => void written.push([method, args]))
   return Effect.map(Console.consoleWith(Effect.succeed), (base): [Console.Console, typeof written] => [
-    { ...base, log: record("log"), info: record("info"), debug: record("debug"), warn: record("warn"), error: record("error") },
+    {
+      ...base,
+      log: record("log"),
+      info: record("info"),
+      debug: record("debug"),
+      warn: record("warn"),
+      error: record("error")
+    },
     written
   ])
 }
 
 const styled = "\x1b[0;1mUSAGE\x1b[0m and \x1b[0;37;1mbold\x1b[0;1m\x1b[0m"
 
-const writeAll = Effect.all([Console.log(styled, 42), Console.info(styled), Console.debug(styled), Console.warn(styled), Console.error(styled)])
+const writeAll = Effect.all([
+  Console.log(styled, 42),
+  Console.info(styled),
+  Console.debug(styled),
+  Console.warn(styled),
+  Console.error(styled)
+])
 
 describe("cli Styles", () => {
   it("stripStyles removes colour and weight codes and nothing else", () => {

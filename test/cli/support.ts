@@ -49,7 +49,10 @@ export interface Run {
 }
 
 /** Runs `node …args` in `cwd` (default: the repository); `env` is added to this process's environment. */
-export const node = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}) =>
+export const node = (
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}
+) =>
   new Promise<Run>((resolve, reject) => {
     const child = spawn(process.execPath, args, {
       cwd: options.cwd ?? ROOT,
@@ -65,13 +68,19 @@ export const node = (args: ReadonlyArray<string>, options: { readonly cwd?: stri
   })
 
 /** Runs `effect-outbox …args` in `cwd`; `env` is added to this process's environment. */
-export const cli = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}) =>
-  node([BIN, ...args], options)
+export const cli = (
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}
+) => node([BIN, ...args], options)
 
 /** A fresh temporary directory, removed by `cleanup`. */
 export const tempDir = (prefix: string) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
-  return { dir, file: (name: string) => path.join(dir, name), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) }
+  return {
+    dir,
+    file: (name: string) => path.join(dir, name),
+    cleanup: () => fs.rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 const v2 = (sendFinal: AdapterV2["sendFinal"]): AdapterV2 => ({ outboundContract: "v2", sendFinal })
@@ -79,7 +88,9 @@ const v2 = (sendFinal: AdapterV2["sendFinal"]): AdapterV2 => ({ outboundContract
 /** The channels seeded rows go through: one that works, one that rejects for good, one that is down. */
 const adapters: Record<string, AdapterV2> = {
   healthy: v2((ctx) => Effect.succeed({ messageId: `ok-${ctx.entryId}` })),
-  broken: v2(() => Effect.fail(new SendError({ message: "400 Bad Request: chat not found", retryable: false, status: 400 }))),
+  broken: v2(() =>
+    Effect.fail(new SendError({ message: "400 Bad Request: chat not found", retryable: false, status: 400 }))
+  ),
   down: v2(() => Effect.fail(new SendError({ message: "HTTP 503 Service Unavailable", retryable: true, status: 503 })))
 }
 
@@ -109,13 +120,18 @@ export const seed = (filename: string): Promise<Seeded> =>
     // once the row is past its TTL of 30 min by default)
     const stale = yield* outbox.enqueue({ channel: "healthy", to: "heidi", payloads: [{ text: "too old" }] })
     const expired = yield* repo.expire((yield* Clock.currentTimeMillis) + 31 * 60_000, { limit: 1 })
-    if (expired.length !== 1 || expired[0] !== stale) throw new Error(`seed: expected ${stale} to expire, got ${expired.join(", ")}`)
+    if (expired.length !== 1 || expired[0] !== stale) {
+      throw new Error(`seed: expected ${stale} to expire, got ${expired.join(", ")}`)
+    }
     const delivered = [
       yield* deliver("healthy", "alice", "hello alice"),
       yield* deliver("healthy", "bob", "hello bob"),
       yield* deliver("healthy", "carol", "hello carol")
     ]
-    const failedTerminal = [yield* deliver("broken", "dave", "never arrives"), yield* deliver("broken", "erin", "nor this")]
+    const failedTerminal = [
+      yield* deliver("broken", "dave", "never arrives"),
+      yield* deliver("broken", "erin", "nor this")
+    ]
     const failedRetryable = [yield* deliver("down", "frank", "later")]
     const queued = [yield* outbox.enqueue({ channel: "healthy", to: "grace", payloads: [{ text: "for the worker" }] })]
     return { delivered, failedTerminal, failedRetryable, queued, expired }

@@ -15,7 +15,12 @@ describe("crash: SIGKILL at random moments", () => {
     `${MESSAGES} messages, ${KILLS} kills: none lost, duplicates only for rows in flight at a kill, order kept, nothing stuck`,
     () =>
       Effect.gen(function*() {
-        const report = yield* runCrashScenario({ messages: MESSAGES, kills: KILLS, seed: 20_240_605, drainTimeout: "45 seconds" })
+        const report = yield* runCrashScenario({
+          messages: MESSAGES,
+          kills: KILLS,
+          seed: 20_240_605,
+          drainTimeout: "45 seconds"
+        })
         console.log(summary(report))
         expect(report.violations).toEqual([])
         expect(report.lost).toBe(0)

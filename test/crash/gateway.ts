@@ -20,12 +20,12 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
-import * as Option from "effect/Option"
 import * as LogLevel from "effect/LogLevel"
-import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as fs from "node:fs"
@@ -79,7 +79,11 @@ const main = (args: { db: string; sendLog: string; liveFile: string; seed: numbe
     const deliverOne = (request: LiveRequest) =>
       outbox.deliver(request).pipe(
         // only a failed write-ahead insert leaves nothing behind; the key makes the retry safe
-        Effect.retry({ while: (e) => e._tag === "StoreError", schedule: Schedule.spaced(Duration.millis(20)), times: 100 }),
+        Effect.retry({
+          while: (e) => e._tag === "StoreError",
+          schedule: Schedule.spaced(Duration.millis(20)),
+          times: 100
+        }),
         Effect.matchEffect({
           onSuccess: (outcome) =>
             Effect.zipRight(
@@ -90,7 +94,9 @@ const main = (args: { db: string; sendLog: string; liveFile: string; seed: numbe
             ),
           onFailure: (error) =>
             // SendFailed / AckFailed rows are recorded and finished by the worker; anything else is a lost request
-            "entryId" in error ? say(`live ${error._tag} ${error.entryId}`) : say(`live-error ${error._tag}: ${error.message}`)
+            "entryId" in error
+              ? say(`live ${error._tag} ${error.entryId}`)
+              : say(`live-error ${error._tag}: ${error.message}`)
         })
       )
     yield* Effect.forEach(byConversation.values(), (rs) => Effect.forEach(rs, deliverOne, { discard: true }), {

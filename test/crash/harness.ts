@@ -84,7 +84,10 @@ export const gatewayArgs: Effect.Effect<ReadonlyArray<string>> = Effect.promise(
         target: "node20",
         external: ["better-sqlite3"],
         // CommonJS dependencies inside an ESM bundle still call require
-        banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+        banner: {
+          js:
+            "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
+        },
         logLevel: "silent"
       })
       fs.renameSync(building, outfile)
@@ -233,7 +236,8 @@ const generate = (options: CrashOptions, rng: Random.Random) =>
     return specs
   })
 
-const payloadsOf = (spec: MessageSpec) => Array.from({ length: spec.parts }, (_, p) => ({ text: `${spec.key} part ${p}` }))
+const payloadsOf = (spec: MessageSpec) =>
+  Array.from({ length: spec.parts }, (_, p) => ({ text: `${spec.key} part ${p}` }))
 
 const groupBy = <A>(items: ReadonlyArray<A>, key: (a: A) => string): Map<string, Array<A>> => {
   const out = new Map<string, Array<A>>()
@@ -275,7 +279,10 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
           onLine
         )
         yield* Deferred.await(gateway.ready).pipe(
-          Effect.timeoutFail({ duration: Duration.seconds(30), onTimeout: () => new Error("the gateway did not get ready in 30 s") }),
+          Effect.timeoutFail({
+            duration: Duration.seconds(30),
+            onTimeout: () => new Error("the gateway did not get ready in 30 s")
+          }),
           Effect.mapError((e) => new Error(`${e.message}\n${gateway.stderrTail.join("\n")}`))
         )
         return gateway
@@ -295,7 +302,14 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
         fs.appendFileSync(
           liveFile,
           live.map((s) =>
-            JSON.stringify({ channel: "chat", to: s.conversation, idempotencyKey: s.key, payloads: payloadsOf(s) } satisfies LiveRequest)
+            JSON.stringify(
+              {
+                channel: "chat",
+                to: s.conversation,
+                idempotencyKey: s.key,
+                payloads: payloadsOf(s)
+              } satisfies LiveRequest
+            )
           ).join("\n") + "\n"
         )
       }
@@ -307,14 +321,19 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
           (group) =>
             Effect.forEach(
               group,
-              (s) => outbox.enqueue({ channel: "chat", to: s.conversation, idempotencyKey: s.key, payloads: payloadsOf(s) }),
+              (s) =>
+                outbox.enqueue({ channel: "chat", to: s.conversation, idempotencyKey: s.key, payloads: payloadsOf(s) }),
               { discard: true }
             ),
           { concurrency: "unbounded", discard: true }
         ))
         yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(killMin, killMax + 1)))
         if (gateway.process.exitCode !== null || gateway.process.signalCode !== null) {
-          violations.push(`cycle ${cycle}: the gateway exited by itself (${gateway.process.exitCode}):\n${gateway.stderrTail.join("\n")}`)
+          violations.push(
+            `cycle ${cycle}: the gateway exited by itself (${gateway.process.exitCode}):\n${
+              gateway.stderrTail.join("\n")
+            }`
+          )
         }
         gateway.process.kill("SIGKILL")
         yield* Deferred.await(gateway.exited)
@@ -331,10 +350,12 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
           count(next_attempt_at) AS pending FROM outbox_entries`.pipe(Effect.map((rows) => rows[0]!))
       const drained = yield* Deferred.await(gateway.liveDone).pipe(
         Effect.zipRight(stats),
-        Effect.repeat(Schedule.spaced(Duration.millis(50)).pipe(
-          Schedule.whileInput((s: { total: number; pending: number }) => s.total < specs.length || s.pending > 0),
-          Schedule.passthrough
-        )),
+        Effect.repeat(
+          Schedule.spaced(Duration.millis(50)).pipe(
+            Schedule.whileInput((s: { total: number; pending: number }) => s.total < specs.length || s.pending > 0),
+            Schedule.passthrough
+          )
+        ),
         Effect.tap((s) => progress(`drained: ${s.total} rows`)),
         Effect.timeout(options.drainTimeout ?? Duration.seconds(60)),
         Effect.option
@@ -359,7 +380,8 @@ export const runCrashScenario = (options: CrashOptions): Effect.Effect<CrashRepo
       inFlightAtKills,
       // a kill can leave in flight one worker batch (or as many sends as the worker runs at once) and one live
       // send per live conversation
-      perKillBound: Math.max(gatewayConfig.claimBatch, gatewayConfig.workerConcurrency) + (options.liveConversations ?? 8)
+      perKillBound: Math.max(gatewayConfig.claimBatch, gatewayConfig.workerConcurrency) +
+        (options.liveConversations ?? 8)
     })
     violations.push(...report.violations)
     if (violations.length === 0 && options.keepFiles !== true) fs.rmSync(dir, { recursive: true, force: true })
@@ -430,7 +452,9 @@ export const verify = (input: {
     duplicates += extra
     duplicated.push(id)
     const kills = inFlightAtKills.filter((set) => set.has(id)).length
-    if (extra > kills) violations.push(`entry ${id} was sent ${extra + 1} times but found in flight after ${kills} kills`)
+    if (extra > kills) {
+      violations.push(`entry ${id} was sent ${extra + 1} times but found in flight after ${kills} kills`)
+    }
   }
   const duplicateBound = inFlightAtKills.length * input.perKillBound
   if (duplicates > duplicateBound) violations.push(`${duplicates} duplicates exceed ${duplicateBound}`)
@@ -444,7 +468,11 @@ export const verify = (input: {
     })
     const broken = order.findIndex((o, i) => i > 0 && o.pos < order[i - 1]!.pos)
     if (broken !== -1) {
-      violations.push(`conversation ${conversation}: message ${order[broken]!.seq} was first sent before message ${order[broken - 1]!.seq}`)
+      violations.push(
+        `conversation ${conversation}: message ${order[broken]!.seq} was first sent before message ${
+          order[broken - 1]!.seq
+        }`
+      )
     }
   }
 

@@ -33,12 +33,16 @@ describe("crash checks", () => {
     expect(run({ rows: rows.filter((r) => r.id !== "B0") }).lost).toBe(1)
     const partial = run({ sends: sends.filter((s) => !(s.entryId === "A1" && s.partIndex === 1)) })
     expect(partial.lost).toBe(1)
-    expect(partial.violations.join("\n")).toMatch(/1 messages lost: a:1 \(A1, delivered\)[\s\S]*delivered without being sent: A1/)
+    expect(partial.violations.join("\n")).toMatch(
+      /1 messages lost: a:1 \(A1, delivered\)[\s\S]*delivered without being sent: A1/
+    )
   })
 
   it("a duplicate of a row that was not in flight at a kill is a violation; one that was is counted", () => {
     const twice = [...sends, { entryId: "B0", partIndex: 0 }]
-    expect(run({ sends: twice }).violations.join("\n")).toMatch(/entry B0 was sent 2 times but found in flight after 0 kills/)
+    expect(run({ sends: twice }).violations.join("\n")).toMatch(
+      /entry B0 was sent 2 times but found in flight after 0 kills/
+    )
     const explained = run({ sends: twice, inFlightAtKills: [new Set(["B0"])] })
     expect(explained).toMatchObject({ duplicates: 1, duplicatedEntries: 1, violations: [] })
   })
@@ -55,11 +59,17 @@ describe("crash checks", () => {
   })
 
   it("rows left in flight or queued are violations", () => {
-    const stuck = rows.map((r) => (r.id === "B0" ? { ...r, state: "in_flight" } : r.id === "A0" ? { ...r, state: "queued" } : r))
-    expect(run({ rows: stuck }).violations).toEqual(expect.arrayContaining(["1 rows end in_flight", "1 rows end queued"]))
+    const stuck = rows.map((
+      r
+    ) => (r.id === "B0" ? { ...r, state: "in_flight" } : r.id === "A0" ? { ...r, state: "queued" } : r))
+    expect(run({ rows: stuck }).violations).toEqual(
+      expect.arrayContaining(["1 rows end in_flight", "1 rows end queued"])
+    )
   })
 
   it("sends of entries the table does not know are violations", () => {
-    expect(run({ sends: [...sends, { entryId: "ZZ", partIndex: 0 }] }).violations).toEqual(["sends of entries not in the table: ZZ"])
+    expect(run({ sends: [...sends, { entryId: "ZZ", partIndex: 0 }] }).violations).toEqual([
+      "sends of entries not in the table: ZZ"
+    ])
   })
 })

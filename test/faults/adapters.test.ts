@@ -55,12 +55,33 @@ const unreadable = {
 }
 
 const misbehaviours: ReadonlyArray<Misbehaviour> = [
-  { name: "throws a string", act: () => { throw "boom" }, state: "failed_retryable", message: /^boom$/ },
-  { name: "rejects with null", act: () => Promise.reject(null), state: "failed_retryable", message: /adapter failed with null/ },
-  { name: "throws undefined", act: () => { throw undefined }, state: "failed_retryable", message: /without an error value/ },
+  {
+    name: "throws a string",
+    act: () => {
+      throw "boom"
+    },
+    state: "failed_retryable",
+    message: /^boom$/
+  },
+  {
+    name: "rejects with null",
+    act: () => Promise.reject(null),
+    state: "failed_retryable",
+    message: /adapter failed with null/
+  },
+  {
+    name: "throws undefined",
+    act: () => {
+      throw undefined
+    },
+    state: "failed_retryable",
+    message: /without an error value/
+  },
   {
     name: "throws an object without a message",
-    act: () => { throw { code: 42 } },
+    act: () => {
+      throw { code: 42 }
+    },
     state: "failed_retryable",
     message: /adapter failed with \{"code":42\}/
   },
@@ -74,10 +95,17 @@ const misbehaviours: ReadonlyArray<Misbehaviour> = [
     state: "failed_retryable",
     message: /adapter failed with/
   },
-  { name: "hangs forever", act: () => new Promise(() => {}), state: "failed_retryable", message: /timed out after 5s/, hangs: true },
+  {
+    name: "hangs forever",
+    act: () => new Promise(() => {}),
+    state: "failed_retryable",
+    message: /timed out after 5s/,
+    hangs: true
+  },
   {
     name: "hangs, then rejects when aborted (like fetch)",
-    act: (_, { signal }) => new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("AbortError")))),
+    act: (_, { signal }) =>
+      new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("AbortError")))),
     state: "failed_retryable",
     message: /timed out after 5s/,
     hangs: true
@@ -88,9 +116,24 @@ const misbehaviours: ReadonlyArray<Misbehaviour> = [
     state: "failed_terminal",
     message: /returned a malformed result \(expected \{ messageId: string \}, got undefined\)/
   },
-  { name: "resolves to a string", act: () => Promise.resolve("ok"), state: "failed_terminal", message: /malformed result .*got "ok"/ },
-  { name: "resolves without messageId", act: () => Promise.resolve({ id: 7 }), state: "failed_terminal", message: /malformed result .*\{"id":7\}/ },
-  { name: "returns a number, not a Promise", act: () => 42, state: "failed_terminal", message: /malformed result .*got 42/ },
+  {
+    name: "resolves to a string",
+    act: () => Promise.resolve("ok"),
+    state: "failed_terminal",
+    message: /malformed result .*got "ok"/
+  },
+  {
+    name: "resolves without messageId",
+    act: () => Promise.resolve({ id: 7 }),
+    state: "failed_terminal",
+    message: /malformed result .*\{"id":7\}/
+  },
+  {
+    name: "returns a number, not a Promise",
+    act: () => 42,
+    state: "failed_terminal",
+    message: /malformed result .*got 42/
+  },
   {
     name: "returns a thenable whose then throws",
     act: () => ({
@@ -112,10 +155,32 @@ const misbehaviours: ReadonlyArray<Misbehaviour> = [
     state: "failed_terminal",
     message: /malformed result/
   },
-  { name: "throws an error whose message getter throws", act: () => { throw unreadable }, state: "failed_retryable", message: /could not be read/ },
-  { name: "rejects with an error whose message getter throws", act: () => Promise.reject(unreadable), state: "failed_retryable", message: /could not be read/ },
-  { name: "is an Effect that dies", act: () => Effect.die("effect defect"), state: "failed_retryable", message: /effect defect/ },
-  { name: "is an Effect that interrupts itself", act: () => Effect.interrupt, state: "failed_retryable", message: /interrupted/ }
+  {
+    name: "throws an error whose message getter throws",
+    act: () => {
+      throw unreadable
+    },
+    state: "failed_retryable",
+    message: /could not be read/
+  },
+  {
+    name: "rejects with an error whose message getter throws",
+    act: () => Promise.reject(unreadable),
+    state: "failed_retryable",
+    message: /could not be read/
+  },
+  {
+    name: "is an Effect that dies",
+    act: () => Effect.die("effect defect"),
+    state: "failed_retryable",
+    message: /effect defect/
+  },
+  {
+    name: "is an Effect that interrupts itself",
+    act: () => Effect.interrupt,
+    state: "failed_retryable",
+    message: /interrupted/
+  }
 ]
 
 // unhandled rejections anywhere in this file's process are collected and must stay empty
@@ -153,14 +218,16 @@ const outboxFor = (adapter: AdapterV1) =>
   Outbox.layer.pipe(Layer.provideMerge(Layer.mergeAll(
     MemoryOutboxRepo.layer,
     ChannelRegistry.layer({ chat: adapter }).pipe(Layer.orDie),
-    OutboxConfig.layer({ nodeId: "adapters", retryJitter: false, sendTimeout: SEND_TIMEOUT, workerInterval: INTERVAL }).pipe(
-      Layer.orDie
-    )
+    OutboxConfig.layer({ nodeId: "adapters", retryJitter: false, sendTimeout: SEND_TIMEOUT, workerInterval: INTERVAL })
+      .pipe(
+        Layer.orDie
+      )
   )))
 
 const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
 const request = (to: string, text: string) => ({ channel: "chat", to, payloads: [{ text }] })
-const rowOf = (id: string) => Effect.flatMap(Outbox.Outbox, (o) => o.get(id as EntryId)).pipe(Effect.map(Option.getOrThrow))
+const rowOf = (id: string) =>
+  Effect.flatMap(Outbox.Outbox, (o) => o.get(id as EntryId)).pipe(Effect.map(Option.getOrThrow))
 
 describe("misbehaving adapters", () => {
   for (const misbehaviour of misbehaviours) {
@@ -174,12 +241,18 @@ describe("misbehaving adapters", () => {
         const live = yield* Effect.fork(outbox.deliver(request("u1", "bad live")))
         if (misbehaviour.hangs) yield* TestClock.adjust(SEND_TIMEOUT)
         const exit = yield* Fiber.await(live)
-        if (!Exit.isFailure(exit) || exit.cause._tag !== "Fail") return expect.fail(`expected a typed failure, got ${String(exit)}`)
+        if (!Exit.isFailure(exit) || exit.cause._tag !== "Fail") {
+          return expect.fail(`expected a typed failure, got ${String(exit)}`)
+        }
         const error = exit.cause.error
         if (error._tag !== "SendFailed") return expect.fail(`expected SendFailed, got ${error._tag}`)
         expect(error.message).toMatch(misbehaviour.message)
         expect(error.retryable).toBe(misbehaviour.state === "failed_retryable")
-        expect(yield* rowOf(error.entryId)).toMatchObject({ state: misbehaviour.state, attemptCount: 1, lastError: error.message })
+        expect(yield* rowOf(error.entryId)).toMatchObject({
+          state: misbehaviour.state,
+          attemptCount: 1,
+          lastError: error.message
+        })
         if (misbehaviour.hangs) expect(aborted).toEqual([true]) // the plugin was told to give up
 
         // worker: the bad row and a good one in the same batch, then one enqueued later
@@ -195,8 +268,14 @@ describe("misbehaving adapters", () => {
         expect((yield* rowOf(good)).state).toBe("delivered")
         const later = yield* outbox.enqueue(request("u4", "good later"))
         // with a hanging adapter, the passes around `later` also retry the hanging rows (each holding a slot)
-        const waitMs = Duration.toMillis(misbehaviour.hangs ? Duration.times(Duration.sum(SEND_TIMEOUT, INTERVAL), 3) : INTERVAL)
-        for (let waited = 0; waited < waitMs && (yield* rowOf(later)).state !== "delivered"; waited += Duration.toMillis(INTERVAL)) {
+        const waitMs = Duration.toMillis(
+          misbehaviour.hangs ? Duration.times(Duration.sum(SEND_TIMEOUT, INTERVAL), 3) : INTERVAL
+        )
+        for (
+          let waited = 0;
+          waited < waitMs && (yield* rowOf(later)).state !== "delivered";
+          waited += Duration.toMillis(INTERVAL)
+        ) {
           yield* TestClock.adjust(INTERVAL)
         }
         expect((yield* rowOf(later)).state).toBe("delivered")

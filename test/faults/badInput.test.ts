@@ -56,8 +56,26 @@ const HUGE = {
 }
 
 const edgeStrings = [
-  "", " ", "\t\n", "\u0000", "a\u0000b", "\uFEFFbom", "e\u0301", "👩‍👩‍👧‍👦", "\u202Eevil", "𝕳𝖊𝖑𝖑𝖔", "null", "__proto__",
-  "constructor", "toString", "\r\n\r\n", "\u2028\u2029", "💩".repeat(64), "\u00A0", "ｆｕｌｌ", "<script>alert(1)</script>",
+  "",
+  " ",
+  "\t\n",
+  "\u0000",
+  "a\u0000b",
+  "\uFEFFbom",
+  "e\u0301",
+  "👩‍👩‍👧‍👦",
+  "\u202Eevil",
+  "𝕳𝖊𝖑𝖑𝖔",
+  "null",
+  "__proto__",
+  "constructor",
+  "toString",
+  "\r\n\r\n",
+  "\u2028\u2029",
+  "💩".repeat(64),
+  "\u00A0",
+  "ｆｕｌｌ",
+  "<script>alert(1)</script>",
   "'; DROP TABLE outbox_entries; --"
 ]
 /** halves of surrogate pairs: not well-formed Unicode, cannot be stored as SQLite TEXT as they are */
@@ -73,7 +91,20 @@ const anyText = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(...loneSurrogates) },
   { weight: 1, arbitrary: fc.constantFrom(HUGE.ascii1MBPlus1, HUGE.twoByte1MBPlus) }
 )
-const wrongType = fc.constantFrom<unknown>(42, null, true, {}, [], ["x"], undefined, Object.create(null), Symbol("s"), 7n, NaN, () => 1)
+const wrongType = fc.constantFrom<unknown>(
+  42,
+  null,
+  true,
+  {},
+  [],
+  ["x"],
+  undefined,
+  Object.create(null),
+  Symbol("s"),
+  7n,
+  NaN,
+  () => 1
+)
 
 /**
  * Values whose reads throw, made when a mutation runs: the test runner would read them itself if they were generated
@@ -103,8 +134,17 @@ const goodUrl = fc.oneof(
   fc.constantFrom("file:///tmp/a.png", "https://example.com/ä?q=1#x", "http://[::1]:8080/x", "HTTPS://EXAMPLE.COM/A")
 )
 const badUrl = fc.constantFrom(
-  "not a url", "", " ", "javascript:alert(1)", "ftp://example.com/x", "data:image/png;base64,AAAA", "//example.com/x",
-  "http//missing-colon", "https://", "mailto:a@b.c", "\uD800"
+  "not a url",
+  "",
+  " ",
+  "javascript:alert(1)",
+  "ftp://example.com/x",
+  "data:image/png;base64,AAAA",
+  "//example.com/x",
+  "http//missing-colon",
+  "https://",
+  "mailto:a@b.c",
+  "\uD800"
 )
 
 /** JSON as a gateway might receive it: parsed, so `__proto__` is an own key, not a prototype */
@@ -130,8 +170,18 @@ const cyclic: Record<string, unknown> = { a: [1] }
 ;(cyclic.a as Array<unknown>).push({ back: cyclic })
 /** Records JSON cannot hold (the store would keep something else, or throw while encoding): always InvalidRequest. */
 const nonJsonRecord = fc.constantFrom<unknown>(
-  { n: NaN }, { n: -Infinity }, { n: 1n }, { u: undefined }, { a: [1, undefined] }, { f: () => 1 }, { s: Symbol("s") },
-  { d: new Date(0) }, { m: new Map([[1, 2]]) }, cyclic, { deep: nested(20_000) }, { deep: nested(MAX_JSON_DEPTH) }
+  { n: NaN },
+  { n: -Infinity },
+  { n: 1n },
+  { u: undefined },
+  { a: [1, undefined] },
+  { f: () => 1 },
+  { s: Symbol("s") },
+  { d: new Date(0) },
+  { m: new Map([[1, 2]]) },
+  cyclic,
+  { deep: nested(20_000) },
+  { deep: nested(MAX_JSON_DEPTH) }
 )
 const anyRecord = fc.oneof(
   { weight: 4, arbitrary: goodRecord },
@@ -142,7 +192,11 @@ const anyRecord = fc.oneof(
 /** Builds an object from optional fields: `undefined` from `fc.option` means "absent". */
 const compact = (fields: Record<string, unknown>): Record<string, unknown> => {
   const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(fields)) if (v !== ABSENT) Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
+  for (const [k, v] of Object.entries(fields)) {
+    if (v !== ABSENT) {
+      Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
+    }
+  }
   return out
 }
 const ABSENT = Symbol("absent")
@@ -174,12 +228,26 @@ const validRequest = fc.record({
 /** One thing wrong (or merely odd) with a request. */
 type Mutation = (request: Record<string, unknown>) => void
 
-const fields = ["channel", "to", "accountId", "threadId", "replyToId", "payloads", "kind", "bestEffort", "silent", "idempotencyKey", "metadata"]
+const fields = [
+  "channel",
+  "to",
+  "accountId",
+  "threadId",
+  "replyToId",
+  "payloads",
+  "kind",
+  "bestEffort",
+  "silent",
+  "idempotencyKey",
+  "metadata"
+]
 
 /** A payload that is wrong (whitespace-only text and nothing else: nothing to send), or odd but valid (lone surrogates in text, 1 MB). */
 const oddPayload = fc.oneof(
   fc.record({ text: fc.oneof(anyText, wrongType) }),
-  fc.record({ mediaUrls: fc.oneof(fc.array(fc.oneof(goodUrl, badUrl), { minLength: 1, maxLength: 3 }), wrongType, goodUrl) }),
+  fc.record({
+    mediaUrls: fc.oneof(fc.array(fc.oneof(goodUrl, badUrl), { minLength: 1, maxLength: 3 }), wrongType, goodUrl)
+  }),
   fc.record({ channelData: anyRecord }),
   fc.record({ text: fc.constantFrom(" ", "\n\t", "\u00A0") }),
   fc.record({ text: fc.constant("hi"), caption: fc.constant("unknown field") }),
@@ -200,7 +268,10 @@ const mutation: FastCheck.Arbitrary<Mutation> = fc.oneof(
   fc.constantFrom("nope", "", " ", "CHAT").map((channel): Mutation => (r) => {
     r.channel = channel
   }),
-  fc.tuple(fc.constantFrom("to", "accountId", "threadId", "replyToId", "idempotencyKey"), fc.constantFrom(...loneSurrogates, ...edgeStrings))
+  fc.tuple(
+    fc.constantFrom("to", "accountId", "threadId", "replyToId", "idempotencyKey"),
+    fc.constantFrom(...loneSurrogates, ...edgeStrings)
+  )
     .map(([field, value]): Mutation => (r) => {
       r[field] = value
     }),
@@ -314,7 +385,13 @@ const checkOne = (calls: Array<SendContext>, seenKeys: Set<string>) => (input: R
     // every payload of an accepted request has something to send
     expect(sent.map((c) => canonical(c.payload))).toEqual(payloads.map(canonical))
     for (const c of sent) expect(inheritsNothing(c.payload)).toBe(true)
-    const request = { channel: input.channel, to: input.to, accountId: input.accountId, threadId: input.threadId, replyToId: input.replyToId }
+    const request = {
+      channel: input.channel,
+      to: input.to,
+      accountId: input.accountId,
+      threadId: input.threadId,
+      replyToId: input.replyToId
+    }
     for (const c of sent) expect(addressOf(c)).toEqual(request)
     // and the row reads back as the same request: a replay by recovery would send the same thing to the same place
     const row = Option.getOrThrow(yield* outbox.get(result.right.entryId))
@@ -335,44 +412,59 @@ const assertProperty = <A>(
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<Outbox.Outbox>()
     yield* Effect.promise(() =>
-      fc.assert(fc.asyncProperty(arbitrary, (a) => Runtime.runPromise(runtime)(property(a))), { numRuns, seed: 20_240_605 })
+      fc.assert(fc.asyncProperty(arbitrary, (a) => Runtime.runPromise(runtime)(property(a))), {
+        numRuns,
+        seed: 20_240_605
+      })
     )
   })
 
 describe("bad input corpus", () => {
-  it.effect("every request either delivers exactly what was asked, or fails InvalidRequest/UnknownChannel with nothing stored or sent", () => {
-    const { calls, layer } = recordingOutbox()
-    const seenKeys = new Set<string>()
-    const verdicts: Record<Verdict, number> = { delivered: 0, duplicate: 0, rejected: 0 }
-    return Effect.gen(function*() {
-      yield* assertProperty(anyRequest, (input) =>
-        Effect.map(checkOne(calls, seenKeys)(input), (v) => {
-          verdicts[v]++
-        }), 400)
-      // the corpus is not one-sided
-      expect(verdicts.delivered).toBeGreaterThan(40)
-      expect(verdicts.rejected).toBeGreaterThan(40)
-    }).pipe(Effect.provide(layer))
-  }, 60_000)
+  it.effect(
+    "every request either delivers exactly what was asked, or fails InvalidRequest/UnknownChannel with nothing stored or sent",
+    () => {
+      const { calls, layer } = recordingOutbox()
+      const seenKeys = new Set<string>()
+      const verdicts: Record<Verdict, number> = { delivered: 0, duplicate: 0, rejected: 0 }
+      return Effect.gen(function*() {
+        yield* assertProperty(anyRequest, (input) =>
+          Effect.map(checkOne(calls, seenKeys)(input), (v) => {
+            verdicts[v]++
+          }), 400)
+        // the corpus is not one-sided
+        expect(verdicts.delivered).toBeGreaterThan(40)
+        expect(verdicts.rejected).toBeGreaterThan(40)
+      }).pipe(Effect.provide(layer))
+    },
+    60_000
+  )
 
-  it.effect("requests with edge-case content that a gateway may legitimately send are always delivered, exactly", () => {
-    const { calls, layer } = recordingOutbox()
-    return assertProperty(validRequest, (input) =>
-      Effect.map(checkOne(calls, new Set())(input), (verdict) => {
-        expect(verdict).toBe("delivered")
-      }), 200).pipe(Effect.provide(layer))
-  }, 60_000)
+  it.effect(
+    "requests with edge-case content that a gateway may legitimately send are always delivered, exactly",
+    () => {
+      const { calls, layer } = recordingOutbox()
+      return assertProperty(validRequest, (input) =>
+        Effect.map(checkOne(calls, new Set())(input), (verdict) => {
+          expect(verdict).toBe("delivered")
+        }), 200).pipe(Effect.provide(layer))
+    },
+    60_000
+  )
 
   it.effect("__proto__ in channelData and metadata is kept as data, through the store and back, and pollutes nothing", () => {
     const { calls, layer } = recordingOutbox()
     return Effect.gen(function*() {
       const outbox = yield* Outbox.Outbox
-      const input = JSON.parse(`{"channel":"chat","to":"u","payloads":[{"text":"hi","channelData":{"__proto__":{"polluted":true},"line":{"a":1}}}],
-        "metadata":{"__proto__":{"polluted":true}}}`)
+      const input = JSON.parse(
+        `{"channel":"chat","to":"u","payloads":[{"text":"hi","channelData":{"__proto__":{"polluted":true},"line":{"a":1}}}],
+        "metadata":{"__proto__":{"polluted":true}}}`
+      )
       const outcome = yield* outbox.deliver(input)
       const channelData = calls[0]!.payload.channelData!
       expect(Object.keys(channelData)).toEqual(["__proto__", "line"])
-      expect(Reflect.get(Reflect.getOwnPropertyDescriptor(channelData, "__proto__")?.value ?? {}, "polluted")).toBe(true)
+      expect(Reflect.get(Reflect.getOwnPropertyDescriptor(channelData, "__proto__")?.value ?? {}, "polluted")).toBe(
+        true
+      )
       expect(Object.getPrototypeOf(channelData)).toBe(Object.prototype)
       expect(Reflect.get(channelData, "polluted")).toBeUndefined()
       expect(JSON.stringify(channelData)).toBe(`{"__proto__":{"polluted":true},"line":{"a":1}}`)
@@ -389,7 +481,9 @@ describe("bad input corpus", () => {
     return Effect.gen(function*() {
       const outbox = yield* Outbox.Outbox
       for (const field of ["to", "threadId", "accountId", "replyToId", "idempotencyKey"]) {
-        const error = yield* Effect.flip(outbox.deliver({ channel: "chat", to: "u", payloads: [{ text: "x" }], [field]: "user\uD800" }))
+        const error = yield* Effect.flip(
+          outbox.deliver({ channel: "chat", to: "u", payloads: [{ text: "x" }], [field]: "user\uD800" })
+        )
         expect(error._tag).toBe("InvalidRequest")
         expect(error.message).toMatch(new RegExp(`^${field}: .*well-formed`))
       }

@@ -83,7 +83,8 @@ const withBusyOutbox = <A, E>(
     )
   })
 
-const stateOf = (id: EntryId) => Effect.flatMap(Outbox.Outbox, (o) => o.get(id)).pipe(Effect.map(Option.map((e) => e.state)))
+const stateOf = (id: EntryId) =>
+  Effect.flatMap(Outbox.Outbox, (o) => o.get(id)).pipe(Effect.map(Option.map((e) => e.state)))
 
 const waitDelivered = (ids: ReadonlyArray<EntryId>) =>
   Effect.forEach(ids, stateOf).pipe(
@@ -102,7 +103,11 @@ const passFailedSince = (before: number) =>
   )
 
 /** After everything: each row delivered, and sent successfully exactly once. */
-const expectAllDeliveredOnce = (outbox: Outbox.OutboxShape, calls: ReadonlyArray<{ entryId: string; ok: boolean }>, rows: number) =>
+const expectAllDeliveredOnce = (
+  outbox: Outbox.OutboxShape,
+  calls: ReadonlyArray<{ entryId: string; ok: boolean }>,
+  rows: number
+) =>
   Effect.gen(function*() {
     const all = yield* outbox.list({ limit: 100 })
     expect(all).toHaveLength(rows)
@@ -111,91 +116,103 @@ const expectAllDeliveredOnce = (outbox: Outbox.OutboxShape, calls: ReadonlyArray
   })
 
 describe("a database kept busy by another process", () => {
-  it.live("a live ack meets the lock: AckFailed, counted, not delivered until written; the worker writes it, no second send", () =>
-    withBusyOutbox(({ calls, locker, outbox }) =>
-      Effect.gen(function*() {
-        expect((yield* outbox.deliver(request("u0", "before the lock")))._tag).toBe("Delivered")
-        const acksFailed = yield* counter(Metrics.ackFailures)
-        const delivered = yield* counter(Metrics.delivered)
-        const passFailures = yield* counter(Metrics.workerPassFailures)
+  it.live(
+    "a live ack meets the lock: AckFailed, counted, not delivered until written; the worker writes it, no second send",
+    () =>
+      withBusyOutbox(({ calls, locker, outbox }) =>
+        Effect.gen(function*() {
+          expect((yield* outbox.deliver(request("u0", "before the lock")))._tag).toBe("Delivered")
+          const acksFailed = yield* counter(Metrics.ackFailures)
+          const delivered = yield* counter(Metrics.delivered)
+          const passFailures = yield* counter(Metrics.workerPassFailures)
 
-        const error = yield* Effect.flip(outbox.deliver(request("u1", "lock while this goes out")))
-        if (error._tag !== "AckFailed") return expect.fail(`expected AckFailed, got ${error._tag}: ${error.message}`)
-        expect(error.message).toMatch(/database is locked/)
-        const id = error.entryId as EntryId
-        expect((yield* counter(Metrics.ackFailures)) - acksFailed).toBe(1)
-        expect((yield* counter(Metrics.delivered)) - delivered).toBe(0) // sent, but not counted while not written
-        expect(yield* stateOf(id)).toEqual(Option.some("in_flight"))
-        // a request that cannot even be stored is refused before anything is sent: the caller knows, nothing is lost
-        const refused = yield* Effect.flip(outbox.deliver(request("u2", "while locked")))
-        expect(refused._tag).toBe("StoreError")
-        expect(calls).toHaveLength(2)
+          const error = yield* Effect.flip(outbox.deliver(request("u1", "lock while this goes out")))
+          if (error._tag !== "AckFailed") return expect.fail(`expected AckFailed, got ${error._tag}: ${error.message}`)
+          expect(error.message).toMatch(/database is locked/)
+          const id = error.entryId as EntryId
+          expect((yield* counter(Metrics.ackFailures)) - acksFailed).toBe(1)
+          expect((yield* counter(Metrics.delivered)) - delivered).toBe(0) // sent, but not counted while not written
+          expect(yield* stateOf(id)).toEqual(Option.some("in_flight"))
+          // a request that cannot even be stored is refused before anything is sent: the caller knows, nothing is lost
+          const refused = yield* Effect.flip(outbox.deliver(request("u2", "while locked")))
+          expect(refused._tag).toBe("StoreError")
+          expect(calls).toHaveLength(2)
 
-        yield* passFailedSince(passFailures) // the worker tried meanwhile: its pass failed, and it goes on
-        expect((yield* counter(Metrics.delivered)) - delivered).toBe(0)
-        yield* locker.release
-        yield* waitDelivered([id])
-        expect((yield* counter(Metrics.delivered)) - delivered).toBe(1)
-        yield* expectAllDeliveredOnce(outbox, calls, 2) // the refused request left no row
-      })
-    ), 30_000)
-
-  it.live("a worker ack meets the lock: kept and counted, the row stays in flight, written after; no second send", () =>
-    withBusyOutbox(({ calls, locker, outbox }) =>
-      Effect.gen(function*() {
-        const acksFailed = yield* counter(Metrics.ackFailures)
-        const passFailures = yield* counter(Metrics.workerPassFailures)
-        const ids = yield* Effect.forEach(
-          [request("w1", "first"), request("w2", "lock during the batch"), request("w3", "third")],
-          outbox.enqueue,
-          { concurrency: "unbounded" }
-        )
-        // each worker send acks itself: a row sent while the lock is held cannot be acked, a row acked before the
-        // lock is delivered. Once the sends and their ack retries are over, every row still in flight is an ack that
-        // failed and was counted, and none is counted delivered.
-        const probe = Effect.gen(function*() {
-          const states = (yield* Effect.forEach(ids, stateOf)).map(Option.getOrNull)
-          const failed = (yield* counter(Metrics.ackFailures)) - acksFailed
-          return { states, failed, inFlight: states.filter((s) => s === "in_flight").length }
+          yield* passFailedSince(passFailures) // the worker tried meanwhile: its pass failed, and it goes on
+          expect((yield* counter(Metrics.delivered)) - delivered).toBe(0)
+          yield* locker.release
+          yield* waitDelivered([id])
+          expect((yield* counter(Metrics.delivered)) - delivered).toBe(1)
+          yield* expectAllDeliveredOnce(outbox, calls, 2) // the refused request left no row
         })
-        yield* probe.pipe(
-          Effect.repeat({
-            schedule: Schedule.spaced(Duration.millis(10)),
-            until: (r) => calls.length === 3 && r.failed >= 1 && r.failed === r.inFlight
-          }),
-          Effect.timeoutFail({ duration: WAIT, onTimeout: () => new Error("no worker ack failed") })
-        )
-        const { states } = yield* probe
-        expect(states.every((s) => s === "in_flight" || s === "delivered")).toBe(true)
-        expect(states[1]).toBe("in_flight") // the one whose send took the lock
-        expect(calls).toHaveLength(3)
+      ),
+    30_000
+  )
 
-        yield* passFailedSince(passFailures)
-        yield* locker.release
-        yield* waitDelivered(ids)
-        // the worker is alive: a row enqueued now is delivered too
-        yield* waitDelivered([yield* outbox.enqueue(request("w4", "after the lock"))])
-        yield* expectAllDeliveredOnce(outbox, calls, 4)
-      })
-    ), 30_000)
+  it.live(
+    "a worker ack meets the lock: kept and counted, the row stays in flight, written after; no second send",
+    () =>
+      withBusyOutbox(({ calls, locker, outbox }) =>
+        Effect.gen(function*() {
+          const acksFailed = yield* counter(Metrics.ackFailures)
+          const passFailures = yield* counter(Metrics.workerPassFailures)
+          const ids = yield* Effect.forEach(
+            [request("w1", "first"), request("w2", "lock during the batch"), request("w3", "third")],
+            outbox.enqueue,
+            { concurrency: "unbounded" }
+          )
+          // each worker send acks itself: a row sent while the lock is held cannot be acked, a row acked before the
+          // lock is delivered. Once the sends and their ack retries are over, every row still in flight is an ack that
+          // failed and was counted, and none is counted delivered.
+          const probe = Effect.gen(function*() {
+            const states = (yield* Effect.forEach(ids, stateOf)).map(Option.getOrNull)
+            const failed = (yield* counter(Metrics.ackFailures)) - acksFailed
+            return { states, failed, inFlight: states.filter((s) => s === "in_flight").length }
+          })
+          yield* probe.pipe(
+            Effect.repeat({
+              schedule: Schedule.spaced(Duration.millis(10)),
+              until: (r) => calls.length === 3 && r.failed >= 1 && r.failed === r.inFlight
+            }),
+            Effect.timeoutFail({ duration: WAIT, onTimeout: () => new Error("no worker ack failed") })
+          )
+          const { states } = yield* probe
+          expect(states.every((s) => s === "in_flight" || s === "delivered")).toBe(true)
+          expect(states[1]).toBe("in_flight") // the one whose send took the lock
+          expect(calls).toHaveLength(3)
 
-  it.live("the worker's claim pass meets the lock while a retry falls due: nothing sent meanwhile, delivered once released", () =>
-    withBusyOutbox(({ calls, locker, outbox }) =>
-      Effect.gen(function*() {
-        const failed = yield* Effect.flip(outbox.deliver(request("r1", "fail once")))
-        if (failed._tag !== "SendFailed") return expect.fail(`expected SendFailed, got ${failed._tag}`)
-        expect(failed.willRetryAt).toBeDefined()
-        const passFailures = yield* counter(Metrics.workerPassFailures)
-        yield* locker.lock
-        // past the retry time (300 ms), the row is due, but no pass can write its claim
-        yield* Effect.sleep(Duration.millis(800))
-        yield* passFailedSince(passFailures)
-        expect(yield* stateOf(failed.entryId as EntryId)).toEqual(Option.some("failed_retryable"))
-        expect(calls).toHaveLength(1)
-        yield* locker.release
-        yield* waitDelivered([failed.entryId as EntryId])
-        expect(calls.map((c) => c.ok)).toEqual([false, true])
-        yield* expectAllDeliveredOnce(outbox, calls, 1)
-      })
-    ), 30_000)
+          yield* passFailedSince(passFailures)
+          yield* locker.release
+          yield* waitDelivered(ids)
+          // the worker is alive: a row enqueued now is delivered too
+          yield* waitDelivered([yield* outbox.enqueue(request("w4", "after the lock"))])
+          yield* expectAllDeliveredOnce(outbox, calls, 4)
+        })
+      ),
+    30_000
+  )
+
+  it.live(
+    "the worker's claim pass meets the lock while a retry falls due: nothing sent meanwhile, delivered once released",
+    () =>
+      withBusyOutbox(({ calls, locker, outbox }) =>
+        Effect.gen(function*() {
+          const failed = yield* Effect.flip(outbox.deliver(request("r1", "fail once")))
+          if (failed._tag !== "SendFailed") return expect.fail(`expected SendFailed, got ${failed._tag}`)
+          expect(failed.willRetryAt).toBeDefined()
+          const passFailures = yield* counter(Metrics.workerPassFailures)
+          yield* locker.lock
+          // past the retry time (300 ms), the row is due, but no pass can write its claim
+          yield* Effect.sleep(Duration.millis(800))
+          yield* passFailedSince(passFailures)
+          expect(yield* stateOf(failed.entryId as EntryId)).toEqual(Option.some("failed_retryable"))
+          expect(calls).toHaveLength(1)
+          yield* locker.release
+          yield* waitDelivered([failed.entryId as EntryId])
+          expect(calls.map((c) => c.ok)).toEqual([false, true])
+          yield* expectAllDeliveredOnce(outbox, calls, 1)
+        })
+      ),
+    30_000
+  )
 })

@@ -5,8 +5,8 @@
  * delivered. An unknown state cannot be written at all: the table's CHECK refuses it (also tested at the store
  * level in test/store/SqliteFile.test.ts), so the row is not damaged and is delivered as usual.
  */
-import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -92,7 +92,9 @@ describe("rows corrupted at rest", () => {
       const stats = yield* outbox.stats
       expect(stats.byState).toMatchObject({ delivered: 3, failed_terminal: 5, queued: 0, in_flight: 0 })
       // listing still works with the damaged rows in the table
-      expect((yield* outbox.list({ state: "failed_terminal", limit: 10 })).map((e) => e.id).sort()).toEqual([...broken].sort())
+      expect((yield* outbox.list({ state: "failed_terminal", limit: 10 })).map((e) => e.id).sort()).toEqual(
+        [...broken].sort()
+      )
     }).pipe(Effect.provide(layer), Logger.withMinimumLogLevel(LogLevel.None))
   })
 

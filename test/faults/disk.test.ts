@@ -26,7 +26,12 @@ const probeAsNobody = (files: ReadonlyArray<string>): Effect.Effect<ReadonlyArra
   Effect.async((resume) => {
     let out = ""
     let err = ""
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "test/faults/openProbe.ts"), ...files], {
+    const child = spawn(process.execPath, [
+      "--import",
+      "tsx",
+      path.join(repoRoot, "test/faults/openProbe.ts"),
+      ...files
+    ], {
       cwd: repoRoot,
       uid: NOBODY,
       gid: NOBODY,
@@ -61,44 +66,50 @@ const expectStoreError = (result: ProbeResult | undefined, file: string, reason:
 }
 
 describe("disk trouble at start-up", () => {
-  it.live("a database in a read-only directory, or a read-only database file, fails the layer with a StoreError", () =>
-    Effect.gen(function*() {
-      const dir = freshDir()
-      // a new database in a read-only directory
-      const readOnlyDir = path.join(dir, "read-only")
-      fs.mkdirSync(readOnlyDir, { mode: 0o555 })
-      const inReadOnlyDir = path.join(readOnlyDir, "outbox.db")
-      // an existing database whose directory became read-only: WAL needs to create -wal and -shm beside it
-      const lockedDir = path.join(dir, "locked")
-      fs.mkdirSync(lockedDir, { mode: 0o755 })
-      const existing = path.join(lockedDir, "outbox.db")
-      expect(yield* probe(existing)).toEqual({ ok: true })
-      // a read-only database file in a writable directory
-      const openDir = path.join(dir, "open")
-      fs.mkdirSync(openDir, { mode: 0o777 })
-      fs.chmodSync(openDir, 0o777)
-      const readOnlyFile = path.join(openDir, "outbox.db")
-      expect(yield* probe(readOnlyFile)).toEqual({ ok: true })
-      if (isRoot) for (const f of [lockedDir, existing, openDir, readOnlyFile]) fs.chownSync(f, NOBODY, NOBODY)
-      fs.chmodSync(lockedDir, 0o555)
-      fs.chmodSync(readOnlyFile, 0o444)
-      const files = [inReadOnlyDir, existing, readOnlyFile]
+  it.live(
+    "a database in a read-only directory, or a read-only database file, fails the layer with a StoreError",
+    () =>
+      Effect.gen(function*() {
+        const dir = freshDir()
+        // a new database in a read-only directory
+        const readOnlyDir = path.join(dir, "read-only")
+        fs.mkdirSync(readOnlyDir, { mode: 0o555 })
+        const inReadOnlyDir = path.join(readOnlyDir, "outbox.db")
+        // an existing database whose directory became read-only: WAL needs to create -wal and -shm beside it
+        const lockedDir = path.join(dir, "locked")
+        fs.mkdirSync(lockedDir, { mode: 0o755 })
+        const existing = path.join(lockedDir, "outbox.db")
+        expect(yield* probe(existing)).toEqual({ ok: true })
+        // a read-only database file in a writable directory
+        const openDir = path.join(dir, "open")
+        fs.mkdirSync(openDir, { mode: 0o777 })
+        fs.chmodSync(openDir, 0o777)
+        const readOnlyFile = path.join(openDir, "outbox.db")
+        expect(yield* probe(readOnlyFile)).toEqual({ ok: true })
+        if (isRoot) { for (const f of [lockedDir, existing, openDir, readOnlyFile]) fs.chownSync(f, NOBODY, NOBODY) }
+        fs.chmodSync(lockedDir, 0o555)
+        fs.chmodSync(readOnlyFile, 0o444)
+        const files = [inReadOnlyDir, existing, readOnlyFile]
 
-      const results = isRoot ? yield* probeAsNobody(files) : yield* Effect.forEach(files, probe)
-      if (typeof results === "string") {
-        process.stderr.write(`disk test: running as root and ${results}; checking a parent that is a regular file instead\n`)
-        const notADir = path.join(dir, "plain-file")
-        fs.writeFileSync(notADir, "")
-        const under = path.join(notADir, "outbox.db")
-        expectStoreError(yield* probe(under), under, /ENOTDIR|not a directory/)
-      } else {
-        expectStoreError(results[0], inReadOnlyDir, /EACCES|permission denied/)
-        expectStoreError(results[1], existing, /EACCES|permission denied/)
-        expectStoreError(results[2], readOnlyFile, /EACCES|permission denied/)
-      }
-      fs.chmodSync(lockedDir, 0o755)
-      fs.rmSync(dir, { recursive: true, force: true })
-    }), 30_000)
+        const results = isRoot ? yield* probeAsNobody(files) : yield* Effect.forEach(files, probe)
+        if (typeof results === "string") {
+          process.stderr.write(
+            `disk test: running as root and ${results}; checking a parent that is a regular file instead\n`
+          )
+          const notADir = path.join(dir, "plain-file")
+          fs.writeFileSync(notADir, "")
+          const under = path.join(notADir, "outbox.db")
+          expectStoreError(yield* probe(under), under, /ENOTDIR|not a directory/)
+        } else {
+          expectStoreError(results[0], inReadOnlyDir, /EACCES|permission denied/)
+          expectStoreError(results[1], existing, /EACCES|permission denied/)
+          expectStoreError(results[2], readOnlyFile, /EACCES|permission denied/)
+        }
+        fs.chmodSync(lockedDir, 0o755)
+        fs.rmSync(dir, { recursive: true, force: true })
+      }),
+    30_000
+  )
 
   it.effect("a path under a regular file (ENOTDIR) fails the layer with a StoreError", () =>
     Effect.gen(function*() {

@@ -34,7 +34,9 @@ export const startLocker = (filename: string) =>
   Effect.gen(function*() {
     const lines = yield* Queue.unbounded<string>()
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(process.execPath, ["-e", script, filename], { cwd: repoRoot, stdio: ["pipe", "pipe", "inherit"] })),
+      Effect.sync(() =>
+        spawn(process.execPath, ["-e", script, filename], { cwd: repoRoot, stdio: ["pipe", "pipe", "inherit"] })
+      ),
       (child) => Effect.sync(() => child.kill("SIGKILL"))
     )
     readline.createInterface({ input: child.stdout! }).on("line", (line) => Queue.unsafeOffer(lines, line))

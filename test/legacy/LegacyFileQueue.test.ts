@@ -57,8 +57,8 @@ const emptyQueue = (): string => {
   return dir
 }
 
-const writeJson = (dir: string, file: string, value: unknown) => fs.writeFileSync(path.join(dir, file), JSON.stringify(value, null, 2))
-
+const writeJson = (dir: string, file: string, value: unknown) =>
+  fs.writeFileSync(path.join(dir, file), JSON.stringify(value, null, 2))
 
 const getEntry = (id: string) =>
   Effect.flatMap(OutboxRepo, (r) => r.get(entryId(id))).pipe(Effect.map(Option.getOrThrow))
@@ -108,7 +108,12 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
   const expectFixtureImported = (dir: string, report: LegacyFileQueue.ImportReport) =>
     Effect.gen(function*() {
       expect(report).toMatchObject({ dir, alreadyImported: false, at: NOW, previous: null })
-      expect(report.imported).toEqual([`${ids.fresh}.json`, `${ids.slackThread}.json`, `${ids.line}.json`, `${ids.telegramTopic}.json`])
+      expect(report.imported).toEqual([
+        `${ids.fresh}.json`,
+        `${ids.slackThread}.json`,
+        `${ids.line}.json`,
+        `${ids.telegramTopic}.json`
+      ])
       expect(report.expired).toEqual([`${ids.old}.json`])
       expect(report.failed).toEqual([`failed/${ids.deadLetter}.json`])
       expect(report.duplicates).toEqual([])
@@ -135,7 +140,10 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
         accountId: "workspace-a",
         threadId: "1772362490.000200",
         replyToId: "1772362490.000200",
-        payloads: [{ text: "Two charts attached.", mediaUrls: ["https://files.example.com/a.png", "https://files.example.com/b.png"] }],
+        payloads: [{
+          text: "Two charts attached.",
+          mediaUrls: ["https://files.example.com/a.png", "https://files.example.com/b.png"]
+        }],
         kind: "final",
         bestEffort: true,
         state: "failed_retryable",
@@ -162,7 +170,9 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
         payloads: [{
           text: "Pick one:",
           channelData: {
-            line: { quickReply: { items: [{ type: "action", action: { type: "message", label: "Yes", text: "yes" } }] } }
+            line: {
+              quickReply: { items: [{ type: "action", action: { type: "message", label: "Yes", text: "yes" } }] }
+            }
           }
         }]
       })
@@ -248,7 +258,13 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
         expect(yield* total).toBe(6)
 
         const forced = yield* LegacyFileQueue.importDirectory(dir, { force: true })
-        expect(forced).toMatchObject({ alreadyImported: false, previous: summary, imported: [], expired: [], failed: [] })
+        expect(forced).toMatchObject({
+          alreadyImported: false,
+          previous: summary,
+          imported: [],
+          expired: [],
+          failed: []
+        })
         expect([...forced.duplicates].sort()).toEqual(
           [ids.fresh, ids.slackThread, ids.line, ids.old, ids.telegramTopic].map((id) => `${id}.json`)
             .concat(`failed/${ids.deadLetter}.json`).sort()
@@ -291,13 +307,24 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
     test("maps openclaw's variants and refuses payloads today's rules reject, naming the field", () =>
       Effect.gen(function*() {
         const dir = emptyQueue()
-        writeJson(dir, "nulls.json", legacy("nulls", { threadId: null, replyToId: null, accountId: null, sessionKey: null }))
-        writeJson(dir, "extras.json", legacy("extras", {
-          gifPlayback: true,
-          mirror: { sessionKey: "agent:main", text: "hi" },
-          agentId: "main",
-          payloads: [{ mediaUrl: "https://x.test/a.gif", mediaUrls: ["https://x.test/a.gif", "https://x.test/b.gif"] }]
-        }))
+        writeJson(
+          dir,
+          "nulls.json",
+          legacy("nulls", { threadId: null, replyToId: null, accountId: null, sessionKey: null })
+        )
+        writeJson(
+          dir,
+          "extras.json",
+          legacy("extras", {
+            gifPlayback: true,
+            mirror: { sessionKey: "agent:main", text: "hi" },
+            agentId: "main",
+            payloads: [{
+              mediaUrl: "https://x.test/a.gif",
+              mediaUrls: ["https://x.test/a.gif", "https://x.test/b.gif"]
+            }]
+          })
+        )
         writeJson(dir, "exhausted.json", legacy("exhausted", { retryCount: 5, lastError: "HTTP 500" }))
         writeJson(dir, "gave-up-early.json", legacy("gave-up-early", { retryCount: 1 }))
         fs.renameSync(path.join(dir, "gave-up-early.json"), path.join(dir, "failed", "gave-up-early.json"))
@@ -317,7 +344,9 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
           "bad-url.json": expect.stringMatching(
             /^rejected by the current delivery rules: payloads\[1\]\.mediaUrls\[0\]: must be an http\(s\) or file URL/
           ),
-          "empty.json": expect.stringMatching(/^rejected by the current delivery rules: payloads: must contain at least one payload/),
+          "empty.json": expect.stringMatching(
+            /^rejected by the current delivery rules: payloads: must contain at least one payload/
+          ),
           "float-time.json": expect.stringMatching(/^not a legacy queue entry: enqueuedAt: /),
           "no-to.json": expect.stringMatching(/^not a legacy queue entry: to: is missing/)
         })
@@ -363,11 +392,15 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
         expect(yield* getEntry(ids.old)).toMatchObject({ state: "queued", nextAttemptAt: 1769900400000 })
       }), { expireAction: "deliver" })
 
-    test("a large queue is inserted in writeBatch-sized transactions with the same result", () =>
-      Effect.gen(function*() {
-        const dir = copyFixture()
-        yield* expectFixtureImported(dir, yield* LegacyFileQueue.importDirectory(dir))
-      }), { writeBatch: 2 })
+    test(
+      "a large queue is inserted in writeBatch-sized transactions with the same result",
+      () =>
+        Effect.gen(function*() {
+          const dir = copyFixture()
+          yield* expectFixtureImported(dir, yield* LegacyFileQueue.importDirectory(dir))
+        }),
+      { writeBatch: 2 }
+    )
 
     it.effect("layerImportOnStart imports while the gateway starts, logging each malformed file and a summary", () => {
       const dir = copyFixture()
@@ -381,7 +414,9 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
         }).pipe(Effect.provide(startup))
         const warnings = logs.lines.filter((l) => l.level === "WARN")
         expect(warnings).toHaveLength(1)
-        expect(warnings[0]!.message).toMatch(new RegExp(`${ids.truncated}\\.json is malformed and was left in place: invalid JSON`))
+        expect(warnings[0]!.message).toMatch(
+          new RegExp(`${ids.truncated}\\.json is malformed and was left in place: invalid JSON`)
+        )
         expect(logs.lines.filter((l) => l.level === "INFO").map((l) => l.message)).toEqual([
           `legacy queue ${dir}: 4 imported, 1 expired, 1 failed, 0 already present, 3 skipped, 1 malformed`
         ])

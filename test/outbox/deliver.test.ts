@@ -1,24 +1,24 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
-import * as Effect from "effect/Effect"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as TestClock from "effect/TestClock"
-import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import type * as Tracer from "effect/Tracer"
-import * as Chunk from "effect/Chunk"
-import * as Deferred from "effect/Deferred"
 import type { Returned, SendResult } from "../../src/ChannelAdapter.js"
 import type { EntryId } from "../../src/Delivery.js"
 import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox, type OutboxEvent } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
-import { answerStyles, outboxLayer, reply, scriptedAdapter } from "./harness.js"
 import { isAck, memoryStoreWith } from "../support/stores.js"
+import { answerStyles, outboxLayer, reply, scriptedAdapter } from "./harness.js"
 
 const SEC = 1000
 const MIN = 60 * SEC
@@ -52,7 +52,13 @@ describe("Outbox.deliver", () => {
         expect(outcome._tag).toBe("Delivered")
         expect(seen).toEqual(Option.some({ state: "in_flight", leaseOwner: outbox.owner }))
         const row = yield* repo.get(outcome.entryId).pipe(Effect.map(Option.getOrThrow))
-        expect(row).toMatchObject({ state: "delivered", deliveredAt: 1000, attemptCount: 0, partsDelivered: 1, leaseOwner: null })
+        expect(row).toMatchObject({
+          state: "delivered",
+          deliveredAt: 1000,
+          attemptCount: 0,
+          partsDelivered: 1,
+          leaseOwner: null
+        })
       }).pipe(Effect.provide(layer))
     }))
 
@@ -61,7 +67,9 @@ describe("Outbox.deliver", () => {
       const chat = yield* scriptedAdapter()
       const failingInsert = memoryStoreWith((repo) => ({
         write: (ops) =>
-          ops.some((op) => op._tag === "Insert") ? Effect.fail(new StoreError({ operation: "write", message: "disk I/O error" })) : repo.write(ops)
+          ops.some((op) => op._tag === "Insert")
+            ? Effect.fail(new StoreError({ operation: "write", message: "disk I/O error" }))
+            : repo.write(ops)
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
@@ -106,7 +114,12 @@ describe("Outbox.deliver", () => {
           expect((yield* chat.calls).length).toBe(callsBefore + 1)
         }
         const row = yield* getRow(id)
-        expect(row).toMatchObject({ state: "failed_terminal", terminalReason: "max_attempts", attemptCount: 5, lastError: "HTTP 500" })
+        expect(row).toMatchObject({
+          state: "failed_terminal",
+          terminalReason: "max_attempts",
+          attemptCount: 5,
+          lastError: "HTTP 500"
+        })
         expect((yield* chat.calls).map((c) => c.attempt)).toEqual([1, 2, 3, 4, 5])
         yield* TestClock.adjust(60 * MIN)
         yield* outbox.runRecoveryPass
@@ -139,7 +152,12 @@ describe("Outbox.deliver", () => {
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const error = yield* Effect.flip(outbox.deliver(reply("hello")))
-        expect(error).toMatchObject({ _tag: "SendFailed", retryable: true, retryAfterMs: 42 * SEC, willRetryAt: 42 * SEC })
+        expect(error).toMatchObject({
+          _tag: "SendFailed",
+          retryable: true,
+          retryAfterMs: 42 * SEC,
+          willRetryAt: 42 * SEC
+        })
         const id = entryIdOf(error)
         expect(yield* getRow(id)).toMatchObject({ state: "failed_retryable", attemptCount: 0, nextAttemptAt: 42 * SEC })
         yield* TestClock.setTime(42 * SEC - 1)
@@ -163,7 +181,12 @@ describe("Outbox.deliver", () => {
           bestEffort: true,
           payloads: [{ text: "see attached" }, { mediaUrls: ["https://x.test/a.png", "https://x.test/b.png"] }]
         }))
-        expect(error).toMatchObject({ _tag: "PartialDeliveryFailure", partsDelivered: 2, partsFailed: 1, willRetryAt: 5 * SEC })
+        expect(error).toMatchObject({
+          _tag: "PartialDeliveryFailure",
+          partsDelivered: 2,
+          partsFailed: 1,
+          willRetryAt: 5 * SEC
+        })
         const id = entryIdOf(error)
         expect(yield* getRow(id)).toMatchObject({ state: "failed_retryable", partsDelivered: 2, attemptCount: 1 })
         yield* TestClock.setTime(5 * SEC)
@@ -191,7 +214,12 @@ describe("Outbox.deliver", () => {
           bestEffort: true,
           payloads: [{ text: "see attached" }, { mediaUrls: ["https://x.test/a.png", "https://x.test/b.png"] }]
         }))
-        expect(error).toMatchObject({ _tag: "PartialDeliveryFailure", partsDelivered: 1, deliveredParts: [2], partsFailed: 1 })
+        expect(error).toMatchObject({
+          _tag: "PartialDeliveryFailure",
+          partsDelivered: 1,
+          deliveredParts: [2],
+          partsFailed: 1
+        })
         const id = entryIdOf(error)
         expect(yield* getRow(id)).toMatchObject({ state: "failed_retryable", partsDelivered: 1, deliveredParts: [2] })
         yield* TestClock.setTime(5 * SEC)
@@ -244,7 +272,9 @@ describe("Outbox.deliver", () => {
   it.effect("a reply behind a pending one in its conversation is deferred; the worker delivers both in order", () =>
     Effect.gen(function*() {
       let firstFailures = 2
-      const chat = yield* scriptedAdapter((call) => (call.text === "first" && firstFailures-- > 0 ? { status: 500 } : { ok: true }))
+      const chat = yield* scriptedAdapter((
+        call
+      ) => (call.text === "first" && firstFailures-- > 0 ? { status: 500 } : { ok: true }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const first = yield* Effect.flip(outbox.deliver(reply("first")))
@@ -308,19 +338,28 @@ describe("Outbox.deliver", () => {
         const failed = yield* Effect.flip(outbox.deliver(reply("step 2", { kind: "block", to: "user-2" })))
         // it will never be retried, so it does not hold up the final answer behind it
         expect(failed).toMatchObject({ _tag: "SendFailed", retryable: false })
-        expect(yield* getRow(entryIdOf(failed))).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
+        expect(yield* getRow(entryIdOf(failed))).toMatchObject({
+          state: "failed_terminal",
+          terminalReason: "non_final_recovery_skip"
+        })
         expect((yield* outbox.deliver(reply("the answer", { to: "user-2" })))._tag).toBe("Delivered")
         const queued = yield* outbox.enqueue(reply("tool output", { kind: "tool", to: "user-3" }))
         yield* TestClock.setTime(5 * SEC)
         yield* outbox.runRecoveryPass
         for (const id of [entryIdOf(failed), queued]) {
-          expect(yield* getRow(id)).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
+          expect(yield* getRow(id)).toMatchObject({
+            state: "failed_terminal",
+            terminalReason: "non_final_recovery_skip"
+          })
         }
         expect((yield* chat.calls).map((c) => c.text)).toEqual(["thinking…", "step 2", "the answer"])
         // an admin retry does not requeue one: the next pass would only fail it again
         const refused = yield* Effect.flip(outbox.retry(entryIdOf(failed)))
         expect(refused).toMatchObject({ _tag: "TransitionRejected", event: "Requeue" })
-        expect(yield* getRow(entryIdOf(failed))).toMatchObject({ state: "failed_terminal", terminalReason: "non_final_recovery_skip" })
+        expect(yield* getRow(entryIdOf(failed))).toMatchObject({
+          state: "failed_terminal",
+          terminalReason: "non_final_recovery_skip"
+        })
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
@@ -338,7 +377,9 @@ describe("Outbox.deliver", () => {
         const deliveredBefore = yield* counter(Metrics.delivered)
         const first = yield* Effect.fork(outbox.deliver(reply("first", { to: "user-1" })))
         yield* TestClock.adjust(0)
-        const second = yield* Effect.fork(outbox.deliver(reply("second", { to: "user-2" })).pipe(Effect.tagMetrics("gateway", "gone-caller")))
+        const second = yield* Effect.fork(
+          outbox.deliver(reply("second", { to: "user-2" })).pipe(Effect.tagMetrics("gateway", "gone-caller"))
+        )
         yield* TestClock.adjust(0)
         // the caller gives up; its write, once submitted, is made, and the interruption waits for it
         const givingUp = yield* Effect.fork(Fiber.interrupt(second))
@@ -365,9 +406,13 @@ describe("Outbox.deliver", () => {
         const latencies = (gateway: string) =>
           Effect.map(Metric.value(Metric.tagged(Metrics.deliveryLatency, "gateway", gateway)), (h) => [h.count, h.sum])
         // the adapter answers at once: the writer's batched ack counts it
-        const fast = yield* outbox.deliver(reply("fast", { to: "user-1" })).pipe(Effect.tagMetrics("gateway", "labels-fast"))
+        const fast = yield* outbox.deliver(reply("fast", { to: "user-1" })).pipe(
+          Effect.tagMetrics("gateway", "labels-fast")
+        )
         // the adapter suspends: the send acks its own row
-        const slow = yield* Effect.fork(outbox.deliver(reply("slow", { to: "user-2" })).pipe(Effect.tagMetrics("gateway", "labels-slow")))
+        const slow = yield* Effect.fork(
+          outbox.deliver(reply("slow", { to: "user-2" })).pipe(Effect.tagMetrics("gateway", "labels-slow"))
+        )
         yield* TestClock.adjust(1000)
         expect(fast._tag).toBe("Delivered")
         expect((yield* Fiber.join(slow))._tag).toBe("Delivered")
@@ -388,8 +433,13 @@ describe("Outbox.deliver", () => {
         yield* Effect.gen(function*() {
           const outbox = yield* Outbox
           const events: Array<[string, EntryId]> = []
-          const watcher = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
-            Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))))
+          const watcher = yield* Effect.fork(
+            Stream.runForEach(
+              outbox.events,
+              (event) =>
+                Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))
+            )
+          )
           yield* TestClock.adjust(1) // the watcher subscribes
           const outcomes = yield* Effect.forEach(
             ["a", "b", "c"],
@@ -402,7 +452,9 @@ describe("Outbox.deliver", () => {
           expect(outcomes.map((o) => o._tag)).toEqual(["Delivered", "Delivered", "Delivered"])
           const ids = outcomes.map((o) => o.entryId)
           const rows = yield* Effect.forEach(ids, getRow)
-          expect(rows.map((r) => [r.state, r.partsDelivered, r.leaseOwner])).toEqual(Array(3).fill(["delivered", 1, null]))
+          expect(rows.map((r) => [r.state, r.partsDelivered, r.leaseOwner])).toEqual(
+            Array(3).fill(["delivered", 1, null])
+          )
           for (const id of ids) {
             expect(events.filter(([, of]) => of === id).map(([tag]) => tag)).toEqual(["enqueued", "sent", "delivered"])
           }
@@ -411,32 +463,45 @@ describe("Outbox.deliver", () => {
       }))
   }
 
-  it.effect("with the event buffer full, deliveries whose adapter answers at once still go out, and events slide", () =>
-    Effect.gen(function*() {
-      const adapter = { outboundContract: "v2" as const, sendFinal: () => ({ messageId: "m" }) as unknown as Returned<SendResult> }
-      yield* Effect.gen(function*() {
-        const outbox = yield* Outbox
-        const gate = yield* Deferred.make<void>()
-        const all: Array<string> = []
-        const fast = yield* Effect.fork(Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(event._tag))))
-        // a subscriber that stops reading: the buffer fills, and publishing goes through the sliding publish
-        const behind = yield* Effect.fork(Stream.runForEach(outbox.events, () => Deferred.await(gate)))
-        yield* TestClock.adjust(1)
-        const outcomes = yield* Effect.forEach(
-          Array.from({ length: 4_000 }, (_, i) => i),
-          (i) => outbox.deliver(reply(`m${i}`, { to: `user-${i}` })),
-          { concurrency: 500 }
-        )
-        yield* TestClock.adjust(1)
-        yield* Fiber.interrupt(fast)
-        yield* Fiber.interrupt(behind)
-        expect(outcomes.every((o) => o._tag === "Delivered")).toBe(true)
-        expect((yield* outbox.stats).byState.delivered).toBe(4_000)
-        // three events a delivery, more than the 10,000 the buffer holds; the reader that kept up saw all of them
-        expect(all.length).toBe(12_000)
-        expect(["enqueued", "sent", "delivered"].map((tag) => all.filter((t) => t === tag).length)).toEqual([4_000, 4_000, 4_000])
-      }).pipe(Effect.provide(outboxLayer({ chat: adapter })))
-    }), 60_000)
+  it.effect(
+    "with the event buffer full, deliveries whose adapter answers at once still go out, and events slide",
+    () =>
+      Effect.gen(function*() {
+        const adapter = {
+          outboundContract: "v2" as const,
+          sendFinal: () => ({ messageId: "m" }) as unknown as Returned<SendResult>
+        }
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          const gate = yield* Deferred.make<void>()
+          const all: Array<string> = []
+          const fast = yield* Effect.fork(
+            Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(event._tag)))
+          )
+          // a subscriber that stops reading: the buffer fills, and publishing goes through the sliding publish
+          const behind = yield* Effect.fork(Stream.runForEach(outbox.events, () => Deferred.await(gate)))
+          yield* TestClock.adjust(1)
+          const outcomes = yield* Effect.forEach(
+            Array.from({ length: 4_000 }, (_, i) => i),
+            (i) => outbox.deliver(reply(`m${i}`, { to: `user-${i}` })),
+            { concurrency: 500 }
+          )
+          yield* TestClock.adjust(1)
+          yield* Fiber.interrupt(fast)
+          yield* Fiber.interrupt(behind)
+          expect(outcomes.every((o) => o._tag === "Delivered")).toBe(true)
+          expect((yield* outbox.stats).byState.delivered).toBe(4_000)
+          // three events a delivery, more than the 10,000 the buffer holds; the reader that kept up saw all of them
+          expect(all.length).toBe(12_000)
+          expect(["enqueued", "sent", "delivered"].map((tag) => all.filter((t) => t === tag).length)).toEqual([
+            4_000,
+            4_000,
+            4_000
+          ])
+        }).pipe(Effect.provide(outboxLayer({ chat: adapter })))
+      }),
+    60_000
+  )
 
   it.effect("the adapter call runs under the caller's Outbox.deliver span, which ends with the outcome", () =>
     Effect.gen(function*() {
@@ -466,7 +531,11 @@ describe("Outbox.deliver", () => {
         expect(new Set(spans.map((s) => s.spanId)).size).toBe(3)
         // each is a child of the gateway's span, and ended with its call's outcome
         for (const span of spans) expect(Option.map(span.parent, (p) => p.spanId)).toEqual(Option.some(gateway.spanId))
-        expect(spans.map((s) => s.status._tag === "Ended" && s.status.exit._tag)).toEqual(["Success", "Success", "Failure"])
+        expect(spans.map((s) => s.status._tag === "Ended" && s.status.exit._tag)).toEqual([
+          "Success",
+          "Success",
+          "Failure"
+        ])
       }).pipe(Effect.withParentSpan(gateway), Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
@@ -476,7 +545,9 @@ describe("Outbox.deliver", () => {
       let failing = true
       const flakyAck = memoryStoreWith((repo) => ({
         write: (ops) =>
-          failing && ops.some(isAck) ? Effect.fail(new StoreError({ operation: "write", message: "database is locked" })) : repo.write(ops)
+          failing && ops.some(isAck)
+            ? Effect.fail(new StoreError({ operation: "write", message: "database is locked" }))
+            : repo.write(ops)
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
@@ -558,7 +629,9 @@ describe("Outbox.deliver", () => {
         write: (ops) =>
           !ops.some(isAck) ? repo.write(ops) : Effect.flatMap(Clock.currentTimeMillis, (at) => {
             tries.push(at)
-            return tries.length <= 2 ? Effect.fail(new StoreError({ operation: "write", message: "database is locked" })) : repo.write(ops)
+            return tries.length <= 2
+              ? Effect.fail(new StoreError({ operation: "write", message: "database is locked" }))
+              : repo.write(ops)
           })
       }))
       yield* Effect.gen(function*() {
@@ -611,35 +684,45 @@ describe("Outbox.deliver", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
-  it.effect("a subscriber that falls behind loses the oldest events past the buffer, never the newest", () =>
-    Effect.gen(function*() {
-      const chat = yield* scriptedAdapter()
-      yield* Effect.gen(function*() {
-        const outbox = yield* Outbox
-        const gate = yield* Deferred.make<void>()
-        const idOf = (event: OutboxEvent) => (event as { readonly entryId: EntryId }).entryId
-        const all: Array<EntryId> = []
-        const slow: Array<EntryId> = []
-        const fast = yield* Effect.fork(Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(idOf(event)))))
-        // takes one chunk, then stops reading until the gate opens
-        const behind = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
-          Effect.zipRight(Deferred.await(gate), Effect.sync(() => void slow.push(idOf(event))))))
-        yield* TestClock.adjust(1) // let the subscribers start
-        yield* Effect.forEach(Array.from({ length: 15_000 }, (_, i) => i), (i) => outbox.enqueue(reply(`m${i}`, { to: `user-${i}` })), {
-          concurrency: 500,
-          discard: true
-        })
-        yield* TestClock.adjust(1)
-        yield* Deferred.succeed(gate, undefined)
-        yield* TestClock.adjust(1)
-        yield* Fiber.interrupt(fast)
-        yield* Fiber.interrupt(behind)
-        expect(all.length).toBe(15_000)
-        // what it got came in order, ends with the newest event, and is the chunk it held plus the newest 10,000
-        expect(slow.at(-1)).toBe(all.at(-1))
-        expect(slow.length).toBeLessThan(all.length)
-        expect(slow.slice(-10_000)).toEqual(all.slice(-10_000))
-        expect(slow.slice(0, slow.length - 10_000)).toEqual(all.slice(0, slow.length - 10_000))
-      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
-    }), 60_000)
+  it.effect(
+    "a subscriber that falls behind loses the oldest events past the buffer, never the newest",
+    () =>
+      Effect.gen(function*() {
+        const chat = yield* scriptedAdapter()
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          const gate = yield* Deferred.make<void>()
+          const idOf = (event: OutboxEvent) => (event as { readonly entryId: EntryId }).entryId
+          const all: Array<EntryId> = []
+          const slow: Array<EntryId> = []
+          const fast = yield* Effect.fork(
+            Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(idOf(event))))
+          )
+          // takes one chunk, then stops reading until the gate opens
+          const behind = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
+            Effect.zipRight(
+              Deferred.await(gate),
+              Effect.sync(() => void slow.push(idOf(event)))
+            )))
+          yield* TestClock.adjust(1) // let the subscribers start
+          yield* Effect.forEach(Array.from({ length: 15_000 }, (_, i) => i), (i) =>
+            outbox.enqueue(reply(`m${i}`, { to: `user-${i}` })), {
+            concurrency: 500,
+            discard: true
+          })
+          yield* TestClock.adjust(1)
+          yield* Deferred.succeed(gate, undefined)
+          yield* TestClock.adjust(1)
+          yield* Fiber.interrupt(fast)
+          yield* Fiber.interrupt(behind)
+          expect(all.length).toBe(15_000)
+          // what it got came in order, ends with the newest event, and is the chunk it held plus the newest 10,000
+          expect(slow.at(-1)).toBe(all.at(-1))
+          expect(slow.length).toBeLessThan(all.length)
+          expect(slow.slice(-10_000)).toEqual(all.slice(-10_000))
+          expect(slow.slice(0, slow.length - 10_000)).toEqual(all.slice(0, slow.length - 10_000))
+        }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+      }),
+    60_000
+  )
 })

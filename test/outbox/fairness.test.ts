@@ -35,24 +35,37 @@ const countingTurns = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   )
 
 const sqliteOutbox = (adapter: Parameters<typeof ChannelRegistry.layer>[0][string]) =>
-  Outboxes.layer.pipe(Layer.provideMerge(Layer.mergeAll(
-    SqliteOutboxRepo.layerFile({ filename: databases.fresh() }),
-    ChannelRegistry.layer({ chat: adapter }),
-    OutboxConfig.layer({ nodeId: "fairness", retryJitter: false })
-  )), Layer.orDie)
+  Outboxes.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(
+      SqliteOutboxRepo.layerFile({ filename: databases.fresh() }),
+      ChannelRegistry.layer({ chat: adapter }),
+      OutboxConfig.layer({ nodeId: "fairness", retryJitter: false })
+    )),
+    Layer.orDie
+  )
 
-const request = (fiber: number, i: number) => ({ channel: "chat", to: `chat-${fiber}-${i % 50}`, payloads: [{ text: `m${i}` }] })
+const request = (fiber: number, i: number) => ({
+  channel: "chat",
+  to: `chat-${fiber}-${i % 50}`,
+  payloads: [{ text: `m${i}` }]
+})
 
 describe("fairness", () => {
   it.live("8 fibers enqueueing 4,000 replies on a SQLite file leave the event loop its turns", () =>
     Effect.gen(function*() {
       const outbox = yield* Outbox
       const { turns } = yield* countingTurns(
-        Effect.forEach(Array.from({ length: 8 }, (_, f) => f), (f) =>
-          Effect.forEach(Array.from({ length: 500 }, (_, i) => i), (i) => outbox.enqueue(request(f, i)), { discard: true }), {
-          concurrency: "unbounded",
-          discard: true
-        })
+        Effect.forEach(
+          Array.from({ length: 8 }, (_, f) => f),
+          (f) =>
+            Effect.forEach(Array.from({ length: 500 }, (_, i) => i), (i) => outbox.enqueue(request(f, i)), {
+              discard: true
+            }),
+          {
+            concurrency: "unbounded",
+            discard: true
+          }
+        )
       )
       expect((yield* outbox.stats).byState.queued).toBe(4_000)
       expect(turns).toBeGreaterThan(10)
@@ -62,11 +75,17 @@ describe("fairness", () => {
     Effect.gen(function*() {
       const outbox = yield* Outbox
       const { turns } = yield* countingTurns(
-        Effect.forEach(Array.from({ length: 8 }, (_, f) => f), (f) =>
-          Effect.forEach(Array.from({ length: 250 }, (_, i) => i), (i) => outbox.deliver(request(f, i)), { discard: true }), {
-          concurrency: "unbounded",
-          discard: true
-        })
+        Effect.forEach(
+          Array.from({ length: 8 }, (_, f) => f),
+          (f) =>
+            Effect.forEach(Array.from({ length: 250 }, (_, i) => i), (i) => outbox.deliver(request(f, i)), {
+              discard: true
+            }),
+          {
+            concurrency: "unbounded",
+            discard: true
+          }
+        )
       )
       expect((yield* outbox.stats).byState.delivered).toBe(2_000)
       expect(turns).toBeGreaterThan(10)
@@ -77,18 +96,29 @@ describe("fairness", () => {
       const chat = { sendText: () => Effect.succeed({ messageId: "m" }) }
       const filename = databases.fresh()
       const store = SqliteOutboxRepo.layerFile({ filename })
-      const base = Layer.mergeAll(store, ChannelRegistry.layer({ chat }), OutboxConfig.layer({ nodeId: "fairness", retryJitter: false }))
+      const base = Layer.mergeAll(
+        store,
+        ChannelRegistry.layer({ chat }),
+        OutboxConfig.layer({ nodeId: "fairness", retryJitter: false })
+      )
       // the backlog, written by one boot; drained by the next one's worker
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
-        yield* Effect.forEach(Array.from({ length: 2_000 }, (_, i) => i), (i) => outbox.enqueue(request(i % 8, i)), { concurrency: 8, discard: true })
+        yield* Effect.forEach(Array.from({ length: 2_000 }, (_, i) => i), (i) => outbox.enqueue(request(i % 8, i)), {
+          concurrency: 8,
+          discard: true
+        })
       }).pipe(Effect.provide(Outboxes.layer.pipe(Layer.provideMerge(base), Layer.orDie)))
       const { turns } = yield* countingTurns(
         Effect.gen(function*() {
           const outbox = yield* Outbox
           // the worker wakes at start and on every finished row until nothing is left
           while ((yield* outbox.stats).byState.delivered < 2_000) yield* outbox.awaitWork
-        }).pipe(Effect.provide(RecoveryWorker.layer.pipe(Layer.provideMerge(Outboxes.layer), Layer.provideMerge(base), Layer.orDie)))
+        }).pipe(
+          Effect.provide(
+            RecoveryWorker.layer.pipe(Layer.provideMerge(Outboxes.layer), Layer.provideMerge(base), Layer.orDie)
+          )
+        )
       )
       expect(turns).toBeGreaterThan(10)
     }))

@@ -13,7 +13,8 @@ import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
 
 const SEC = 1000
 
-const stateOf = (id: EntryId) => Effect.flatMap(Outbox, (o) => Effect.map(o.get(id), (row) => Option.getOrThrow(row).state))
+const stateOf = (id: EntryId) =>
+  Effect.flatMap(Outbox, (o) => Effect.map(o.get(id), (row) => Option.getOrThrow(row).state))
 
 describe("conversation lanes", () => {
   it.effect("20 concurrent replies to one chat are all delivered, in order, with the clock never moved", () =>
@@ -22,7 +23,9 @@ describe("conversation lanes", () => {
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const texts = Array.from({ length: 20 }, (_, i) => `reply ${i}`)
-        const outcomes = yield* Effect.forEach(texts, (text) => outbox.deliver(reply(text)), { concurrency: "unbounded" })
+        const outcomes = yield* Effect.forEach(texts, (text) => outbox.deliver(reply(text)), {
+          concurrency: "unbounded"
+        })
         // the first goes out live; the others wait their turn in the outbox
         expect(outcomes.map((o) => o._tag)).toEqual(["Delivered", ...texts.slice(1).map(() => "Deferred")])
         yield* outbox.awaitIdle
@@ -48,7 +51,14 @@ describe("conversation lanes", () => {
         const report = yield* outbox.runRecoveryPass // claims only the head; its lane does the rest
         expect(report).toMatchObject({ claimed: 1, delivered: 1 })
         yield* outbox.awaitIdle
-        expect((yield* chat.calls).map((c) => c.text)).toEqual(["first", "elsewhere", "first", "second", "third", "fourth"])
+        expect((yield* chat.calls).map((c) => c.text)).toEqual([
+          "first",
+          "elsewhere",
+          "first",
+          "second",
+          "third",
+          "fourth"
+        ])
         const rows = yield* outbox.list({ state: "delivered", limit: 10 })
         expect(rows).toHaveLength(5)
         expect(rows.filter((r) => r.to === "user-1").every((r) => r.deliveredAt === 5 * SEC)).toBe(true)
@@ -57,7 +67,9 @@ describe("conversation lanes", () => {
 
   it.effect("a reply that fails for good does not hold its conversation: the next one starts at once", () =>
     Effect.gen(function*() {
-      const chat = yield* scriptedAdapter((call) => (call.text === "doomed" ? { permanent: "chat not found" } : { ok: true }))
+      const chat = yield* scriptedAdapter((
+        call
+      ) => (call.text === "doomed" ? { permanent: "chat not found" } : { ok: true }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const [doomed, next] = yield* Effect.forEach(["doomed", "next"], (text) => outbox.enqueue(reply(text)))

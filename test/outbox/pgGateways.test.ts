@@ -18,7 +18,11 @@ import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import { freshSchema, urlFor } from "../support/pg.js"
 
 /** One gateway process on the schema: its own pool, adapter and configuration. */
-const gateway = (schema: string, adapter: { readonly sendText: (ctx: SendContext) => Promise<SendResult> }, worker: boolean) => {
+const gateway = (
+  schema: string,
+  adapter: { readonly sendText: (ctx: SendContext) => Promise<SendResult> },
+  worker: boolean
+) => {
   const base = Layer.mergeAll(
     PgOutboxRepo.layerUrl(urlFor(schema), { client: { maxConnections: 3 } }),
     ChannelRegistry.layer({ chat: adapter }),
@@ -33,7 +37,10 @@ describe("several gateway processes on PostgreSQL", () => {
     const schema = freshSchema()
     return Effect.gen(function*() {
       const sent = yield* Deferred.make<string>()
-      const sender = { sendText: (ctx: SendContext) => Effect.runPromise(Deferred.succeed(sent, ctx.text)).then(() => ({ messageId: "m" })) }
+      const sender = {
+        sendText: (ctx: SendContext) =>
+          Effect.runPromise(Deferred.succeed(sent, ctx.text)).then(() => ({ messageId: "m" }))
+      }
       const idle = { sendText: () => Promise.reject(new Error("the enqueuing process has no worker")) }
       yield* Effect.gen(function*() {
         yield* Layer.build(gateway(schema.name, sender, true)) // the other process, its worker idle for an hour
@@ -58,16 +65,25 @@ describe("several gateway processes on PostgreSQL", () => {
       const release = yield* Deferred.make<void>()
       const slow = {
         sendText: () =>
-          Effect.runPromise(Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release))).then(() => ({ messageId: "slow" }))
+          Effect.runPromise(Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release))).then(
+            () => ({ messageId: "slow" })
+          )
       }
       const calls: Array<string> = []
-      const other = { sendText: (ctx: SendContext) => Promise.resolve(void calls.push(ctx.text)).then(() => ({ messageId: "o" })) }
+      const other = {
+        sendText: (ctx: SendContext) => Promise.resolve(void calls.push(ctx.text)).then(() => ({ messageId: "o" }))
+      }
       yield* Effect.gen(function*() {
         const replica = yield* Outbox
-        const live = yield* Effect.fork(replica.deliver({ channel: "chat", to: "user-1", payloads: [{ text: "slow reply" }] }))
+        const live = yield* Effect.fork(
+          replica.deliver({ channel: "chat", to: "user-1", payloads: [{ text: "slow reply" }] })
+        )
         yield* Deferred.await(started)
         // another process of the same node starts: the replica's heartbeat is fresh, so nothing is taken over
-        const reclaimed = yield* Effect.provide(Effect.flatMap(Outbox, (o) => o.reclaimPreviousBoots), gateway(schema.name, other, false))
+        const reclaimed = yield* Effect.provide(
+          Effect.flatMap(Outbox, (o) => o.reclaimPreviousBoots),
+          gateway(schema.name, other, false)
+        )
         expect(reclaimed).toBe(0)
         yield* Deferred.succeed(release, undefined)
         expect((yield* live)._tag).toBe("Delivered")

@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
@@ -47,7 +47,11 @@ describe("part progress", () => {
       const firstBoot = yield* scriptedAdapter([{ ok: true }, { ok: true }, { sleep: 10 * MIN }])
       const id = yield* crashMidSend(store, firstBoot.adapter)
       expect((yield* firstBoot.calls).map((c) => c.text)).toEqual(["one", "two", "three"])
-      expect(Option.getOrThrow(yield* repo.get(id))).toMatchObject({ state: "in_flight", partsDelivered: 2, attemptCount: 0 })
+      expect(Option.getOrThrow(yield* repo.get(id))).toMatchObject({
+        state: "in_flight",
+        partsDelivered: 2,
+        attemptCount: 0
+      })
 
       const nextBoot = yield* scriptedAdapter()
       yield* Effect.gen(function*() {

@@ -42,7 +42,9 @@ describe("shutdown", () => {
       const plugin = hangingPlugin()
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(
-        RecoveryWorker.layer.pipe(Layer.provideMerge(outboxLayer({ chat: plugin.adapter }, { store, config: { shutdownGrace: "10 seconds" } }))),
+        RecoveryWorker.layer.pipe(
+          Layer.provideMerge(outboxLayer({ chat: plugin.adapter }, { store, config: { shutdownGrace: "10 seconds" } }))
+        ),
         scope
       )
       const outbox = Layer.succeedContext(context).pipe(Layer.build, Effect.scoped)
@@ -56,7 +58,11 @@ describe("shutdown", () => {
       yield* TestClock.adjust(1)
       yield* Fiber.join(closing)
       expect(plugin.aborted).toEqual(["slow"])
-      expect(Option.getOrThrow(yield* repo.get(id))).toMatchObject({ state: "in_flight", attemptCount: 0, leaseOwner: owner })
+      expect(Option.getOrThrow(yield* repo.get(id))).toMatchObject({
+        state: "in_flight",
+        attemptCount: 0,
+        leaseOwner: owner
+      })
 
       // the next boot of this node takes it over at once and sends it
       const chat = yield* scriptedAdapter()
@@ -74,7 +80,10 @@ describe("shutdown", () => {
       const repo = yield* MemoryOutboxRepo.make
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(
-        outboxLayer({ chat: chat.adapter }, { store: Layer.succeed(OutboxRepo, repo), config: { shutdownGrace: "10 seconds" } }),
+        outboxLayer({ chat: chat.adapter }, {
+          store: Layer.succeed(OutboxRepo, repo),
+          config: { shutdownGrace: "10 seconds" }
+        }),
         scope
       )
       const outbox = context.unsafeMap.get(Outbox.key) as Outbox["Type"]
@@ -85,7 +94,10 @@ describe("shutdown", () => {
       yield* Fiber.join(closing)
       const outcome = yield* Fiber.join(caller)
       expect(outcome._tag).toBe("Delivered")
-      expect(Option.getOrThrow(yield* repo.get(outcome.entryId))).toMatchObject({ state: "delivered", deliveredAt: 5 * SEC })
+      expect(Option.getOrThrow(yield* repo.get(outcome.entryId))).toMatchObject({
+        state: "delivered",
+        deliveredAt: 5 * SEC
+      })
     }))
 
   it.effect("a live delivery past the grace is interrupted; its row stays in flight for the next boot, nothing is lost", () =>
@@ -94,7 +106,10 @@ describe("shutdown", () => {
       const repo = yield* MemoryOutboxRepo.make
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(
-        outboxLayer({ chat: plugin.adapter }, { store: Layer.succeed(OutboxRepo, repo), config: { shutdownGrace: "2 seconds" } }),
+        outboxLayer({ chat: plugin.adapter }, {
+          store: Layer.succeed(OutboxRepo, repo),
+          config: { shutdownGrace: "2 seconds" }
+        }),
         scope
       )
       const outbox = context.unsafeMap.get(Outbox.key) as Outbox["Type"]

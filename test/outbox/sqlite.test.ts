@@ -2,16 +2,16 @@ import { describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as TestClock from "effect/TestClock"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
 import type { EntryId } from "../../src/Delivery.js"
 import * as Metrics from "../../src/Metrics.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
-import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
 import { tempDatabases } from "../support/files.js"
+import { outboxLayer, reply, scriptedAdapter } from "./harness.js"
 
 const { fresh: freshFile } = tempDatabases("pipeline")
 const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
@@ -19,7 +19,9 @@ const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.val
 describe("Outbox on a SQLite file", () => {
   it.effect("delivers live, retries through the worker, and the rows say so", () =>
     Effect.gen(function*() {
-      const chat = yield* scriptedAdapter((call) => (call.to === "flaky" && call.attempt === 1 ? { status: 502 } : { ok: true }))
+      const chat = yield* scriptedAdapter((
+        call
+      ) => (call.to === "flaky" && call.attempt === 1 ? { status: 502 } : { ok: true }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const results = yield* Effect.forEach(
@@ -32,10 +34,16 @@ describe("Outbox on a SQLite file", () => {
         yield* TestClock.setTime(5_000)
         const report = yield* outbox.runRecoveryPass
         expect(report).toMatchObject({ claimed: 1, delivered: 1 })
-        const flaky = yield* outbox.list({ channel: "chat", limit: 10 }).pipe(Effect.map((es) => es.find((e) => e.to === "flaky")!))
+        const flaky = yield* outbox.list({ channel: "chat", limit: 10 }).pipe(
+          Effect.map((es) => es.find((e) => e.to === "flaky")!)
+        )
         expect(flaky).toMatchObject({ state: "delivered", attemptCount: 1, lastError: "HTTP 502" })
         expect((yield* chat.calls).filter((c) => c.to === "flaky").map((c) => c.attempt)).toEqual([1, 2])
-      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: SqliteOutboxRepo.layerFile({ filename: freshFile() }) })))
+      }).pipe(
+        Effect.provide(
+          outboxLayer({ chat: chat.adapter }, { store: SqliteOutboxRepo.layerFile({ filename: freshFile() }) })
+        )
+      )
     }))
 
   it.effect("with jitter on (the default), a retry time is stored as whole milliseconds and the retry happens", () =>
@@ -92,7 +100,9 @@ describe("Outbox on a SQLite file", () => {
         locker.db!.close()
         const report = yield* outbox.runRecoveryPass
         expect(report.acksFlushed).toBe(1)
-        const row = yield* repo.get((error as unknown as { entryId: EntryId }).entryId).pipe(Effect.map(Option.getOrThrow))
+        const row = yield* repo.get((error as unknown as { entryId: EntryId }).entryId).pipe(
+          Effect.map(Option.getOrThrow)
+        )
         expect(row.state).toBe("delivered")
         expect((yield* chat.calls).length).toBe(1)
         expect((yield* counter(Metrics.delivered)) - deliveredBefore).toBe(1)
@@ -104,4 +114,3 @@ describe("Outbox on a SQLite file", () => {
       )
     }))
 })
-

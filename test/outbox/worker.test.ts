@@ -8,8 +8,8 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import * as TestClock from "effect/TestClock"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import type { Returned, SendContext, SendResult } from "../../src/ChannelAdapter.js"
 import type { EntryId, OutboxEntry } from "../../src/Delivery.js"
 import { SendError, StoreError } from "../../src/DeliveryError.js"
@@ -18,8 +18,8 @@ import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import { queuedEntry } from "../support/entries.js"
-import { answerStyles, outboxLayer, reply, scriptedAdapter, testConfig } from "./harness.js"
 import { memoryStoreWith } from "../support/stores.js"
+import { answerStyles, outboxLayer, reply, scriptedAdapter, testConfig } from "./harness.js"
 
 const SEC = 1000
 const MIN = 60 * SEC
@@ -49,15 +49,22 @@ describe("RecoveryWorker", () => {
           sendFinal: (ctx: SendContext): Returned<SendResult> => {
             calls.push(ctx.text)
             // the third call fails at once: recorded for a retry, as a failure that ran would be
-            return calls.length === 3 ? Effect.fail(new SendError({ message: "HTTP 503", retryable: true })) : answer(calls.length)
+            return calls.length === 3
+              ? Effect.fail(new SendError({ message: "HTTP 503", retryable: true }))
+              : answer(calls.length)
           }
         }
         yield* Effect.gen(function*() {
           const outbox = yield* Outbox
           const ids = yield* Effect.forEach(["a", "b", "a", "c"], (to, i) => outbox.enqueue(reply(`${to}${i}`, { to })))
           const events: Array<[string, EntryId]> = []
-          const watcher = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
-            Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))))
+          const watcher = yield* Effect.fork(
+            Stream.runForEach(
+              outbox.events,
+              (event) =>
+                Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))
+            )
+          )
           yield* TestClock.adjust(1) // the watcher subscribes
           const deliveredBefore = yield* counter(Metrics.delivered)
           const first = yield* outbox.runRecoveryPass
@@ -86,13 +93,16 @@ describe("RecoveryWorker", () => {
       const chat = yield* scriptedAdapter([{ sleep: 3 * SEC }])
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
-        yield* withWorker({}, Effect.gen(function*() {
-          const live = yield* Effect.fork(outbox.deliver(reply("slow")))
-          for (let i = 0; i < 5; i++) yield* TestClock.adjust(SEC)
-          const outcome = yield* Fiber.join(live)
-          expect(outcome._tag).toBe("Delivered")
-          yield* TestClock.adjust(10 * MIN)
-        }))
+        yield* withWorker(
+          {},
+          Effect.gen(function*() {
+            const live = yield* Effect.fork(outbox.deliver(reply("slow")))
+            for (let i = 0; i < 5; i++) yield* TestClock.adjust(SEC)
+            const outcome = yield* Fiber.join(live)
+            expect(outcome._tag).toBe("Delivered")
+            yield* TestClock.adjust(10 * MIN)
+          })
+        )
         expect((yield* chat.calls).length).toBe(1)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
@@ -117,7 +127,11 @@ describe("RecoveryWorker", () => {
       const chat = yield* scriptedAdapter([{ sleep: 3 * MIN }, { sleep: 3 * MIN }])
       const writes: Array<number> = []
       const counting = memoryStoreWith((repo) => ({
-        write: (ops) => Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void writes.push(now))), repo.write(ops))
+        write: (ops) =>
+          Effect.zipRight(
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void writes.push(now))),
+            repo.write(ops)
+          )
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
@@ -135,7 +149,11 @@ describe("RecoveryWorker", () => {
         // two idle days: no renewal, nothing written
         yield* TestClock.adjust(48 * 60 * MIN)
         expect(writes).toHaveLength(6)
-      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: counting, config: { sendTimeout: Duration.minutes(20) } })))
+      }).pipe(
+        Effect.provide(
+          outboxLayer({ chat: chat.adapter }, { store: counting, config: { sendTimeout: Duration.minutes(20) } })
+        )
+      )
     }))
 
   it.effect("a worker send longer than half the lease renews it too, so no other owner can take the row", () =>
@@ -207,7 +225,14 @@ describe("RecoveryWorker", () => {
       yield* Effect.gen(function*() {
         const repo = yield* OutboxRepo
         const outbox = yield* Outbox
-        const leased = { channel: "chat", state: "in_flight" as const, leaseOwner: "test-node/old", leaseExpiresAt: MIN, nextAttemptAt: MIN, lastAttemptAt: 0 }
+        const leased = {
+          channel: "chat",
+          state: "in_flight" as const,
+          leaseOwner: "test-node/old",
+          leaseExpiresAt: MIN,
+          nextAttemptAt: MIN,
+          lastAttemptAt: 0
+        }
         yield* repo.insert([
           queuedEntry({ id: "R1" as EntryId, to: "a", ...leased }),
           queuedEntry({ id: "R2" as EntryId, to: "b", ...leased })
@@ -247,17 +272,22 @@ describe("RecoveryWorker", () => {
       let claimFailures = 1
       const flakyClaim = memoryStoreWith((repo) => ({
         claim: (options) =>
-          claimFailures-- > 0 ? Effect.fail(new StoreError({ operation: "claim", message: "disk I/O error" })) : repo.claim(options)
+          claimFailures-- > 0
+            ? Effect.fail(new StoreError({ operation: "claim", message: "disk I/O error" }))
+            : repo.claim(options)
       }))
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const id = yield* outbox.enqueue(reply("eventually"))
         const failuresBefore = yield* counter(Metrics.workerPassFailures)
-        yield* withWorker({}, Effect.gen(function*() {
-          yield* TestClock.adjust(0)
-          expect((yield* counter(Metrics.workerPassFailures)) - failuresBefore).toBe(1)
-          yield* TestClock.adjust(SEC)
-        }))
+        yield* withWorker(
+          {},
+          Effect.gen(function*() {
+            yield* TestClock.adjust(0)
+            expect((yield* counter(Metrics.workerPassFailures)) - failuresBefore).toBe(1)
+            yield* TestClock.adjust(SEC)
+          })
+        )
         expect(yield* getRow(id)).toMatchObject({ state: "delivered" })
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { store: flakyClaim })))
     }))
@@ -269,7 +299,10 @@ describe("RecoveryWorker", () => {
         const outbox = yield* Outbox
         for (let i = 0; i < 10; i++) yield* outbox.enqueue(reply(`r${i}`, { to: `user-${i}` }))
         const scope = yield* Scope.make()
-        yield* Layer.buildWithScope(RecoveryWorker.layer.pipe(Layer.provide(testConfig({ workerConcurrency: 2 }))), scope)
+        yield* Layer.buildWithScope(
+          RecoveryWorker.layer.pipe(Layer.provide(testConfig({ workerConcurrency: 2 }))),
+          scope
+        )
         yield* TestClock.adjust(50) // two sends started
         const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
         yield* TestClock.adjust(100)

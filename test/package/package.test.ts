@@ -92,7 +92,9 @@ const kill = (child: ChildProcess) => {
 const ok = (label: string, result: Run): Run => {
   if (result.code === 0) return result
   const ending = result.timedOut ? "did not finish in time (killed)" : `exited with ${result.code}`
-  throw new Error(`${label} ${ending}\n--- stdout\n${result.stdout.slice(-4000)}\n--- stderr\n${result.stderr.slice(-4000)}`)
+  throw new Error(
+    `${label} ${ending}\n--- stdout\n${result.stdout.slice(-4000)}\n--- stderr\n${result.stderr.slice(-4000)}`
+  )
 }
 
 const readJson = <A>(file: string): A => JSON.parse(fs.readFileSync(file, "utf8")) as A
@@ -131,7 +133,10 @@ describe("the packed package", () => {
 
   it("npm pack --dry-run lists the bin, the build, LICENSE and README, and no tests or benchmarks", async () => {
     // the same listing without building again (the pack above just built dist/)
-    const dry = ok("npm pack --dry-run", await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], ROOT, 60_000))
+    const dry = ok(
+      "npm pack --dry-run",
+      await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], ROOT, 60_000)
+    )
     const files = (JSON.parse(dry.stdout) as ReadonlyArray<PackResult>)[0]!.files.map((f) => f.path).sort()
     expect(files).toEqual(packedFiles)
     expect(files).toEqual(expect.arrayContaining([
@@ -187,32 +192,58 @@ describe("installed into a new app with its peers, by the README's Install comma
     const ping = await run("npm", ["ping"], tmp, 30_000)
     if (ping.code !== 0) {
       throw new Error(
-        `the npm registry (${registry}) is unreachable (npm ping ${ping.timedOut ? "timed out" : `exited with ${ping.code}`}): ` +
+        `the npm registry (${registry}) is unreachable (npm ping ${
+          ping.timedOut ? "timed out" : `exited with ${ping.code}`
+        }): ` +
           `this test installs the packed package's peers from it\n${ping.stderr.slice(-2000)}`
       )
     }
 
     fs.mkdirSync(APP)
     // what a gateway's project has: ESM, and the native SQLite driver's install script allowed
-    fs.writeFileSync(path.join(APP, "package.json"), JSON.stringify({ name: "gateway-app", private: true, type: "module", allowScripts: { "better-sqlite3": true } }, null, 2))
-    fs.writeFileSync(path.join(APP, "tsconfig.json"), JSON.stringify({
-      compilerOptions: { target: "ES2022", module: "nodenext", moduleResolution: "nodenext", strict: true, skipLibCheck: true, noEmit: true },
-      files: ["gateway.ts"]
-    }, null, 2))
-    fs.writeFileSync(path.join(APP, "gateway.ts"), [
-      `import { Effect } from "effect"`,
-      `import { Outbox } from "effect-outbox"`,
-      ``,
-      `// the library's service, asked for through the app's own effect, as a gateway asks for it`,
-      `export const program: Effect.Effect<void, never, Outbox.Outbox> = Effect.gen(function*() {`,
-      `  yield* Outbox.Outbox`,
-      `})`,
-      ``,
-      `// the import has real types, not any`,
-      `// @ts-expect-error the Outbox tag is not a number`,
-      `export const wrong: number = Outbox.Outbox`,
-      ``
-    ].join("\n"))
+    fs.writeFileSync(
+      path.join(APP, "package.json"),
+      JSON.stringify(
+        { name: "gateway-app", private: true, type: "module", allowScripts: { "better-sqlite3": true } },
+        null,
+        2
+      )
+    )
+    fs.writeFileSync(
+      path.join(APP, "tsconfig.json"),
+      JSON.stringify(
+        {
+          compilerOptions: {
+            target: "ES2022",
+            module: "nodenext",
+            moduleResolution: "nodenext",
+            strict: true,
+            skipLibCheck: true,
+            noEmit: true
+          },
+          files: ["gateway.ts"]
+        },
+        null,
+        2
+      )
+    )
+    fs.writeFileSync(
+      path.join(APP, "gateway.ts"),
+      [
+        `import { Effect } from "effect"`,
+        `import { Outbox } from "effect-outbox"`,
+        ``,
+        `// the library's service, asked for through the app's own effect, as a gateway asks for it`,
+        `export const program: Effect.Effect<void, never, Outbox.Outbox> = Effect.gen(function*() {`,
+        `  yield* Outbox.Outbox`,
+        `})`,
+        ``,
+        `// the import has real types, not any`,
+        `// @ts-expect-error the Outbox tag is not a number`,
+        `export const wrong: number = Outbox.Outbox`,
+        ``
+      ].join("\n")
+    )
 
     const command = installCommand()
     // about 70 s on a quiet 2-core machine, mostly compiling better-sqlite3; near 200 s with other test suites running
@@ -224,7 +255,9 @@ describe("installed into a new app with its peers, by the README's Install comma
     const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
     const section = /\n## Install\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? ""
     const line = /^npm install effect-outbox .*$/m.exec(section)?.[0]
-    if (line === undefined) throw new Error("README.md has no `npm install effect-outbox …` line in its Install section")
+    if (line === undefined) {
+      throw new Error("README.md has no `npm install effect-outbox …` line in its Install section")
+    }
     const [, , ...packages] = line.trim().split(/\s+/)
     // every peer is in the command, so it installs exactly what the package asks for
     const named = packages.map((p) => p.replace(/(.)@[^@]*$/, "$1"))
@@ -246,7 +279,8 @@ describe("installed into a new app with its peers, by the README's Install comma
   })
 
   it("imports at run time from the app", async () => {
-    const script = `import { Outbox, SqliteOutboxRepo } from "effect-outbox"; console.log(typeof Outbox.Outbox, typeof SqliteOutboxRepo.layerFile)`
+    const script =
+      `import { Outbox, SqliteOutboxRepo } from "effect-outbox"; console.log(typeof Outbox.Outbox, typeof SqliteOutboxRepo.layerFile)`
     const result = ok("node", await run(process.execPath, ["--input-type=module", "-e", script], APP, 30_000))
     expect(result.stdout.trim()).toBe("function function")
   })
@@ -261,10 +295,16 @@ describe("installed into a new app with its peers, by the README's Install comma
 
   it("npx effect-outbox stats reads a database the installed CLI's demo made", async () => {
     const db = path.join(APP, "demo.db")
-    ok("npx effect-outbox demo", await run("npx", ["effect-outbox", "demo", "--messages", "12", "--json", "--db", db], APP, 90_000))
+    ok(
+      "npx effect-outbox demo",
+      await run("npx", ["effect-outbox", "demo", "--messages", "12", "--json", "--db", db], APP, 90_000)
+    )
     const stats = ok("npx effect-outbox stats", await run("npx", ["effect-outbox", "stats", "--db", db], APP, 60_000))
     expect(stats.stdout).toContain(`outbox ${db}: 12 entries`)
-    const json = ok("npx effect-outbox stats --json", await run("npx", ["effect-outbox", "stats", "--json", "--db", db], APP, 60_000))
+    const json = ok(
+      "npx effect-outbox stats --json",
+      await run("npx", ["effect-outbox", "stats", "--json", "--db", db], APP, 60_000)
+    )
     expect(JSON.parse(json.stdout)).toMatchObject({ database: db, total: 12 })
   })
 })

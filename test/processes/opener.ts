@@ -58,18 +58,23 @@ const run = (command: Command): Effect.Effect<void> => {
     return release === undefined ? Effect.void : Deferred.succeed(release, undefined)
   }
   const { file, tag } = command
-  const layer = SqliteOutboxRepo.layerFile({ filename: file, ...(command.exclusive === undefined ? {} : { exclusive: command.exclusive }) })
+  const layer = SqliteOutboxRepo.layerFile({
+    filename: file,
+    ...(command.exclusive === undefined ? {} : { exclusive: command.exclusive })
+  })
   return Effect.gen(function*() {
     const release = yield* Deferred.make<void>()
-    const exit = yield* Effect.exit(Effect.gen(function*() {
-      const rows = yield* writeAndRead
-      if (command.cmd === "hold") {
-        releases.set(tag, release)
-        yield* say({ tag, ok: true, rows })
-        yield* Deferred.await(release)
-      }
-      return rows
-    }).pipe(Effect.provide(layer)))
+    const exit = yield* Effect.exit(
+      Effect.gen(function*() {
+        const rows = yield* writeAndRead
+        if (command.cmd === "hold") {
+          releases.set(tag, release)
+          yield* say({ tag, ok: true, rows })
+          yield* Deferred.await(release)
+        }
+        return rows
+      }).pipe(Effect.provide(layer))
+    )
     if (Exit.isFailure(exit)) return yield* say(failure(tag, exit.cause))
     yield* say(command.cmd === "hold" ? { tag, released: true } : { tag, ok: true, rows: exit.value })
   })

@@ -4,8 +4,8 @@
  * migrations run safely when processes start together; a live replica's leases survive another boot's reclaim;
  * a write on one process wakes a listener on another.
  */
-import { describe, expect, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -53,7 +53,8 @@ const ack = (repo: OutboxRepoShape, entry: OutboxEntry, owner: string, now: numb
 
 const randomId = () => crypto.randomBytes(8).toString("hex") as EntryId
 const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(Math.random() * items.length)]!
-const percentile = (sorted: ReadonlyArray<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
 
 /** Claimers and senders over `procs`, recording every lease's hold per conversation. */
 const harness = (procs: ReadonlyArray<Process>, total: number) => {
@@ -91,88 +92,126 @@ const harness = (procs: ReadonlyArray<Process>, total: number) => {
         claimMs.push(performance.now() - started)
         expect(batch.malformed).toEqual([])
         if (batch.claimed.length === 0) yield* Effect.sleep(Duration.millis(2))
-        yield* Effect.forEach(batch.claimed, ({ entry }) => send(proc, entry, name), { concurrency: "unbounded", discard: true })
+        yield* Effect.forEach(batch.claimed, ({ entry }) => send(proc, entry, name), {
+          concurrency: "unbounded",
+          discard: true
+        })
       }
     })
   /** Runs three claimers per process until every row is delivered. */
   const drain = Effect.forkAll(procs.flatMap((proc, p) => [0, 1, 2].map((f) => claimer(proc, `p${p}/f${f}`))))
   const done = (fiber: Fiber.Fiber<unknown, unknown>) =>
     Fiber.join(fiber).pipe(
-      Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`${state.delivered}/${total} delivered`) })
+      Effect.timeoutFail({
+        duration: "20 seconds",
+        onTimeout: () => new Error(`${state.delivered}/${total} delivered`)
+      })
     )
   return { leased, violations, claimMs, send, drain, done }
 }
 
 describe("PgOutboxRepo across processes", () => {
-  it.live("concurrent claimers and live inserts: one lease per conversation at a time, in enqueue order", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const procs = yield* processes(4)
-      const conversations = 16
-      const perConversation = 12
-      const total = conversations * perConversation
-      const produced = new Map<string, Array<string>>()
-      const run = harness(procs, total)
+  it.live(
+    "concurrent claimers and live inserts: one lease per conversation at a time, in enqueue order",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const procs = yield* processes(4)
+        const conversations = 16
+        const perConversation = 12
+        const total = conversations * perConversation
+        const produced = new Map<string, Array<string>>()
+        const run = harness(procs, total)
 
-      // one producer per conversation, each row through a random process, half of them live (in flight at once when
-      // nothing of the conversation is pending); ids are random and every row has the same enqueue time, so only
-      // the database's sequence can give the order
-      const producer = (c: number) =>
-        Effect.gen(function*() {
-          const conversation = `slack\u0000to-${c}`
-          for (let i = 0; i < perConversation; i++) {
-            const proc = pick(procs)
-            const owner = `producer-${c}/${i}`
-            const now = Date.now()
-            const live = Math.random() < 0.5
-            const entry = queuedEntry({
-              id: randomId(), to: `to-${c}`, enqueuedAt: 0, nextAttemptAt: 0, expiresAt: null,
-              ...(live ? { state: "in_flight", leaseOwner: owner, leaseExpiresAt: now + LEASE, nextAttemptAt: now + LEASE, lastAttemptAt: now } : {})
-            })
-            produced.set(conversation, [...(produced.get(conversation) ?? []), entry.id])
-            const [result] = yield* proc.repo.write([WriteOp.Insert({ entry, deferIfBusy: true })])
-            if (result?._tag === "Inserted" && result.entry.state === "in_flight") yield* Effect.fork(run.send(proc, result.entry, owner))
-            yield* Effect.sleep(Duration.millis(Math.random() * 4))
-          }
-        })
+        // one producer per conversation, each row through a random process, half of them live (in flight at once when
+        // nothing of the conversation is pending); ids are random and every row has the same enqueue time, so only
+        // the database's sequence can give the order
+        const producer = (c: number) =>
+          Effect.gen(function*() {
+            const conversation = `slack\u0000to-${c}`
+            for (let i = 0; i < perConversation; i++) {
+              const proc = pick(procs)
+              const owner = `producer-${c}/${i}`
+              const now = Date.now()
+              const live = Math.random() < 0.5
+              const entry = queuedEntry({
+                id: randomId(),
+                to: `to-${c}`,
+                enqueuedAt: 0,
+                nextAttemptAt: 0,
+                expiresAt: null,
+                ...(live
+                  ? {
+                    state: "in_flight",
+                    leaseOwner: owner,
+                    leaseExpiresAt: now + LEASE,
+                    nextAttemptAt: now + LEASE,
+                    lastAttemptAt: now
+                  }
+                  : {})
+              })
+              produced.set(conversation, [...(produced.get(conversation) ?? []), entry.id])
+              const [result] = yield* proc.repo.write([WriteOp.Insert({ entry, deferIfBusy: true })])
+              if (result?._tag === "Inserted" && result.entry.state === "in_flight") {
+                yield* Effect.fork(run.send(proc, result.entry, owner))
+              }
+              yield* Effect.sleep(Duration.millis(Math.random() * 4))
+            }
+          })
 
-      const claimers = yield* run.drain
-      yield* Effect.all(Array.from({ length: conversations }, (_, c) => producer(c)), { concurrency: "unbounded" })
-      yield* run.done(claimers)
+        const claimers = yield* run.drain
+        yield* Effect.all(Array.from({ length: conversations }, (_, c) => producer(c)), { concurrency: "unbounded" })
+        yield* run.done(claimers)
 
-      expect(run.violations).toEqual([])
-      for (const [conversation, ids] of produced) expect(run.leased.get(conversation)).toEqual(ids)
-      expect(yield* procs[0]!.repo.pendingCount).toBe(0)
-      const sorted = [...run.claimMs].sort((a, b) => a - b)
-      console.log(`claims: ${sorted.length}, median ${percentile(sorted, 0.5).toFixed(2)} ms, p99 ${percentile(sorted, 0.99).toFixed(2)} ms`)
-    })), 30_000)
+        expect(run.violations).toEqual([])
+        for (const [conversation, ids] of produced) expect(run.leased.get(conversation)).toEqual(ids)
+        expect(yield* procs[0]!.repo.pendingCount).toBe(0)
+        const sorted = [...run.claimMs].sort((a, b) => a - b)
+        console.log(
+          `claims: ${sorted.length}, median ${percentile(sorted, 0.5).toFixed(2)} ms, p99 ${
+            percentile(sorted, 0.99).toFixed(2)
+          } ms`
+        )
+      })),
+    30_000
+  )
 
   // Note: removing the conversation lock and the live-lease condition did not make this test fail in a few runs here,
   // so it shows the property holds under this load; it does not (yet) reproduce the race the lock is for
-  it.live("rows committed late with a lower sequence never give their conversation a second lease", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const procs = yield* processes(4)
-      const conversations = 6
-      const perConversation = 16
-      const run = harness(procs, conversations * perConversation)
-      const claimers = yield* run.drain
-      // every row of a conversation inserted at once from random processes, each transaction holding its commit a
-      // while after the row took its sequence number: later numbers commit (and get claimed) first
-      yield* Effect.all(
-        Array.from({ length: conversations * perConversation }, (_, i) => {
-          const proc = pick(procs)
-          const entry = queuedEntry({ id: randomId(), to: `late-${i % conversations}`, enqueuedAt: 0, nextAttemptAt: 0, expiresAt: null })
-          return Effect.sleep(Duration.millis(Math.random() * 400)).pipe(
-            Effect.zipRight(proc.client.withTransaction(
-              Effect.zipRight(proc.repo.insert([entry]), Effect.sleep(Duration.millis(Math.random() * 100)))
-            ))
-          )
-        }),
-        { concurrency: "unbounded" }
-      )
-      yield* run.done(claimers)
-      expect(run.violations).toEqual([])
-      expect(yield* procs[0]!.repo.pendingCount).toBe(0)
-    })), 30_000)
+  it.live(
+    "rows committed late with a lower sequence never give their conversation a second lease",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const procs = yield* processes(4)
+        const conversations = 6
+        const perConversation = 16
+        const run = harness(procs, conversations * perConversation)
+        const claimers = yield* run.drain
+        // every row of a conversation inserted at once from random processes, each transaction holding its commit a
+        // while after the row took its sequence number: later numbers commit (and get claimed) first
+        yield* Effect.all(
+          Array.from({ length: conversations * perConversation }, (_, i) => {
+            const proc = pick(procs)
+            const entry = queuedEntry({
+              id: randomId(),
+              to: `late-${i % conversations}`,
+              enqueuedAt: 0,
+              nextAttemptAt: 0,
+              expiresAt: null
+            })
+            return Effect.sleep(Duration.millis(Math.random() * 400)).pipe(
+              Effect.zipRight(proc.client.withTransaction(
+                Effect.zipRight(proc.repo.insert([entry]), Effect.sleep(Duration.millis(Math.random() * 100)))
+              ))
+            )
+          }),
+          { concurrency: "unbounded" }
+        )
+        yield* run.done(claimers)
+        expect(run.violations).toEqual([])
+        expect(yield* procs[0]!.repo.pendingCount).toBe(0)
+      })),
+    30_000
+  )
 
   it.live("a restart reclaims only its node's boots with a stale heartbeat, never a live replica's leases", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -188,19 +227,26 @@ describe("PgOutboxRepo across processes", () => {
       const [silent] = (yield* repo.claim({ owner: "gw/silent", now, leaseMs: LEASE, limit: 1 })).claimed
       const reclaimed = yield* repo.reclaimPreviousBoots({ nodeId: "gw", owner: "gw/new", now })
       expect([...reclaimed].sort()).toEqual([dead!.entry.id, silent!.entry.id].sort())
-      expect(Option.getOrThrow(yield* repo.get(live!.entry.id))).toMatchObject({ state: "in_flight", leaseOwner: "gw/live" })
+      expect(Option.getOrThrow(yield* repo.get(live!.entry.id))).toMatchObject({
+        state: "in_flight",
+        leaseOwner: "gw/live"
+      })
       // a heartbeat never goes back in time; once the replica stops, its leases are taken too
       yield* repo.heartbeat("gw/live", now - 5000)
       // stale once `heartbeatStaleMs` has passed since the last heartbeat
       const stale = now - 1000 + PgOutboxRepo.DEFAULT_HEARTBEAT_STALE_MS
-      expect(yield* repo.reclaimPreviousBoots({ nodeId: "gw", owner: "gw/new", now: stale - 1 })).not.toContain(live!.entry.id)
+      expect(yield* repo.reclaimPreviousBoots({ nodeId: "gw", owner: "gw/new", now: stale - 1 })).not.toContain(
+        live!.entry.id
+      )
       expect(yield* repo.reclaimPreviousBoots({ nodeId: "gw", owner: "gw/new", now: stale })).toContain(live!.entry.id)
     })))
 
   it.live("an enqueue or a finished row on one process wakes a listener on another", () =>
     Effect.scoped(Effect.gen(function*() {
       const [a, b] = yield* processes(2)
-      const wakes = Stream.runCollect(Stream.take(PgOutboxRepo.notifications().pipe(Stream.provideService(PgClient.PgClient, a!.client)), 2))
+      const wakes = Stream.runCollect(
+        Stream.take(PgOutboxRepo.notifications().pipe(Stream.provideService(PgClient.PgClient, a!.client)), 2)
+      )
       const listening = yield* Effect.fork(wakes)
       yield* Effect.sleep("200 millis") // LISTEN is issued when the stream starts
       const entry = queuedEntry({ to: "wake" })
@@ -208,7 +254,9 @@ describe("PgOutboxRepo across processes", () => {
       const [claimed] = (yield* b!.repo.claim({ owner: "b/1", now: 0, leaseMs: LEASE, limit: 1 })).claimed
       expect(claimed?.entry.id).toBe(entry.id)
       yield* ack(b!.repo, claimed!.entry, "b/1", 1)
-      const got = yield* Fiber.join(listening).pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no wake-up") }))
+      const got = yield* Fiber.join(listening).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no wake-up") })
+      )
       expect(got.length).toBe(2)
     })))
 })

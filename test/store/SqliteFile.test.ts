@@ -1,16 +1,16 @@
-import { describe, expect, it } from "@effect/vitest"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Statement from "@effect/sql/Statement"
-import { SqliteClient } from "@effect/sql-sqlite-node"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { ROW_COLUMNS, toRow } from "../../src/internal/rowCodec.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
-import { ROW_COLUMNS, toRow } from "../../src/internal/rowCodec.js"
 import { entryId, queuedEntry } from "../support/entries.js"
 import { tempDatabases } from "../support/files.js"
 import * as Ops from "../support/repoOps.js"
@@ -72,7 +72,10 @@ describe("SqliteOutboxRepo.layerFile", () => {
       yield* Effect.flatMap(OutboxRepo, (r) => r.insert([entry])).pipe(Effect.provide(layer()))
       const back = yield* Effect.flatMap(OutboxRepo, (r) => r.get(entry.id)).pipe(Effect.provide(layer()))
       expect(back).toEqual(Option.some(entry))
-      const migrations = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT * FROM effect_outbox_migrations`).pipe(
+      const migrations = yield* Effect.flatMap(
+        SqlClient.SqlClient,
+        (sql) => sql`SELECT * FROM effect_outbox_migrations`
+      ).pipe(
         Effect.provide(layer())
       )
       expect(migrations).toHaveLength(Object.keys(SqliteOutboxRepo.migrations).length)
@@ -97,9 +100,14 @@ describe("SqliteOutboxRepo.layerFile", () => {
       }).pipe(Effect.provide(SqliteClient.layer({ filename })))
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        const flags = yield* sql<{ id: string; pending: number | null }>`SELECT id, pending FROM outbox_entries ORDER BY id`
+        const flags = yield* sql<
+          { id: string; pending: number | null }
+        >`SELECT id, pending FROM outbox_entries ORDER BY id`
         expect(flags).toEqual([{ id: "P1", pending: 1 }, { id: "P2", pending: null }])
-        const batch = yield* Effect.flatMap(OutboxRepo, (r) => r.claim({ owner: "n/1", now: 1_000_000, leaseMs: 60_000, limit: 10 }))
+        const batch = yield* Effect.flatMap(
+          OutboxRepo,
+          (r) => r.claim({ owner: "n/1", now: 1_000_000, leaseMs: 60_000, limit: 10 })
+        )
         expect(batch.claimed.map((c) => c.entry.id)).toEqual(["P1"])
       }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename })))
     })
@@ -119,14 +127,28 @@ describe("SqliteOutboxRepo.layerFile", () => {
           expect(mismatch?.n).toBe(0)
           for (const row of yield* sql<{ state: string }>`SELECT state FROM outbox_entries`) seen.add(row.state)
         })
-      const rows = ["Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7"].map((id, i) => queuedEntry({ id: entryId(id), to: `u${i}`, expiresAt: 500_000 }))
+      const rows = ["Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7"].map((id, i) =>
+        queuedEntry({ id: entryId(id), to: `u${i}`, expiresAt: 500_000 })
+      )
       yield* write(repo.insert(rows))
       yield* write(repo.claim({ owner, now: 1_000, leaseMs: 60_000, limit: 10 }))
       yield* write(Ops.ack(repo, owner, [{ id: entryId("Q1"), partsDelivered: 1 }], 2_000))
       yield* write(Ops.recordFailure(repo, entryId("Q2"), owner, {
-        _tag: "Retryable", error: "500", retryAt: 9_000, countsAttempt: true, partsDelivered: 0, maxAttempts: 5
+        _tag: "Retryable",
+        error: "500",
+        retryAt: 9_000,
+        countsAttempt: true,
+        partsDelivered: 0,
+        maxAttempts: 5
       }, 2_000))
-      yield* write(Ops.recordFailure(repo, entryId("Q3"), owner, { _tag: "Terminal", error: "403", reason: "permanent_error", partsDelivered: 0 }, 2_000))
+      yield* write(
+        Ops.recordFailure(repo, entryId("Q3"), owner, {
+          _tag: "Terminal",
+          error: "403",
+          reason: "permanent_error",
+          partsDelivered: 0
+        }, 2_000)
+      )
       yield* write(Ops.release(repo, owner, [entryId("Q4")], 2_000))
       yield* write(repo.quarantine(entryId("Q5"), "bad json", 2_000))
       yield* write(repo.requeue(entryId("Q3"), 3_000, 900_000))
@@ -136,7 +158,9 @@ describe("SqliteOutboxRepo.layerFile", () => {
       yield* write(Ops.release(repo, owner, [entryId("Q3")], 800_000))
       yield* write(repo.expire(900_001))
       // every state was reached along the way, so each kind of write was checked
-      expect(seen).toEqual(new Set(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"]))
+      expect(seen).toEqual(
+        new Set(["queued", "in_flight", "delivered", "failed_retryable", "failed_terminal", "expired"])
+      )
     }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))
 
   it.effect("fails with a clear StoreError when the path is a directory or not writable", () =>
@@ -145,7 +169,9 @@ describe("SqliteOutboxRepo.layerFile", () => {
       expect(isDir._tag).toBe("StoreError")
       expect(isDir.message).toMatch(/is a directory/)
       const missing = yield* Effect.flip(
-        Layer.build(SqliteOutboxRepo.layerFile({ filename: path.join(dir, "no", "such", "dir.db") })).pipe(Effect.scoped)
+        Layer.build(SqliteOutboxRepo.layerFile({ filename: path.join(dir, "no", "such", "dir.db") })).pipe(
+          Effect.scoped
+        )
       )
       expect(missing._tag).toBe("StoreError")
       expect(missing.message).toMatch(/cannot open outbox database .*no\/such\/dir\.db/)
@@ -165,7 +191,9 @@ describe("SqliteOutboxRepo.layerFile", () => {
         idempotencyKey: "key-1",
         silent: true,
         metadata: { trace: "x" },
-        payloads: [{ text: "a", mediaUrls: ["https://example.com/a.png"], channelData: { blocks: [1] } }, { text: "b" }],
+        payloads: [{ text: "a", mediaUrls: ["https://example.com/a.png"], channelData: { blocks: [1] } }, {
+          text: "b"
+        }],
         kind: "final",
         bestEffort: true,
         attemptCount: 2,
@@ -194,7 +222,9 @@ describe("SqliteOutboxRepo.layerFile", () => {
       const repo = yield* OutboxRepo
       const plans = yield* plansOf(repo.claim({ owner: "n/1", now: 1, leaseMs: 1000, limit: 100 }))
       const claim = plans.find((p) => p.text.includes("NOT EXISTS"))!
-      expect(claim.plan).toMatch(/SEARCH e USING INDEX outbox_entries_due \(next_attempt_at>\? AND next_attempt_at<\?\)/)
+      expect(claim.plan).toMatch(
+        /SEARCH e USING INDEX outbox_entries_due \(next_attempt_at>\? AND next_attempt_at<\?\)/
+      )
       expect(claim.plan).toMatch(/SEARCH p USING (COVERING )?INDEX outbox_entries_conversation/)
       expect(claim.plan).not.toMatch(/TEMP B-TREE|SCAN e\b/)
     }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))
@@ -241,9 +271,14 @@ describe("SqliteOutboxRepo.layerFile", () => {
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const repo = yield* OutboxRepo
-        const indexes = yield* sql<{ name: string; partial: number }>`SELECT name, partial FROM pragma_index_list('outbox_entries')
+        const indexes = yield* sql<
+          { name: string; partial: number }
+        >`SELECT name, partial FROM pragma_index_list('outbox_entries')
           WHERE name IN ('outbox_entries_finished', 'outbox_entries_retention', 'outbox_entries_admin') ORDER BY name`
-        expect(indexes).toEqual([{ name: "outbox_entries_finished", partial: 1 }, { name: "outbox_entries_retention", partial: 1 }])
+        expect(indexes).toEqual([{ name: "outbox_entries_finished", partial: 1 }, {
+          name: "outbox_entries_retention",
+          partial: 1
+        }])
         const ids = (rows: ReadonlyArray<{ readonly id: string }>) => rows.map((r) => r.id)
         expect(ids(yield* repo.list({ state: "delivered" }))).toEqual(["M1"])
         expect(ids(yield* repo.list({ state: "in_flight", channel: "slack" }))).toEqual(["M2"])
@@ -251,7 +286,10 @@ describe("SqliteOutboxRepo.layerFile", () => {
         const stats = yield* repo.stats(100)
         expect(stats.byState).toMatchObject({ delivered: 1, in_flight: 1, queued: 1 })
         expect(stats.total).toBe(3)
-        expect(yield* repo.prune(10_000, { deliveredMs: 1000, terminalMs: 1000 })).toEqual({ delivered: 1, terminal: 0 })
+        expect(yield* repo.prune(10_000, { deliveredMs: 1000, terminalMs: 1000 })).toEqual({
+          delivered: 1,
+          terminal: 0
+        })
         expect(ids(yield* repo.list({}))).toEqual(["M3", "M2"])
       }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename })))
     })
@@ -302,7 +340,7 @@ describe("SqliteOutboxRepo with rows corrupted at rest", () => {
       expect(quarantined).toMatchObject({ state: "failed_terminal", terminalReason: "decode_error", payloads: [] })
       expect(quarantined.lastError).toMatch(/payloads_json is not valid JSON/)
       const [raw] = yield* sql<{ payloads_json: string }>`SELECT payloads_json FROM outbox_entries WHERE id = 'A2'`
-      expect(raw!.payloads_json).toBe('[{"text": "trunc') // kept for forensics
+      expect(raw!.payloads_json).toBe("[{\"text\": \"trunc") // kept for forensics
       expect((yield* repo.list({ state: "failed_terminal" })).map((e) => e.id)).toEqual(["A4", "A2"])
       expect(yield* repo.claim({ owner: "n/b", now: 2000, leaseMs: 1000, limit: 10 })).toMatchObject({ malformed: [] })
     }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename: freshFile() }))))

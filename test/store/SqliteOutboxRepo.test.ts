@@ -1,6 +1,6 @@
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
-import { outboxRepoContract } from "./contract.js"
 import { tempDatabases } from "../support/files.js"
+import { outboxRepoContract } from "./contract.js"
 
 const databases = tempDatabases("contract")
 

@@ -22,7 +22,9 @@ const time = fc.integer({ min: 0, max: 2 ** 42 })
 const nullableTime = fc.option(time, { nil: null })
 const record = fc.oneof(
   // as JSON reads it back (-0 becomes 0)
-  fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 })).map((r): Record<string, unknown> => JSON.parse(JSON.stringify(r))),
+  fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 })).map((r): Record<string, unknown> =>
+    JSON.parse(JSON.stringify(r))
+  ),
   fc.constant(JSON.parse(`{"__proto__":{"polluted":true},"x":1}`) as Record<string, unknown>)
 )
 const payload = fc.record({
@@ -69,15 +71,54 @@ const rowOf = (e: OutboxEntry): Row => ({ ...toRow(e) })
 /** One column set to something the schema does not expect. */
 const corruption = fc.tuple(
   fc.constantFrom(
-    "id", "channel", "recipient", "account_id", "thread_id", "reply_to_id", "idempotency_key", "dispatch_kind",
-    "payloads_json", "options_json", "state", "attempt_count", "parts_delivered", "delivered_parts", "enqueued_at",
-    "next_attempt_at", "last_attempt_at", "delivered_at", "expires_at", "last_error", "terminal_reason", "lease_owner",
-    "lease_expires_at", "updated_at"
+    "id",
+    "channel",
+    "recipient",
+    "account_id",
+    "thread_id",
+    "reply_to_id",
+    "idempotency_key",
+    "dispatch_kind",
+    "payloads_json",
+    "options_json",
+    "state",
+    "attempt_count",
+    "parts_delivered",
+    "delivered_parts",
+    "enqueued_at",
+    "next_attempt_at",
+    "last_attempt_at",
+    "delivered_at",
+    "expires_at",
+    "last_error",
+    "terminal_reason",
+    "lease_owner",
+    "lease_expires_at",
+    "updated_at"
   ),
   fc.constantFrom<unknown>(
-    null, undefined, 7, "7", "", "x", true, 10n, "{", "[]", "{}", `[{"text":5}]`, `[{"mediaUrls":["nope"]}]`, `[]`,
-    `{"bestEffort":"yes"}`, `{"bestEffort":true,"silent":1}`, `{"bestEffort":false,"metadata":[1]}`, "[1,\"a\"]",
-    "queued", "cancelled", "final", "bogus"
+    null,
+    undefined,
+    7,
+    "7",
+    "",
+    "x",
+    true,
+    10n,
+    "{",
+    "[]",
+    "{}",
+    `[{"text":5}]`,
+    `[{"mediaUrls":["nope"]}]`,
+    `[]`,
+    `{"bestEffort":"yes"}`,
+    `{"bestEffort":true,"silent":1}`,
+    `{"bestEffort":false,"metadata":[1]}`,
+    "[1,\"a\"]",
+    "queued",
+    "cancelled",
+    "final",
+    "bogus"
   )
 )
 
@@ -88,7 +129,10 @@ describe("rowCodec.fromRow", () => {
     if (fromRow(row)._tag === "Right") expect((fromRow(row) as { right: OutboxEntry }).right).toEqual(e)
   }, { fastCheck: { numRuns: 300 } })
 
-  it.prop("a row corrupted in any column never throws: it decodes, or fails with a message naming the row", [entry, fc.array(corruption, { minLength: 1, maxLength: 3 })], ([e, corruptions]) => {
+  it.prop("a row corrupted in any column never throws: it decodes, or fails with a message naming the row", [
+    entry,
+    fc.array(corruption, { minLength: 1, maxLength: 3 })
+  ], ([e, corruptions]) => {
     const row = rowOf(e)
     for (const [column, value] of corruptions) row[column] = value
     const decoded = fromRow(row)

@@ -1,9 +1,9 @@
 /** File-system helpers for tests. */
-import { afterAll } from "vitest"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { afterAll } from "vitest"
 
 /** Every file under `dir` with the hash of its bytes: any delete, move, rename or rewrite changes it. */
 export const snapshot = (dir: string): Array<string> =>

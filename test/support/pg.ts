@@ -35,7 +35,10 @@ export const freshStore = (options: PgOutboxRepo.Options & { readonly maxConnect
   const schema = freshSchema()
   return {
     schema: schema.name,
-    layer: PgOutboxRepo.layerUrl(urlFor(schema.name), { ...options, client: { maxConnections: options.maxConnections ?? 4 } })
+    layer: PgOutboxRepo.layerUrl(urlFor(schema.name), {
+      ...options,
+      client: { maxConnections: options.maxConnections ?? 4 }
+    })
       .pipe(Layer.provide(schema.layer))
   }
 }

@@ -30,7 +30,13 @@ export const apply = (repo: OutboxRepoShape, id: EntryId, owner: string, event: 
   })
 
 /** Applies an event to several rows; which were written and which refused. */
-const applyAll = (repo: OutboxRepoShape, ids: ReadonlyArray<EntryId>, owner: string, eventFor: (id: EntryId) => EntryEvent, now: number) =>
+const applyAll = (
+  repo: OutboxRepoShape,
+  ids: ReadonlyArray<EntryId>,
+  owner: string,
+  eventFor: (id: EntryId) => EntryEvent,
+  now: number
+) =>
   Effect.gen(function*() {
     const written: Array<EntryId> = []
     const rejected: Array<EntryId> = []
@@ -49,7 +55,13 @@ export const ack = (
   now: number
 ) => {
   const parts = new Map(items.map((i) => [i.id, i.partsDelivered]))
-  return applyAll(repo, items.map((i) => i.id), owner, (id) => Machine.EntryEvent.Ack({ owner, partsDelivered: parts.get(id)! }), now)
+  return applyAll(
+    repo,
+    items.map((i) => i.id),
+    owner,
+    (id) => Machine.EntryEvent.Ack({ owner, partsDelivered: parts.get(id)! }),
+    now
+  )
 }
 
 /** Records a failed attempt on a leased row. */
@@ -75,10 +87,13 @@ export const recordProgress = (
   progress: { readonly partsDelivered: number; readonly leaseUntil?: number | undefined },
   now: number
 ) =>
-  Effect.flatMap(apply(repo, id, owner, Machine.EntryEvent.Progress({ owner, partsDelivered: progress.partsDelivered }), now), (entry) =>
-    progress.leaseUntil === undefined
-      ? Effect.succeed(entry)
-      : apply(repo, id, owner, Machine.EntryEvent.Renew({ owner, leaseUntil: progress.leaseUntil }), now))
+  Effect.flatMap(
+    apply(repo, id, owner, Machine.EntryEvent.Progress({ owner, partsDelivered: progress.partsDelivered }), now),
+    (entry) =>
+      progress.leaseUntil === undefined
+        ? Effect.succeed(entry)
+        : apply(repo, id, owner, Machine.EntryEvent.Renew({ owner, leaseUntil: progress.leaseUntil }), now)
+  )
 
 /** Gives leases back without an attempt. */
 export const release = (repo: OutboxRepoShape, owner: string, ids: ReadonlyArray<EntryId>, now: number) =>

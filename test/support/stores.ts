@@ -8,7 +8,8 @@ import { OutboxRepo } from "../../src/OutboxRepo.js"
 /** The memory store with some operations replaced; `overrides` gets the real store, to delegate to it. */
 export const memoryStoreWith = (
   overrides: (repo: OutboxRepoShape) => Partial<OutboxRepoShape>
-): Layer.Layer<OutboxRepo> => Layer.effect(OutboxRepo, Effect.map(MemoryOutboxRepo.make, (repo) => ({ ...repo, ...overrides(repo) })))
+): Layer.Layer<OutboxRepo> =>
+  Layer.effect(OutboxRepo, Effect.map(MemoryOutboxRepo.make, (repo) => ({ ...repo, ...overrides(repo) })))
 
 /** Whether a journal op is an ack (the write that marks a row delivered). */
 export const isAck = (op: WriteOp): boolean => op._tag === "Update" && op.spec.next.state === "delivered"

@@ -25,7 +25,18 @@ describe("#11 any value in any field is InvalidRequest naming the field, never a
     ["a 20,000-deep array", () => nestedArrays(20_000)]
   ]
   const at: Array<[field: string, put: (value: unknown) => unknown]> = [
-    ...["channel", "to", "accountId", "threadId", "replyToId", "kind", "bestEffort", "idempotencyKey", "silent", "metadata"]
+    ...[
+      "channel",
+      "to",
+      "accountId",
+      "threadId",
+      "replyToId",
+      "kind",
+      "bestEffort",
+      "idempotencyKey",
+      "silent",
+      "metadata"
+    ]
       .map((field): [string, (value: unknown) => unknown] => [field, (value) => ({ ...valid, [field]: value })]),
     ["payloads", (value) => ({ ...valid, payloads: value })],
     ["payloads[0]", (value) => ({ ...valid, payloads: [value] })],
@@ -49,7 +60,9 @@ describe("#11 any value in any field is InvalidRequest naming the field, never a
         }
         // the message names the field, or a path inside it; a Proxy in place of a container Schema reads itself can
         // only be named as the request
-        const where = name.includes("Proxy") && field.startsWith("payloads") ? `(${escaped(field)}|request)` : escaped(field)
+        const where = name.includes("Proxy") && field.startsWith("payloads")
+          ? `(${escaped(field)}|request)`
+          : escaped(field)
         expect(result, field).toMatch(new RegExp(`^InvalidRequest: ${where}([.[][^:]*)?: `))
         expect(result.length, field).toBeLessThan(1_000)
       }
@@ -62,8 +75,12 @@ describe("#11 any value in any field is InvalidRequest naming the field, never a
   })
 
   it("kind as a null-prototype object: the message shows it", () => {
-    expect(outcome({ ...valid, kind: Object.create(null) })).toBe(`InvalidRequest: kind: must be "tool", "block" or "final", got {}`)
-    expect(outcome({ ...valid, kind: Symbol("k") })).toBe(`InvalidRequest: kind: must be "tool", "block" or "final", got Symbol(k)`)
+    expect(outcome({ ...valid, kind: Object.create(null) })).toBe(
+      `InvalidRequest: kind: must be "tool", "block" or "final", got {}`
+    )
+    expect(outcome({ ...valid, kind: Symbol("k") })).toBe(
+      `InvalidRequest: kind: must be "tool", "block" or "final", got Symbol(k)`
+    )
   })
 
   it("the whole request as any value", () => {
@@ -81,7 +98,10 @@ describe("#11 any value in any field is InvalidRequest naming the field, never a
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
         const error = yield* Effect.flip(outbox.deliver({ ...valid, kind: Object.create(null) }))
-        expect(error).toMatchObject({ _tag: "InvalidRequest", message: `kind: must be "tool", "block" or "final", got {}` })
+        expect(error).toMatchObject({
+          _tag: "InvalidRequest",
+          message: `kind: must be "tool", "block" or "final", got {}`
+        })
         expect((yield* outbox.stats).total).toBe(0)
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))

@@ -3,7 +3,13 @@ import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { EntryId } from "../../src/Delivery.js"
-import { AckFailed, LeaseLost, PartialDeliveryFailure, SendFailed, TransitionRejected } from "../../src/DeliveryError.js"
+import {
+  AckFailed,
+  LeaseLost,
+  PartialDeliveryFailure,
+  SendFailed,
+  TransitionRejected
+} from "../../src/DeliveryError.js"
 import { Outbox } from "../../src/Outbox.js"
 import { outboxLayer, scriptedAdapter } from "../outbox/harness.js"
 
@@ -16,7 +22,15 @@ describe("#8 errors that name a row carry the branded EntryId", () => {
     expectTypeOf<AckFailed["entryId"]>().toEqualTypeOf<EntryId>()
     expectTypeOf<LeaseLost["id"]>().toEqualTypeOf<EntryId>()
     expectTypeOf<TransitionRejected["id"]>().toEqualTypeOf<EntryId>()
-    for (const schema of [SendFailed.fields.entryId, PartialDeliveryFailure.fields.entryId, AckFailed.fields.entryId, LeaseLost.fields.id, TransitionRejected.fields.id]) {
+    for (
+      const schema of [
+        SendFailed.fields.entryId,
+        PartialDeliveryFailure.fields.entryId,
+        AckFailed.fields.entryId,
+        LeaseLost.fields.id,
+        TransitionRejected.fields.id
+      ]
+    ) {
       expect(schema).toBe(EntryId)
     }
   })

@@ -40,7 +40,11 @@ describe("#10 channelData and metadata hold exactly what JSON holds", () => {
     ["a Map", { m: new Map() }, ".m: must be a plain object or array, got an instance of Map"],
     ["a class instance", { p: new Point() }, ".p: must be a plain object or array, got an instance of Point"],
     ["an Array subclass", { l: List.from([1]) }, ".l: must be a plain object or array, got an instance of List"],
-    ["a Uint8Array", { bytes: new Uint8Array(2) }, ".bytes: must be a plain object or array, got an instance of Uint8Array"],
+    [
+      "a Uint8Array",
+      { bytes: new Uint8Array(2) },
+      ".bytes: must be a plain object or array, got an instance of Uint8Array"
+    ],
     ["an object containing itself", cycle, ".self: contains itself (a cycle), which JSON cannot hold"],
     ["a cycle through an array", viaArray, ".list[0].back: contains itself (a cycle), which JSON cannot hold"],
     [
@@ -48,7 +52,11 @@ describe("#10 channelData and metadata hold exactly what JSON holds", () => {
       nestedRecord(MAX_JSON_DEPTH + 1),
       `.a${"[0]".repeat(MAX_JSON_DEPTH - 1)}: nests deeper than ${MAX_JSON_DEPTH} levels`
     ],
-    ["a getter that throws", { get a() { throw new Error("no") } }, ".a: could not be read: no"],
+    ["a getter that throws", {
+      get a() {
+        throw new Error("no")
+      }
+    }, ".a: could not be read: no"],
     ["a Proxy whose traps throw", { p: throwingProxy() }, ".p: could not be read: trap"],
     ["not an object", [1, 2], ": must be an object, got [1,2]"]
   ]
@@ -66,8 +74,12 @@ describe("#10 channelData and metadata hold exactly what JSON holds", () => {
     let deepObject: Record<string, unknown> = {}
     for (let i = 0; i < 20_000; i++) deepObject = { a: deepObject }
     for (const data of [deepArrays, deepObject]) {
-      expect(outcome({ ...valid, metadata: data })).toMatch(new RegExp(`^InvalidRequest: metadata\\.a.*: nests deeper than ${MAX_JSON_DEPTH} levels$`))
-      expect(outcome({ ...valid, payloads: [{ channelData: data }] })).toMatch(/^InvalidRequest: payloads\[0\]\.channelData\.a.*: nests deeper/)
+      expect(outcome({ ...valid, metadata: data })).toMatch(
+        new RegExp(`^InvalidRequest: metadata\\.a.*: nests deeper than ${MAX_JSON_DEPTH} levels$`)
+      )
+      expect(outcome({ ...valid, payloads: [{ channelData: data }] })).toMatch(
+        /^InvalidRequest: payloads\[0\]\.channelData\.a.*: nests deeper/
+      )
     }
   })
 
@@ -81,7 +93,9 @@ describe("#10 channelData and metadata hold exactly what JSON holds", () => {
     let dag: Record<string, unknown> = { leaf: 1 }
     for (let i = 0; i < 60; i++) dag = { l: dag, r: dag }
     const started = Date.now()
-    expect(outcome({ ...valid, metadata: dag })).toBe(`InvalidRequest: metadata: holds more than ${MAX_JSON_VALUES} values`)
+    expect(outcome({ ...valid, metadata: dag })).toBe(
+      `InvalidRequest: metadata: holds more than ${MAX_JSON_VALUES} values`
+    )
     expect(Date.now() - started).toBeLessThan(2_000)
   })
 
@@ -89,7 +103,9 @@ describe("#10 channelData and metadata hold exactly what JSON holds", () => {
     const data = JSON.parse(`{"__proto__":{"x":1},"a":[{"__proto__":2},null,true,"s",1.5,-3]}`)
     const bare = Object.assign(Object.create(null), { k: "v" })
     const request = decoded({ ...valid, payloads: [{ channelData: data }], metadata: { bare } })
-    expect(JSON.stringify(request.payloads[0]!.channelData)).toBe(`{"__proto__":{"x":1},"a":[{"__proto__":2},null,true,"s",1.5,-3]}`)
+    expect(JSON.stringify(request.payloads[0]!.channelData)).toBe(
+      `{"__proto__":{"x":1},"a":[{"__proto__":2},null,true,"s",1.5,-3]}`
+    )
     expect(Reflect.get({}, "x")).toBeUndefined()
     expect(request.metadata).toEqual({ bare: { k: "v" } })
   })

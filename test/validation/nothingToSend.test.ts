@@ -24,11 +24,15 @@ describe("#7 a payload with nothing to send", () => {
   }
 
   it("names the one blank payload among good ones", () => {
-    expect(outcome({ ...valid, payloads: [{ text: "hi" }, { text: " " }] })).toMatch(/^InvalidRequest: payloads\[1\]\.text: /)
+    expect(outcome({ ...valid, payloads: [{ text: "hi" }, { text: " " }] })).toMatch(
+      /^InvalidRequest: payloads\[1\]\.text: /
+    )
   })
 
   it("blank text with no media (an empty list) is still nothing to send", () => {
-    expect(outcome({ ...valid, payloads: [{ text: " ", mediaUrls: [] }] })).toMatch(/^InvalidRequest: payloads\[0\]\.text: /)
+    expect(outcome({ ...valid, payloads: [{ text: " ", mediaUrls: [] }] })).toMatch(
+      /^InvalidRequest: payloads\[0\]\.text: /
+    )
   })
 
   it("blank text beside media or channelData is fine: those are sent", () => {
@@ -44,7 +48,9 @@ describe("#7 a payload with nothing to send", () => {
         const outbox = yield* Outbox
         const deliveredBefore = (yield* Metric.value(Metrics.delivered)).count
         const request = { ...valid, payloads: [{ text: " \n " }] }
-        for (const error of [yield* Effect.flip(outbox.deliver(request)), yield* Effect.flip(outbox.enqueue(request))]) {
+        for (
+          const error of [yield* Effect.flip(outbox.deliver(request)), yield* Effect.flip(outbox.enqueue(request))]
+        ) {
           expect(error._tag).toBe("InvalidRequest")
           expect(error.message).toMatch(/^payloads\[0\]\.text: must contain a non-whitespace character/)
         }
