@@ -22,12 +22,12 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import * as ChannelRegistry from "../src/ChannelRegistry.js"
-import { Outbox } from "../src/Outbox.js"
-import * as Outboxes from "../src/Outbox.js"
+import type { WriteSpec } from "../src/EntryStateMachine.js"
 import * as Journal from "../src/internal/Journal.js"
 import * as MemoryOutboxRepo from "../src/MemoryOutboxRepo.js"
+import { Outbox } from "../src/Outbox.js"
+import * as Outboxes from "../src/Outbox.js"
 import * as OutboxConfig from "../src/OutboxConfig.js"
-import type { WriteSpec } from "../src/EntryStateMachine.js"
 import { OutboxRepo, WriteOp } from "../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../src/SqliteOutboxRepo.js"
 
@@ -78,11 +78,14 @@ const timed = <A, E, R>(effect: Effect.Effect<A, E, R>, messages: number) =>
 const live = (concurrency: number, total: number) =>
   Effect.gen(function*() {
     const outbox = yield* Outbox
-    const [ms] = yield* timed(Effect.forEach(
-      Array.from({ length: total }, (_, i) => i),
-      (i) => outbox.deliver({ channel: "chat", to: `user-${i}`, payloads: [{ text: `reply ${i}` }] }),
-      { concurrency, discard: true }
-    ), total)
+    const [ms] = yield* timed(
+      Effect.forEach(
+        Array.from({ length: total }, (_, i) => i),
+        (i) => outbox.deliver({ channel: "chat", to: `user-${i}`, payloads: [{ text: `reply ${i}` }] }),
+        { concurrency, discard: true }
+      ),
+      total
+    )
     const stats = yield* outbox.stats
     if (stats.byState.delivered !== total) throw new Error(`delivered ${stats.byState.delivered} of ${total}`)
     return (total / ms) * 1000
@@ -93,19 +96,29 @@ const drain = (backlog: number) =>
   Effect.gen(function*() {
     const outbox = yield* Outbox
     const repo = yield* OutboxRepo
-    const requests = Array.from({ length: backlog }, (_, i) => ({ channel: "chat", to: `user-${i % 5000}`, payloads: [{ text: `reply ${i}` }] }))
+    const requests = Array.from(
+      { length: backlog },
+      (_, i) => ({ channel: "chat", to: `user-${i % 5000}`, payloads: [{ text: `reply ${i}` }] })
+    )
     yield* Effect.forEach(requests, (r) => outbox.enqueue(r), { concurrency: 500, discard: true })
     let passes = 0
-    const [ms] = yield* timed(Effect.gen(function*() {
-      while ((yield* repo.pendingCount) > 0) {
-        yield* outbox.runRecoveryPass
-        passes++
-      }
-    }), backlog)
+    const [ms] = yield* timed(
+      Effect.gen(function*() {
+        while ((yield* repo.pendingCount) > 0) {
+          yield* outbox.runRecoveryPass
+          passes++
+        }
+      }),
+      backlog
+    )
     const stats = yield* outbox.stats
     if (stats.byState.delivered !== backlog) throw new Error(`delivered ${stats.byState.delivered} of ${backlog}`)
     return { rate: (backlog / ms) * 1000, passes }
-  }).pipe(Effect.provide(outboxOn(freshFile(), { workerInterval: Duration.minutes(10), claimBatch: 500, workerConcurrency: 512 })))
+  }).pipe(
+    Effect.provide(
+      outboxOn(freshFile(), { workerInterval: Duration.minutes(10), claimBatch: 500, workerConcurrency: 512 })
+    )
+  )
 
 /** The floor: better-sqlite3 with a minimal table, insert then mark delivered. */
 const raw = (total: number, batch: number) => {
@@ -143,9 +156,11 @@ const rawOnSchema = (rows: number) =>
     db.exec(`PRAGMA wal_autocheckpoint = ${WAL_PAGES ?? SqliteOutboxRepo.DEFAULT_WAL_AUTOCHECKPOINT_PAGES}`) // as layerFile sets it
     const batch = 500
     const marks = Array.from({ length: batch }, () => "?").join(", ")
-    const insert = db.prepare(`INSERT INTO outbox_entries (id, channel, recipient, ordering_key, dispatch_kind, payloads_json,
+    const insert = db.prepare(
+      `INSERT INTO outbox_entries (id, channel, recipient, ordering_key, dispatch_kind, payloads_json,
       options_json, state, enqueued_at, next_attempt_at, expires_at, updated_at, pending)
-      VALUES (?, 'chat', ?, ?, 'final', ?, '{"bestEffort":false}', 'queued', 0, 0, 1800000, 0, 1)`)
+      VALUES (?, 'chat', ?, ?, 'final', ?, '{"bestEffort":false}', 'queued', 0, 0, 1800000, 0, 1)`
+    )
     const claim = db.prepare(`SELECT * FROM outbox_entries e
       WHERE e.next_attempt_at IS NOT NULL AND e.next_attempt_at <= 1
         AND NOT EXISTS (SELECT 1 FROM outbox_entries p WHERE p.ordering_key = e.ordering_key
@@ -153,14 +168,21 @@ const rawOnSchema = (rows: number) =>
       ORDER BY e.next_attempt_at, e.id LIMIT ${batch}`)
     const lease = db.prepare(`UPDATE outbox_entries SET state = 'in_flight', lease_owner = 'bench/1',
       lease_expires_at = 300001, next_attempt_at = 300001, last_attempt_at = 1, updated_at = 1 WHERE id IN (${marks})`)
-    const ack = db.prepare(`UPDATE outbox_entries SET state = 'delivered', parts_delivered = 1, next_attempt_at = NULL, pending = NULL,
-      delivered_at = 2, lease_owner = NULL, lease_expires_at = NULL, updated_at = 2 WHERE id IN (${marks})`)
+    const ack = db.prepare(
+      `UPDATE outbox_entries SET state = 'delivered', parts_delivered = 1, next_attempt_at = NULL, pending = NULL,
+      delivered_at = 2, lease_owner = NULL, lease_expires_at = NULL, updated_at = 2 WHERE id IN (${marks})`
+    )
     const lock = () => db.exec("BEGIN IMMEDIATE")
     let t0 = performance.now()
     for (let i = 0; i < rows; i += batch) {
       lock()
       for (let j = i; j < i + batch; j++) {
-        insert.run(`01BENCH${String(j).padStart(19, "0")}`, `user-${j}`, JSON.stringify(["chat", null, `user-${j}`, null]), JSON.stringify([{ text: `reply ${j}` }]))
+        insert.run(
+          `01BENCH${String(j).padStart(19, "0")}`,
+          `user-${j}`,
+          JSON.stringify(["chat", null, `user-${j}`, null]),
+          JSON.stringify([{ text: `reply ${j}` }])
+        )
       }
       db.exec("COMMIT")
     }
@@ -194,13 +216,19 @@ const effectFloor = (concurrency: number, total: number, span: boolean) =>
   Effect.scoped(Effect.gen(function*() {
     // the journal over a store whose write does nothing: one group-commit wait per call, no SQL
     const store = yield* MemoryOutboxRepo.make
-    const writes = yield* Journal.make({ ...store, write: (ops) => Effect.succeed(ops.map(() => ({ _tag: "Updated" as const }))) }, 500)
+    const writes = yield* Journal.make({
+      ...store,
+      write: (ops) => Effect.succeed(ops.map(() => ({ _tag: "Updated" as const })))
+    }, 500)
     // the stub store never reads the spec
     const op = WriteOp.Update({ spec: undefined as unknown as WriteSpec })
     const t0 = performance.now()
     yield* Effect.forEach(
       Array.from({ length: total }, (_, i) => i),
-      () => span ? Effect.useSpan("Outbox.deliver", { captureStackTrace: false }, () => writes.write(op)) : writes.write(op),
+      () =>
+        span
+          ? Effect.useSpan("Outbox.deliver", { captureStackTrace: false }, () => writes.write(op))
+          : writes.write(op),
       { concurrency, discard: true }
     )
     return ((performance.now() - t0) * 1000) / total
@@ -214,7 +242,10 @@ const main = Effect.gen(function*() {
     console.log(JSON.stringify({ sync: SYNC, name, value: Math.round(value * 10 ** decimals) / 10 ** decimals }))
   }
   if (wanted("raw")) {
-    record("raw better-sqlite3 msgs/s, one commit per message", median(Array.from({ length: RUNS }, () => raw(5_000, 1))))
+    record(
+      "raw better-sqlite3 msgs/s, one commit per message",
+      median(Array.from({ length: RUNS }, () => raw(5_000, 1)))
+    )
     record("raw better-sqlite3 msgs/s, batches of 500", median(Array.from({ length: RUNS }, () => raw(100_000, 500))))
   }
   if (wanted("floor")) {
@@ -227,11 +258,22 @@ const main = Effect.gen(function*() {
     record("raw better-sqlite3 on the outbox schema, ack µs/row (batches of 500)", ackMicros, 1)
     record("database-only ceiling, live deliver (1e6 / (insert + ack)) msgs/s", 1e6 / (insertMicros + ackMicros))
     record("database-only ceiling, worker drain (1e6 / (claim + ack)) msgs/s", 1e6 / (claimMicros + ackMicros))
-    const waitMicros = median(yield* Effect.forEach(Array.from({ length: RUNS }, () => 50_000), (n) => effectFloor(512, n, false)))
-    const effectMicros = median(yield* Effect.forEach(Array.from({ length: RUNS }, () => 50_000), (n) => effectFloor(512, n, true)))
-    record("Effect only: a caller fiber and one group-commit wait per call, no SQL, concurrency 512, µs/msg", waitMicros, 1)
+    const waitMicros = median(
+      yield* Effect.forEach(Array.from({ length: RUNS }, () => 50_000), (n) => effectFloor(512, n, false))
+    )
+    const effectMicros = median(
+      yield* Effect.forEach(Array.from({ length: RUNS }, () => 50_000), (n) => effectFloor(512, n, true))
+    )
+    record(
+      "Effect only: a caller fiber and one group-commit wait per call, no SQL, concurrency 512, µs/msg",
+      waitMicros,
+      1
+    )
     record("Effect only: the same inside a deliver span, µs/msg", effectMicros, 1)
-    record("ceiling with Effect's share, live deliver at 512 (1e6 / (Effect only + insert + ack)) msgs/s", 1e6 / (effectMicros + insertMicros + ackMicros))
+    record(
+      "ceiling with Effect's share, live deliver at 512 (1e6 / (Effect only + insert + ack)) msgs/s",
+      1e6 / (effectMicros + insertMicros + ackMicros)
+    )
   }
   for (const [concurrency, total] of [[1, 2_000], [64, 20_000], [512, 50_000]] as const) {
     if (!wanted(`live${concurrency}`)) continue

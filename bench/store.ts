@@ -11,8 +11,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import type { OutboxEntry } from "../src/Delivery.js"
-import { makeEntryIdGenerator } from "../src/internal/ids.js"
 import * as Machine from "../src/EntryStateMachine.js"
+import { makeEntryIdGenerator } from "../src/internal/ids.js"
 import { OutboxRepo, WriteOp } from "../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../src/SqliteOutboxRepo.js"
 
@@ -27,7 +27,10 @@ const median = (xs: ReadonlyArray<number>) => {
 }
 
 const withStore = <A, E>(body: Effect.Effect<A, E, OutboxRepo>) =>
-  Effect.provide(body, SqliteOutboxRepo.layerFile({ filename: path.join(dir, `bench-${++files}.db`), synchronous: SYNC }).pipe(Layer.orDie))
+  Effect.provide(
+    body,
+    SqliteOutboxRepo.layerFile({ filename: path.join(dir, `bench-${++files}.db`), synchronous: SYNC }).pipe(Layer.orDie)
+  )
 
 const makeEntries = (n: number, conversations: number, now: number) =>
   Effect.gen(function*() {
@@ -67,7 +70,8 @@ const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   })
 
 /** The journal's write spec of a transition on a claimed row (as the delivery program makes it). */
-const specOf = (entry: OutboxEntry, event: Machine.EntryEvent, now: number) => Either.getOrThrow(Machine.writeSpec(entry, event, now))
+const specOf = (entry: OutboxEntry, event: Machine.EntryEvent, now: number) =>
+  Either.getOrThrow(Machine.writeSpec(entry, event, now))
 
 const chunk = <A>(xs: ReadonlyArray<A>, n: number) =>
   Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, i * n + n))
@@ -90,11 +94,15 @@ const claimAckRate = (n: number, batch: number) =>
       while (done < n) {
         const { claimed } = yield* repo.claim({ owner: "bench/1", now: 1, leaseMs: 300_000, limit: batch })
         if (claimed.length === 0) break
-        yield* repo.write(claimed.map((c) => WriteOp.Update({ spec: specOf(c.entry, Machine.EntryEvent.Ack({ owner: "bench/1", partsDelivered: 1 }), 2) })))
+        yield* repo.write(claimed.map((c) =>
+          WriteOp.Update({ spec: specOf(c.entry, Machine.EntryEvent.Ack({ owner: "bench/1", partsDelivered: 1 }), 2) })
+        ))
         done += claimed.length
       }
     }))
-    if (done !== n) throw new Error(`claimed ${done} of ${n}`)
+    if (done !== n) {
+      throw new Error(`claimed ${done} of ${n}`)
+    }
     return (n / ms) * 1000
   }))
 
@@ -116,8 +124,12 @@ const claimTime = (total: number, pending: number) =>
     for (let i = 0; i < 60; i++) {
       const [ms, batch] = yield* timed(repo.claim({ owner: "bench/1", now: 10 + i, leaseMs: 300_000, limit: 100 }))
       if (batch.claimed.length !== Math.min(100, pending)) throw new Error(`claimed ${batch.claimed.length}`)
-      yield* repo.write(batch.claimed.map((c) => WriteOp.Update({ spec: specOf(c.entry, Machine.EntryEvent.Release({ owner: "bench/1" }), 10 + i) })))
-      if (i >= 10) samples.push(ms) // first rounds warm the page cache and statement cache
+      yield* repo.write(batch.claimed.map((c) =>
+        WriteOp.Update({ spec: specOf(c.entry, Machine.EntryEvent.Release({ owner: "bench/1" }), 10 + i) })
+      ))
+      if (i >= 10) {
+        samples.push(ms) // first rounds warm the page cache and statement cache
+      }
     }
     return median(samples)
   }))
@@ -128,10 +140,22 @@ const main = Effect.gen(function*() {
     results[name] = value
     console.log(JSON.stringify({ name, value: Number(value.toFixed(3)), sync: SYNC }))
   }
-  record("insert msgs/s, one per transaction", median([yield* insertRate(5_000, 1), yield* insertRate(5_000, 1), yield* insertRate(5_000, 1)]))
-  record("insert msgs/s, batches of 100", median([yield* insertRate(50_000, 100), yield* insertRate(50_000, 100), yield* insertRate(50_000, 100)]))
-  record("claim+ack msgs/s, one per transaction", median([yield* claimAckRate(5_000, 1), yield* claimAckRate(5_000, 1), yield* claimAckRate(5_000, 1)]))
-  record("claim+ack msgs/s, batches of 100", median([yield* claimAckRate(50_000, 100), yield* claimAckRate(50_000, 100), yield* claimAckRate(50_000, 100)]))
+  record(
+    "insert msgs/s, one per transaction",
+    median([yield* insertRate(5_000, 1), yield* insertRate(5_000, 1), yield* insertRate(5_000, 1)])
+  )
+  record(
+    "insert msgs/s, batches of 100",
+    median([yield* insertRate(50_000, 100), yield* insertRate(50_000, 100), yield* insertRate(50_000, 100)])
+  )
+  record(
+    "claim+ack msgs/s, one per transaction",
+    median([yield* claimAckRate(5_000, 1), yield* claimAckRate(5_000, 1), yield* claimAckRate(5_000, 1)])
+  )
+  record(
+    "claim+ack msgs/s, batches of 100",
+    median([yield* claimAckRate(50_000, 100), yield* claimAckRate(50_000, 100), yield* claimAckRate(50_000, 100)])
+  )
   const small = yield* claimTime(1_000, 1_000)
   record("claim ms (100 rows), table of 1,000 pending", small)
   const bigAllPending = yield* claimTime(BIG, BIG)
