@@ -1,6 +1,6 @@
 /** The smallest gateway: a SQLite outbox, one channel (it prints), and one reply. `npx tsx quickstart.ts` runs it. */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Config, Effect, Layer } from "effect"
 import type { ChannelAdapter } from "../src/index.js"
 import { ChannelRegistry, Outbox, OutboxConfig, RecoveryWorker, SqliteOutboxRepo } from "../src/index.js"
 
@@ -12,15 +12,19 @@ const consoleChannel: ChannelAdapter.AdapterV1 = {
   }
 }
 
+/** The database file: OUTBOX_DB, else ./outbox.db. */
+const filename = Config.string("OUTBOX_DB").pipe(Config.withDefault("./outbox.db"))
+
 /** A store, the channels and a configuration in; the `Outbox` service and its recovery worker out. */
-const OutboxLive = RecoveryWorker.layer.pipe(
-  Layer.provideMerge(Outbox.layer),
-  Layer.provide(Layer.mergeAll(
-    SqliteOutboxRepo.layerFile({ filename: process.env["OUTBOX_DB"] ?? "./outbox.db" }),
-    ChannelRegistry.layer({ console: consoleChannel }),
-    OutboxConfig.layer({ maxAge: "30 minutes", retryDelays: ["5 seconds", "1 minute"] })
-  ))
-)
+const OutboxLive = Layer.unwrapEffect(Effect.map(filename, (filename) =>
+  RecoveryWorker.layer.pipe(
+    Layer.provideMerge(Outbox.layer),
+    Layer.provide(Layer.mergeAll(
+      SqliteOutboxRepo.layerFile({ filename }),
+      ChannelRegistry.layer({ console: consoleChannel }),
+      OutboxConfig.layer({ maxAge: "30 minutes", retryDelays: ["5 seconds", "1 minute"] })
+    ))
+  )))
 
 const program = Effect.gen(function*() {
   const outbox = yield* Outbox.Outbox

@@ -54,10 +54,21 @@ const childEnv = (): NodeJS.ProcessEnv => {
 const running = new Set<ChildProcess>()
 
 /** Runs `command …args` in `cwd`, killing its whole process group (npm's children too) after `timeoutMs`. */
-const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutMs: number) =>
+const run = (
+  command: string,
+  args: ReadonlyArray<string>,
+  cwd: string,
+  timeoutMs: number,
+  extraEnv: Record<string, string> = {}
+) =>
   new Promise<Run>((resolve, reject) => {
     // its own process group, so a timeout also ends the compilers and scripts npm started
-    const child = spawn(command, args, { cwd, env: childEnv(), stdio: ["ignore", "pipe", "pipe"], detached: true })
+    const child = spawn(command, args, {
+      cwd,
+      env: { ...childEnv(), ...extraEnv },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true
+    })
     running.add(child)
     let stdout = ""
     let stderr = ""
@@ -283,6 +294,34 @@ describe("installed into a new app with its peers, by the README's Install comma
       `import { Outbox, SqliteOutboxRepo } from "effect-outbox"; console.log(typeof Outbox.Outbox, typeof SqliteOutboxRepo.layerFile)`
     const result = ok("node", await run(process.execPath, ["--input-type=module", "-e", script], APP, 30_000))
     expect(result.stdout.trim()).toBe("function function")
+  })
+
+  it("the README's quick start (examples/quickstart.ts, importing effect-outbox) compiles and delivers its reply in the app", async () => {
+    const source = fs.readFileSync(path.join(ROOT, "examples", "quickstart.ts"), "utf8").replaceAll(
+      "../src/index.js",
+      "effect-outbox"
+    )
+    fs.writeFileSync(path.join(APP, "quickstart.ts"), source)
+    fs.writeFileSync(
+      path.join(APP, "tsconfig.quickstart.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022",
+          module: "nodenext",
+          moduleResolution: "nodenext",
+          strict: true,
+          skipLibCheck: true,
+          outDir: "out"
+        },
+        files: ["quickstart.ts"]
+      })
+    )
+    ok("tsc quickstart", await run(process.execPath, [TSC, "-p", "tsconfig.quickstart.json"], APP, 120_000))
+    const started = await run(process.execPath, [path.join(APP, "out", "quickstart.js")], APP, 60_000, {
+      OUTBOX_DB: path.join(APP, "quickstart.db")
+    })
+    const result = ok("node quickstart", started)
+    expect(result.stdout).toContain("-> user-42: Hello!")
   })
 
   it("npx effect-outbox --help runs the installed CLI", async () => {
