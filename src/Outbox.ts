@@ -91,7 +91,10 @@ export type DeliverInput = DeliveryRequestInput
 
 /** The outbox service. */
 export interface OutboxShape {
-  /** Write-ahead delivery: store (leased to this process), send, ack. Failures are recorded before they are returned. */
+  /**
+   * Write-ahead delivery: store (leased to this process), send, ack. Failures are recorded before they are returned.
+   * `StoreError` means nothing was stored; once stored, a caller that gives up only stops waiting (the reply is sent).
+   */
   readonly deliver: (
     request: DeliverInput
   ) => Effect.Effect<
