@@ -94,6 +94,8 @@ export const make = (deps: Deps) =>
         const start = yield* Clock.currentTimeMillis
         const deadline = start + Duration.toMillis(config.workerInterval) * config.workerBudget
         const untilDeadline = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(Math.max(0, deadline - now)))
+        // a pass is several synchronous database steps: let the event loop in first (a caller may run passes in a loop)
+        yield* yieldToEventLoop
         const acksFlushed = yield* deps.flushPendingAcks
 
         const expired = options.housekeeping ? yield* repo.expire(start) : []
