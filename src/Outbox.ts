@@ -371,7 +371,15 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
       /** Drains the deliveries (see `OutboxShape.drain`), then writes what acks it can. */
       const drain = (grace: Duration.DurationInput) =>
-        Effect.zipLeft(deliveries.drain(grace), Effect.ignore(flushPendingAcks)).pipe(
+        Effect.zipLeft(
+          deliveries.drain(grace),
+          // acks that still cannot be written are lost with the process: their rows are replayed (possible duplicates)
+          Effect.catchAll(flushPendingAcks, (error) =>
+            Effect.zipRight(
+              Metric.increment(Metrics.ackFailures),
+              Effect.logError(`kept acks could not be written at shutdown: ${error.message}`)
+            ))
+        ).pipe(
           Effect.annotateLogs({ module: "Outbox" })
         )
 

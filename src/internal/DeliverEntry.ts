@@ -122,7 +122,13 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       ).pipe(
         // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
         Effect.onInterrupt(() =>
-          calling ? Effect.void : Effect.ignore(writeHeld(held, Machine.EntryEvent.Release({ owner })))
+          calling ?
+            Effect.void :
+            Effect.catchAll(writeHeld(held, Machine.EntryEvent.Release({ owner })), (error) =>
+              Effect.zipRight(
+                Metric.increment(Metrics.writeFailures("release")),
+                Effect.logWarning(`could not release the row (it is retried after its lease): ${error.message}`)
+              ))
         )
       )
       if (Either.isLeft(attempt)) {
