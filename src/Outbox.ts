@@ -161,7 +161,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
 
       const deliverEntry = DeliverEntry.make({
         journal,
-        sender: Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking }),
+        sender: yield* Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking }),
         registry,
         config,
         owner,
