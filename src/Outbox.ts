@@ -43,6 +43,7 @@ import { InvalidRequest, SendFailed, StoreError } from "./DeliveryError.js"
 import * as Machine from "./EntryStateMachine.js"
 import * as DeliverEntry from "./internal/DeliverEntry.js"
 import * as Deliveries from "./internal/Deliveries.js"
+import { onFairScheduler } from "./internal/fairScheduler.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
@@ -140,8 +141,8 @@ export class Outbox extends Context.Tag("effect-outbox/Outbox")<Outbox, OutboxSh
 const EVENT_BUFFER = 10_000
 const SPAN_OPTIONS = { captureStackTrace: false } as const
 
-/** Builds the outbox in a scope (its journal and the deliveries in progress live as long as the scope). */
-export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect
+/** The outbox's construction (its journal and the deliveries in progress live as long as the scope). */
+const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect
   .gen(
     function*() {
       const repo = yield* OutboxRepo
@@ -303,14 +304,14 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
                 })
               )
           }
-        }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS))
+        }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS), onFairScheduler)
 
       const enqueue: OutboxShape["enqueue"] = (input) =>
         Effect.gen(function*() {
           const stored = yield* store(input, false)
           if (stored._tag === "Inserted") yield* signalWork
           return stored.entry.id
-        }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS))
+        }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS), onFairScheduler)
 
       const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
         Effect.gen(function*() {
@@ -399,8 +400,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             yield* signalWork
             yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
           }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS)),
-        runRecoveryPass: runPass({ housekeeping: true }),
-        runClaimPass: runPass({ housekeeping: false }),
+        runRecoveryPass: onFairScheduler(runPass({ housekeeping: true })),
+        runClaimPass: onFairScheduler(runPass({ housekeeping: false })),
         awaitIdle: deliveries.awaitIdle,
         awaitWork: Queue.take(work),
         drain,
@@ -421,6 +422,10 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       }
     }
   )
+
+/** Builds the outbox in a scope; its own fibers (journal, lanes, call watchdog) run on the time-sliced scheduler. */
+export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> =
+  onFairScheduler(build)
 
 /** The outbox; needs a store, the channel registry and the configuration. */
 export const layer: Layer.Layer<Outbox, never, OutboxRepo | ChannelRegistry | OutboxConfig> = Layer.scoped(Outbox, make)
