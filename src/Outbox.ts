@@ -154,7 +154,10 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       const maxAgeMs = Duration.toMillis(config.maxAge)
       const journal = yield* Journal.make(repo, config.writeBatch)
       const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
-      const emit = (event: OutboxEvent) => Effect.asVoid(PubSub.publish(events, event))
+      // nothing is published while nobody listens (most gateways never do): a publish per event costs a delivery ~5 %
+      let subscribers = 0
+      const emit = (event: OutboxEvent) =>
+        Effect.suspend(() => subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(events, event)))
       const work = yield* Queue.sliding<void>(1)
       const signalWork = Effect.asVoid(Queue.offer(work, undefined))
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
@@ -417,7 +420,12 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
           }
           return reclaimed.length
         }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS)),
-        events: Stream.fromPubSub(events),
+        events: Stream.unwrapScoped(
+          Effect.as(
+            Effect.acquireRelease(Effect.sync(() => subscribers++), () => Effect.sync(() => subscribers--)),
+            Stream.fromPubSub(events)
+          )
+        ),
         owner
       }
     }

@@ -18,7 +18,6 @@ import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as SynchronizedRef from "effect/SynchronizedRef"
 import type { Channel } from "../ChannelAdapter.js"
 import type { ChannelRegistry } from "../ChannelRegistry.js"
 import type { EntryId, OutboxEntry, TerminalReason } from "../Delivery.js"
@@ -81,6 +80,29 @@ export interface Events {
   readonly expired: (entry: OutboxEntry) => Effect.Effect<void>
 }
 
+/**
+ * The delivery's copy of its row. Two fibers write it, the delivery and the lease keeper's renewal, each through the
+ * journal; a store writes only the columns a spec changes, so each write's changes are applied to the copy as it is
+ * when the write lands (a renewal between two writes of the delivery keeps its new lease).
+ */
+interface Held {
+  entry: OutboxEntry
+}
+
+/** `current` with the columns that differ between `before` and `next` taken from `next`. */
+const withChanges = (current: OutboxEntry, before: OutboxEntry, next: OutboxEntry): OutboxEntry => {
+  if (current === before) return next
+  const merged: Record<string, unknown> = { ...current }
+  const from = before as unknown as Record<string, unknown>
+  const to = next as unknown as Record<string, unknown>
+  for (const key of new Set([...Object.keys(from), ...Object.keys(to)])) {
+    if (from[key] === to[key]) continue
+    if (key in to) merged[key] = to[key]
+    else delete merged[key]
+  }
+  return merged as unknown as OutboxEntry
+}
+
 /** The row was taken over by another owner while this process delivered it. */
 class LeaseLost {
   readonly _tag = "LeaseLost"
@@ -103,14 +125,21 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
   const policy = RetryPolicy.fromConfig(config)
   const leaseMs = Duration.toMillis(config.leaseDuration)
   const keeper = LeaseKeeper.make(leaseMs / 2, scope)
-  const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(
-    Schedule.intersect(Schedule.recurs(config.ackRetries))
+  // an ack write that fails is retried at ackRetryBase, then twice that, …: the first delay and the rest of the
+  // schedule are apart so a write that succeeds (nearly all of them) builds no schedule
+  const ackRetriesAfterFirst = Schedule.exponential(Duration.times(config.ackRetryBase, 2)).pipe(
+    Schedule.intersect(Schedule.recurs(Math.max(0, config.ackRetries - 1)))
   )
+  const retryAck = <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    config.ackRetries <= 0 ? write : Effect.catchAll(
+      write,
+      () => Effect.zipRight(Effect.sleep(config.ackRetryBase), Effect.retry(write, ackRetriesAfterFirst))
+    )
 
   /** One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. */
   const deliverEntry = (claimed: Claimed): Effect.Effect<Outcome> =>
     Effect.gen(function*() {
-      const held = yield* SynchronizedRef.make(claimed.entry)
+      const held: Held = { entry: claimed.entry }
       let calling = false
       let possibleDuplicate = false
       const attempt = yield* keeper.hold(
@@ -142,23 +171,21 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
    * Writes `event` on the held row through the journal: true once written, false when its guard no longer held (the
    * lease is gone). The held copy follows every write, so the next spec is made from the stored row.
    */
-  const writeHeld = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, event: Machine.EntryEvent, at?: number) =>
-    SynchronizedRef.modifyEffect(
-      held,
-      (entry) =>
-        Effect.flatMap(at === undefined ? Clock.currentTimeMillis : Effect.succeed(at), (now) => {
-          const spec = Machine.writeSpec(entry, event, now)
-          // the held row is the stored row, so a transition refused here would be refused by the store too
-          if (Either.isLeft(spec)) return Effect.succeed([false, entry] as const)
-          return Effect.map(
-            journal.write(WriteOp.Update({ spec: spec.right })),
-            (result) => result._tag === "Updated" ? [true, spec.right.next] as const : [false, entry] as const
-          )
-        })
-    )
+  const writeHeld = (held: Held, event: Machine.EntryEvent, at?: number): Effect.Effect<boolean, StoreError> =>
+    Effect.flatMap(at === undefined ? Clock.currentTimeMillis : Effect.succeed(at), (now) => {
+      const before = held.entry
+      const spec = Machine.writeSpec(before, event, now)
+      // the held row is the stored row, so a transition refused here would be refused by the store too
+      if (Either.isLeft(spec)) return Effect.succeed(false)
+      return Effect.map(journal.write(WriteOp.Update({ spec: spec.right })), (result) => {
+        if (result._tag !== "Updated") return false
+        held.entry = withChanges(held.entry, before, spec.right.next)
+        return true
+      })
+    })
 
   /** Extends the held row's lease by a full lease from now (the keeper calls it every half lease). */
-  const renewLease = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>) =>
+  const renewLease = (held: Held) =>
     Effect.flatMap(
       Clock.currentTimeMillis,
       (now) => writeHeld(held, Machine.EntryEvent.Renew({ owner, leaseUntil: now + leaseMs }))
@@ -174,7 +201,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
 
   /** Everything up to the adapter's last answer; `Left` when the lease was lost on the way. */
   const attemptSend = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     claimed: Claimed,
     hooks: { readonly onCall: () => void; readonly onPossibleDuplicate: () => void }
   ): Effect.Effect<Either.Either<Attempt, LeaseLost>> =>
@@ -202,7 +229,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         if (settled.right !== undefined) return Either.right(settled.right)
       }
       hooks.onCall()
-      const current = yield* SynchronizedRef.get(held)
+      const current = held.entry
       return yield* sender.send(current, channel.right, {
         attempt: current.attemptCount + 1,
         // a crash after this write replays only the parts not yet accepted
@@ -217,7 +244,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
 
   /** A `Progress` write; a store failure is logged and counted (the send goes on), a lost lease stops the send. */
   const progress = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     partsDelivered: number
   ): Effect.Effect<void, LeaseLost> =>
     writeHeld(held, Machine.EntryEvent.Progress({ owner, partsDelivered })).pipe(
@@ -240,12 +267,12 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
    * sent; "unknown" (or no reconcile) replays it and counts a possible duplicate. `Right(undefined)`: go on sending.
    */
   const reconcile = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     channel: Channel,
     onPossibleDuplicate: () => void
   ): Effect.Effect<Either.Either<Attempt | undefined, LeaseLost>> =>
     Effect.gen(function*() {
-      const entry = yield* SynchronizedRef.get(held)
+      const entry = held.entry
       const verdict = yield* sender.reconcile(entry, channel, { attempt: entry.attemptCount + 1 })
       if (verdict === "unknown") {
         onPossibleDuplicate()
@@ -269,9 +296,9 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
     })
 
   /** Records an attempt's outcome on the held row (each write is uninterruptible; an interrupted ack is kept, see `ack`). */
-  const record = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, attempt: Attempt): Effect.Effect<Result> =>
+  const record = (held: Held, attempt: Attempt): Effect.Effect<Result> =>
     Effect.gen(function*() {
-      const entry = yield* SynchronizedRef.get(held)
+      const entry = held.entry
       switch (attempt._tag) {
         case "Sent":
           return yield* ack(held, entry, attempt.report)
@@ -323,7 +350,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
     ], { discard: true })
 
   /** Acks a sent row, the write retried on the ack schedule; what cannot be written is kept for the next pass. */
-  const ack = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, entry: OutboxEntry, report: SendReport) =>
+  const ack = (held: Held, entry: OutboxEntry, report: SendReport) =>
     Effect.gen(function*() {
       if (report.outcomes.length > 0) yield* deps.events.sent(entry, report.outcomes.length)
       // delivered when the channel accepted it, whenever the write lands
@@ -332,8 +359,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         void deps.pendingAcks.set(entry.id, { entry, partsDelivered: report.partsDelivered })
       )
       const written = yield* Effect.either(
-        writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now).pipe(
-          Effect.retry(ackSchedule),
+        retryAck(writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now)).pipe(
           // given up while retrying (its caller left, a shutdown): the message went out, so the ack is kept
           Effect.onInterrupt(() => keep)
         )
@@ -356,14 +382,14 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
 
   /** Records a failed send (retry at the policy's next delay, or terminal) and builds the caller's error. */
   const recordFailure = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     entry: OutboxEntry,
     error: SendError | PartialDeliveryFailure
   ) =>
     Effect.gen(function*() {
       const event = yield* FailurePolicy.failureEvent(entry, error, { owner, maxAttempts: config.maxAttempts, policy })
       const written = yield* Effect.either(writeHeld(held, event))
-      const recorded = yield* SynchronizedRef.get(held)
+      const recorded = held.entry
       const stored = Either.isRight(written) && written.right
       if (!stored) yield* writeFailed("failure", entry, written)
       else if (recorded.state === "failed_retryable") {
