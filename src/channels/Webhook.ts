@@ -128,7 +128,7 @@ export const make = (options: Options): Effect.Effect<AdapterV2, InvalidAdapter,
       label: "webhook",
       origin: Http.originOf(options.url),
       // the URL's path and query may hold a token of their own (many webhook URLs do)
-      scrub: Http.scrubber([options.secret, Redacted.make(options.url)])
+      scrub: Http.scrubber([options.secret, Redacted.make(key.toString("base64")), ...Http.pathSecret(options.url)])
     }
 
     const sendFinal = (ctx: SendContext): Effect.Effect<SendResult, SendError> =>

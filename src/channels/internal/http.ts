@@ -35,6 +35,13 @@ export const scrubber = (secrets: ReadonlyArray<Redacted.Redacted<string>>) => {
 /** The scheme, host and port of a URL: what an error may say about where a request went (never its path or query). */
 export const originOf = (url: string): string => new URL(url).origin
 
+/** A URL's path and query, as a secret to scrub, unless it is just `/`. */
+export const pathSecret = (url: string): ReadonlyArray<Redacted.Redacted<string>> => {
+  const { pathname, search } = new URL(url)
+  const rest = `${pathname}${search}`
+  return rest.length > 1 ? [Redacted.make(rest)] : []
+}
+
 /** Whether a URL is an absolute http(s) URL. */
 export const isHttpUrl = (url: string): boolean => {
   if (!URL.canParse(url)) return false
@@ -53,6 +60,8 @@ export const parseRetryAfter = (value: string | undefined, now: number): number 
   if (value === undefined) return undefined
   const trimmed = value.trim()
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
+  // an HTTP-date names its day and month; `Date.parse` alone would take "-5" for a year
+  if (!/[A-Za-z]{3}/.test(trimmed)) return undefined
   const date = Date.parse(trimmed)
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
