@@ -162,16 +162,19 @@ export const make = (options: Options): Effect.Effect<AdapterV1, InvalidAdapter,
         const response = yield* Http.execute(client, request, target)
         const body = yield* Http.readBody(response, target)
         const decoded = decodeResponse(Http.parseJson(body))
-        if (response.status === 200 && Either.isRight(decoded) && decoded.right.ok) {
+        if (Either.isRight(decoded) && decoded.right.ok) {
           const { chat, message_id } = decoded.right.result
           return { messageId: String(message_id), ...(chat !== undefined ? { chatId: String(chat.id) } : {}) }
         }
-        if (response.status === 200) {
-          // a 200 that is not the Bot API's answer: the message may be out, but nothing says so; at-least-once retries
+        if (Either.isLeft(decoded) && response.status >= 200 && response.status < 300) {
+          // a success status without the Bot API's answer: the message may be out, but nothing says so;
+          // at-least-once retries it
           return yield* Effect.fail(Http.sendError({
-            message: `Telegram ${method}: HTTP 200 without a Bot API answer: ${Http.bodyDetail(body, target)}`,
+            message: `Telegram ${method}: HTTP ${response.status} without a Bot API answer: ${
+              Http.bodyDetail(body, target)
+            }`,
             retryable: true,
-            status: 200
+            status: response.status
           }))
         }
         return yield* Effect.fail(failure(method, response.status, body, yield* Http.retryAfterOf(response), target))

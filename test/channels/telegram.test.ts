@@ -255,11 +255,17 @@ describe("TelegramChannel", () => {
       }).pipe(Effect.provide(outboxWith({ telegram: telegram(server.url) })))
     }))
 
-  it.scoped("a 500 from the Bot API and a proxy's 502 page are retried; the page is quoted on one line", () =>
+  it.scoped("a 500 from the Bot API, a proxy's 502 page, a 200 that is not the Bot API's: all retried, pages quoted on one line", () =>
     Effect.gen(function*() {
       const page = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body>\n</html>"
       const server = yield* startServer(
-        botApi((request) => request.body.includes("proxy") ? { status: 502, body: page } : api.internalError)
+        botApi((request) =>
+          request.body.includes("proxy")
+            ? { status: 502, body: page }
+            : request.body.includes("captive")
+            ? { status: 200, body: "<html>Sign in to the hotel wifi</html>" }
+            : api.internalError
+        )
       )
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox.Outbox
@@ -275,6 +281,12 @@ describe("TelegramChannel", () => {
             "Telegram sendMessage failed: HTTP 502: <html> <head><title>502 Bad Gateway</title></head> <body>nginx</body> </html>"
         })
         expect((yield* row(entryOf(proxy))).state).toBe("failed_retryable")
+        // a 200 that is not the Bot API's answer may hide a sent message: at-least-once retries it
+        const captive = yield* Effect.flip(outbox.deliver(reply({ to: "c", payloads: [{ text: "captive" }] })))
+        expect(captive).toMatchObject({
+          retryable: true,
+          message: "Telegram sendMessage: HTTP 200 without a Bot API answer: <html>Sign in to the hotel wifi</html>"
+        })
       }).pipe(Effect.provide(outboxWith({ telegram: telegram(server.url) })))
     }))
 
