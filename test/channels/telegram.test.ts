@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import { InvalidAdapter } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import * as TelegramChannel from "../../src/channels/Telegram.js"
@@ -338,6 +339,34 @@ describe("TelegramChannel", () => {
         Effect.provide(outboxWith({ telegram: telegram(server.url), down: telegram(unreachable) })),
         Effect.provide(logs.layer)
       )
+    }))
+
+  it.scoped("spans name the API call and the origin; no span (the platform's own client span is off) carries the token", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer(botApi())
+      const native = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (...args) => {
+          const span = native.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => native.context(f, fiber)
+      })
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox.Outbox
+        yield* outbox.deliver(reply())
+      }).pipe(Effect.provide(outboxWith({ telegram: telegram(server.url) })), Effect.withTracer(recording))
+      const call = spans.find((s) => s.name === "Telegram sendMessage")
+      expect(call?.kind).toBe("client")
+      expect(Object.fromEntries(call!.attributes)).toMatchObject({
+        "http.request.method": "POST",
+        "server.address": server.url
+      })
+      expect(spans.filter((s) => s.name.startsWith("http.client"))).toEqual([])
+      const recorded = spans.flatMap((s) => [s.name, ...[...s.attributes.values()].map(String)]).join("\n")
+      expect(recorded).not.toContain(TOKEN)
     }))
 
   it.scoped("parseMode sets parse_mode on texts and captions", () =>
