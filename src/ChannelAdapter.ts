@@ -8,7 +8,8 @@
  * 2. the whole-payload fast path exists only where the adapter has it natively: v2 `sendFinal`,
  *    or a v1 adapter's own `sendPayload`;
  * 3. an adapter is v2 only if it says so AND implements `sendFinal`; otherwise registration fails;
- * 4. a v1 adapter is warned about once, at registration, not on every send.
+ * 4. a v1 adapter is warned about once, at registration, not on every send; one that declares
+ *    `outboundContract: "v1"` chose per-part sends on purpose (the shipped Telegram and Slack channels) and is not.
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -67,6 +68,7 @@ export type ReconcileMethod = (ctx: SendContext, options: CallOptions) => Return
 
 /** The v1 contract: the core chunks text and fans media out; `sendPayload` (LINE-style) takes `channelData` payloads whole. */
 export interface AdapterV1 {
+  /** declared: the adapter wants the core's chunking and per-part progress, and is not warned about */
   readonly outboundContract?: "v1"
   readonly sendText: SendMethod
   readonly sendMedia?: SendMethod
@@ -371,6 +373,7 @@ export const normalize = (adapter: Adapter, channel: string): Effect.Effect<Chan
       sendPayload: Option.map(Option.fromNullable(sendPayload.value), (m) => toSend(channel, "sendPayload", m)),
       reconcile: reconcileOption
     }
+    if (declared === "v1") return Effect.succeed(normalized)
     // logged here, at registration, so a busy channel does not repeat it on every send
     return Effect.logWarning(
       `channel "${channel}" uses the v1 outbound adapter contract (sendText/sendMedia); ` +
