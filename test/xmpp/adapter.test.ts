@@ -55,15 +55,23 @@ const account = (
   domain: string,
   username: string,
   password: string,
-  extra: Partial<XmppChannel.OptionsInput> = {}
+  extra: Partial<XmppChannel.OptionsInput> = {},
+  name = username
 ): XmppChannel.OptionsInput => ({
-  accounts: { [username]: { service, domain, username, password: Redacted.make(password) } },
+  accounts: { [name]: { service, domain, username, password: Redacted.make(password) } },
   connectTimeout: "3 seconds",
   connectWait: "5 seconds",
   reconnectBase: "100 millis",
   reconnectMax: "500 millis",
   ...extra
 })
+
+/** Waits until the account's connection attempts have failed more than `before` times (10 s deadline). */
+const connectFailedSince = (name: string, before: number) =>
+  counter(XmppChannel.metrics.connectFailures(name)).pipe(
+    Effect.repeat({ schedule: Schedule.spaced(Duration.millis(50)), until: (n) => n > before }),
+    Effect.timeoutFail({ duration: Duration.seconds(10), onTimeout: () => new Error(`no failed attempt of ${name}`) })
+  )
 
 /** A loopback port with nothing listening. */
 const closedPort = Effect.async<number>((resume) => {
@@ -239,10 +247,12 @@ interface Server {
           ["turn-1:1", "thread-7", "Anything else? <b>&</b>"]
         ])
         expect(arrived[0]!.from).toMatch(new RegExp(`^gateway@${Prosody.GATEWAY_HOST.replaceAll(".", "\\.")}/`))
-        expect(arrived[0]!.xml).toContain(`<reply xmlns="urn:xmpp:reply:0" id="their-msg-1"/>`)
-        expect(arrived[0]!.xml).toContain(`<x xmlns="jabber:x:oob"><url>https://example.com/chart.png</url></x>`)
-        expect(arrived[0]!.xml).toContain(`<origin-id xmlns="urn:xmpp:sid:0" id="turn-1:0"/>`)
-        expect(arrived[0]!.xml).toContain(`type="chat"`)
+        const first = arrived[0]!.stanza
+        expect(first.attrs["type"]).toBe("chat")
+        expect(first.getChild("reply", "urn:xmpp:reply:0")?.attrs["id"]).toBe("their-msg-1")
+        expect(first.getChild("x", "jabber:x:oob")?.getChildText("url")).toBe("https://example.com/chart.png")
+        expect(first.getChild("origin-id", "urn:xmpp:sid:0")?.attrs["id"]).toBe("turn-1:0")
+        expect(arrived[1]!.stanza.getChild("x", "jabber:x:oob")).toBeUndefined()
       }),
     30_000
   )
@@ -301,7 +311,7 @@ interface Server {
     () =>
       Effect.gen(function*() {
         const unacked = yield* counter(XmppChannel.metrics.unacknowledged("gateway"))
-        const options = gatewayOptions({ ackTimeout: "1 second", connectTimeout: "1 second" })
+        const options = gatewayOptions({ ackTimeout: "2 seconds" })
         yield* Effect.gen(function*() {
           const outbox = yield* Outbox.Outbox
           const to = server.reader.jid
@@ -332,7 +342,7 @@ interface Server {
             Effect.zipRight(outbox.get(entryId)),
             Effect.filterOrFail((row) => Option.isSome(row) && row.value.state === "delivered", () => "not yet"),
             Effect.retry(Schedule.spaced(Duration.millis(100))),
-            Effect.timeout(Duration.seconds(15))
+            Effect.timeout(Duration.seconds(20))
           )
           yield* server.reader.awaitCopies("frozen:0", 2, "10 seconds")
           expect(arrivalsOf("frozen:0")).toHaveLength(2)
@@ -348,10 +358,12 @@ interface Server {
         const { lines, logger } = capture()
         const wrong = `wrong-${crypto.randomUUID()}`
         const options = account(server.prosody.service, Prosody.GATEWAY_HOST, "gateway", wrong, {
-          connectWait: "1 second"
-        })
+          connectWait: "200 millis"
+        }, "wrong-password")
+        const failures = yield* counter(XmppChannel.metrics.connectFailures("wrong-password"))
         const error = yield* Effect.gen(function*() {
           const outbox = yield* Outbox.Outbox
+          yield* connectFailedSince("wrong-password", failures)
           return yield* Effect.flip(
             outbox.deliver({ channel: "xmpp", to: server.reader.jid, payloads: [{ text: "x" }] })
           )
@@ -370,11 +382,13 @@ interface Server {
     () =>
       Effect.gen(function*() {
         const options = account(server.prosody.service, Prosody.READER_HOST, "reader", server.passwords["reader"]!, {
-          connectWait: "1 second"
-        })
+          connectWait: "200 millis"
+        }, "no-sm")
         const before = server.reader.arrivals().length
+        const failures = yield* counter(XmppChannel.metrics.connectFailures("no-sm"))
         const error = yield* Effect.gen(function*() {
           const outbox = yield* Outbox.Outbox
+          yield* connectFailedSince("no-sm", failures)
           return yield* Effect.flip(
             outbox.deliver({ channel: "xmpp", to: server.reader.jid, payloads: [{ text: "x" }] })
           )

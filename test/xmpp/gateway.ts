@@ -53,9 +53,8 @@ const config = OutboxConfig.layer({
   shutdownGrace: "2 seconds"
 })
 
-const app = RecoveryWorker.layer.pipe(
-  Layer.provideMerge(Outbox.layer),
-  Layer.provide(Layer.mergeAll(SqliteOutboxRepo.layerFile({ filename: db }), XmppChannels, config))
+const app = Outbox.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(SqliteOutboxRepo.layerFile({ filename: db }), XmppChannels, config))
 )
 
 const say = (line: string) => Effect.sync(() => void process.stdout.write(`${line}\n`))
@@ -119,6 +118,9 @@ const main = Effect.gen(function*() {
     ),
     Effect.forkScoped
   )
+  // the worker starts once events are watched, so its first retries are seen too
+  yield* Effect.yieldNow()
+  yield* Layer.build(RecoveryWorker.layer)
   const runtime = yield* Effect.runtime<Outbox.Outbox>()
   readline.createInterface({ input: process.stdin }).on("line", (line) => {
     if (line.trim() === "report") {

@@ -18,8 +18,8 @@ export interface Arrival {
   readonly thread: string | null
   readonly body: string | null
   readonly from: string
-  /** the raw stanza, for the tests that check its shape */
-  readonly xml: string
+  /** the stanza, for the tests that check its shape */
+  readonly stanza: Element
 }
 
 /** A connected reader. */
@@ -70,7 +70,7 @@ export const start = (options: {
         thread: stanza.getChildText("thread"),
         body: stanza.getChildText("body"),
         from: stanza.attrs["from"] ?? "",
-        xml: stanza.toString()
+        stanza
       })
       seen.add(id)
       Effect.runFork(SubscriptionRef.set(arrived, arrivals.length))

@@ -11,8 +11,9 @@
  * outage. So each connection is a fresh client with the library's reconnect stopped and no resumption asked for:
  * when it drops, its waiting sends fail at once and only the outbox decides what is sent again. Those written but not
  * acknowledged may have reached the server (it handled them, the ack was lost with the connection): they are counted
- * in `outbox_xmpp_unacknowledged_total`, and the stanza id (idempotency key and part) is the same on the retry. A
- * server that closes the stream itself (a graceful restart) first acks what it handled, so that case loses no acks.
+ * in `outbox_xmpp_unacknowledged_total`, and the stanza id (idempotency key and part) is the same on the retry.
+ * Prosody, stopped gracefully, acks what it handled before it closes a session it cannot resume, so its restarts
+ * lose no acks (measured: 20 of 20 stanzas acked on shutdown this way, 0 of 20 with resumption asked for).
  */
 import { type Client, client as makeClient, type Element } from "@xmpp/client"
 import * as Data from "effect/Data"
