@@ -280,7 +280,11 @@ describe("examples", { timeout: 60_000 }, () => {
   it("README.md shows its embed example exactly as it is in examples/ (importing from the package name) and links every example", () => {
     const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
     const blocks = [...readme.matchAll(/<!-- example: (examples\/[\w.-]+\.ts) -->\n```ts\n([\s\S]*?)```/g)]
-    expect(blocks.map((m) => m[1]).sort()).toEqual(["examples/channels.ts", "examples/quickstart.ts", "examples/xmpp.ts"])
+    expect(blocks.map((m) => m[1]).sort()).toEqual([
+      "examples/channels.ts",
+      "examples/quickstart.ts",
+      "examples/xmpp.ts"
+    ])
     for (const file of fs.readdirSync(path.join(ROOT, "examples")).filter((f) => f.endsWith(".ts"))) {
       expect(readme, `README links examples/${file}`).toContain(`](examples/${file})`)
     }
