@@ -129,8 +129,13 @@ export interface OutboxShape {
   readonly prune: Effect.Effect<number, StoreError>
   /** Makes this node's earlier boots' in-flight rows claimable at once; returns how many. */
   readonly reclaimPreviousBoots: Effect.Effect<number, StoreError>
-  /** Events of this process's outbox (a slow subscriber loses the oldest events past 10,000). */
+  /** Events of this process's outbox from when the stream starts (a slow subscriber loses the oldest past 10,000). */
   readonly events: Stream.Stream<OutboxEvent>
+  /**
+   * Subscribes at once: every event published after this returns is in the stream, which lasts as long as the scope
+   * (a test subscribes, then triggers what it waits for; `events` subscribes only when its stream starts running).
+   */
+  readonly subscribe: Effect.Effect<Stream.Stream<OutboxEvent>, never, Scope.Scope>
   /** This process's lease owner: `${nodeId}/${bootId}`. */
   readonly owner: string
 }
@@ -162,6 +167,11 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       const signalWork = Effect.asVoid(Queue.offer(work, undefined))
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
       yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
+
+      const subscribe = Effect.zipRight(
+        Effect.acquireRelease(Effect.sync(() => subscribers++), () => Effect.sync(() => subscribers--)),
+        Effect.map(PubSub.subscribe(events), (dequeue) => Stream.fromQueue(dequeue))
+      )
 
       const deliverEntry = DeliverEntry.make({
         journal,
@@ -420,12 +430,8 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
           }
           return reclaimed.length
         }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS)),
-        events: Stream.unwrapScoped(
-          Effect.as(
-            Effect.acquireRelease(Effect.sync(() => subscribers++), () => Effect.sync(() => subscribers--)),
-            Stream.fromPubSub(events)
-          )
-        ),
+        events: Stream.unwrapScoped(subscribe),
+        subscribe,
         owner
       }
     }

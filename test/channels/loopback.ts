@@ -182,13 +182,13 @@ export const awaitEvent = <A, E, R>(
 ) =>
   Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
+    const events = yield* outbox.subscribe
     const waiting = yield* Effect.fork(
-      outbox.events.pipe(
+      events.pipe(
         Stream.filter((event) => tags.includes(event._tag) && "entryId" in event && event.entryId === entryId),
         Stream.runHead
       )
     )
-    yield* Effect.yieldNow() // the subscriber starts: it runs until it waits for an event
     yield* trigger
     return Option.getOrThrow(yield* Fiber.join(waiting))
   })
