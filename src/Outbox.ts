@@ -46,6 +46,7 @@ import * as Deliveries from "./internal/Deliveries.js"
 import { onFairScheduler } from "./internal/fairScheduler.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
+import * as LiveDelivery from "./internal/LiveDelivery.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
 import * as SharedStore from "./internal/SharedStore.js"
 import * as Metrics from "./Metrics.js"
@@ -206,33 +207,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         signalWork
       })
       const newEntry = (request: DeliveryRequest, now: number, live: boolean) =>
-        Effect.map(ids.at(now), (id): OutboxEntry => ({
-          id,
-          channel: request.channel,
-          to: request.to,
-          ...(request.accountId !== undefined ? { accountId: request.accountId } : {}),
-          ...(request.threadId !== undefined ? { threadId: request.threadId } : {}),
-          ...(request.replyToId !== undefined ? { replyToId: request.replyToId } : {}),
-          payloads: request.payloads,
-          kind: request.kind,
-          bestEffort: request.bestEffort,
-          ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
-          ...(request.silent !== undefined ? { silent: request.silent } : {}),
-          ...(request.metadata !== undefined ? { metadata: request.metadata } : {}),
-          state: live ? "in_flight" : "queued",
-          attemptCount: 0,
-          partsDelivered: 0,
-          enqueuedAt: now,
-          nextAttemptAt: live ? now + leaseMs : now,
-          lastAttemptAt: live ? now : null,
-          deliveredAt: null,
-          expiresAt: now + maxAgeMs,
-          lastError: null,
-          terminalReason: null,
-          leaseOwner: live ? owner : null,
-          leaseExpiresAt: live ? now + leaseMs : null,
-          updatedAt: now
-        }))
+        Effect.map(ids.at(now), (id) => LiveDelivery.newEntry(request, { id, now, live, owner, leaseMs, maxAgeMs }))
 
       /** Decodes, resolves the channel and writes the new row through the journal (`live`: in flight, leased to us). */
       const store = (input: DeliverInput, live: boolean) =>
@@ -282,41 +257,8 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
           if (Exit.isFailure(exit)) {
             return yield* Exit.failCause(exit.cause)
           }
-          const outcome = exit.value
-          switch (outcome._tag) {
-            case "Delivered":
-              return DeliveryOutcome.Delivered({ entryId: entry.id, results: outcome.report.outcomes })
-            case "Failed":
-            case "AckFailed":
-              return yield* Effect.fail(outcome.error)
-            case "Expired":
-              return yield* Effect.fail(
-                new SendFailed({
-                  entryId: entry.id,
-                  channel: entry.channel,
-                  retryable: false,
-                  message: "expired before sending"
-                })
-              )
-            case "Skipped":
-              return yield* Effect.fail(
-                new SendFailed({
-                  entryId: entry.id,
-                  channel: entry.channel,
-                  retryable: false,
-                  message: `failed for good: ${outcome.reason}`
-                })
-              )
-            case "LeaseLost":
-              return yield* Effect.fail(
-                new SendFailed({
-                  entryId: entry.id,
-                  channel: entry.channel,
-                  retryable: true,
-                  message: "its lease was taken over by another worker"
-                })
-              )
-          }
+          const results = yield* LiveDelivery.answer(exit.value, entry)
+          return DeliveryOutcome.Delivered({ entryId: entry.id, results })
         }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS), onFairScheduler)
 
       const enqueue: OutboxShape["enqueue"] = (input) =>

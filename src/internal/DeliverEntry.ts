@@ -26,11 +26,12 @@ import { AckFailed, PartialDeliveryFailure, SendFailed } from "../DeliveryError.
 import * as Machine from "../EntryStateMachine.js"
 import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
-import { WriteOp } from "../OutboxRepo.js"
 import * as RetryPolicy from "../RetryPolicy.js"
 import type { SendReport } from "../Sender.js"
 import type * as Sender from "../Sender.js"
 import * as FailurePolicy from "./FailurePolicy.js"
+import type { Held } from "./HeldRow.js"
+import * as HeldRow from "./HeldRow.js"
 import type { Journal } from "./Journal.js"
 import * as LeaseKeeper from "./LeaseKeeper.js"
 
@@ -78,29 +79,6 @@ export interface Events {
   readonly retryScheduled: (entry: OutboxEntry, error: string) => Effect.Effect<void>
   readonly terminal: (entry: OutboxEntry, reason: TerminalReason, error: string) => Effect.Effect<void>
   readonly expired: (entry: OutboxEntry) => Effect.Effect<void>
-}
-
-/**
- * The delivery's copy of its row. Two fibers write it, the delivery and the lease keeper's renewal, each through the
- * journal; a store writes only the columns a spec changes, so each write's changes are applied to the copy as it is
- * when the write lands (a renewal between two writes of the delivery keeps its new lease).
- */
-interface Held {
-  entry: OutboxEntry
-}
-
-/** `current` with the columns that differ between `before` and `next` taken from `next`. */
-const withChanges = (current: OutboxEntry, before: OutboxEntry, next: OutboxEntry): OutboxEntry => {
-  if (current === before) return next
-  const merged: Record<string, unknown> = { ...current }
-  const from = before as unknown as Record<string, unknown>
-  const to = next as unknown as Record<string, unknown>
-  for (const key of new Set([...Object.keys(from), ...Object.keys(to)])) {
-    if (from[key] === to[key]) continue
-    if (key in to) merged[key] = to[key]
-    else delete merged[key]
-  }
-  return merged as unknown as OutboxEntry
 }
 
 /** The row was taken over by another owner while this process delivered it. */
@@ -167,22 +145,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       return { ...(yield* record(held, attempt.right)), possibleDuplicate }
     }).pipe(Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }))
 
-  /**
-   * Writes `event` on the held row through the journal: true once written, false when its guard no longer held (the
-   * lease is gone). The held copy follows every write, so the next spec is made from the stored row.
-   */
-  const writeHeld = (held: Held, event: Machine.EntryEvent, at?: number): Effect.Effect<boolean, StoreError> =>
-    Effect.flatMap(at === undefined ? Clock.currentTimeMillis : Effect.succeed(at), (now) => {
-      const before = held.entry
-      const spec = Machine.writeSpec(before, event, now)
-      // the held row is the stored row, so a transition refused here would be refused by the store too
-      if (Either.isLeft(spec)) return Effect.succeed(false)
-      return Effect.map(journal.write(WriteOp.Update({ spec: spec.right })), (result) => {
-        if (result._tag !== "Updated") return false
-        held.entry = withChanges(held.entry, before, spec.right.next)
-        return true
-      })
-    })
+  const writeHeld = HeldRow.writer(journal)
 
   /** Extends the held row's lease by a full lease from now (the keeper calls it every half lease). */
   const renewLease = (held: Held) =>
