@@ -23,9 +23,7 @@
  *
  * Run: npm run bench:pipeline. Env: ONLY=live512,drain (sections), RUNS=3 (rounds), BACKLOG=100000, LIVE=50000,
  * BURST_CHATS=200, BURST_SIZE=20, BURST_PARALLEL=10, SYNC=FULL, WAL_PAGES=<pages>, ALLOC=1 (also KB allocated per
- * message in live/drain sections, from V8's sampling heap profiler; it slows the run, so CPU figures are then off),
- * SCHEDULER=sliced (a what-if: every section under an Effect scheduler that yields to the event loop every 5 ms, see
- * probes.ts).
+ * message in live/drain sections, from V8's sampling heap profiler; it slows the run, so CPU figures are then off).
  * COMPARE=<another checkout>: runs the same sections against that checkout's build too, interleaved (A B, then B A in
  * the next round), and adds a ratio column; that checkout must hold this bench compiled against its own src
  * (copy bench/pipeline.ts and bench/probes.ts there, then `npx tsc -p tsconfig.bench.json` in it).
@@ -55,16 +53,7 @@ import { OutboxRepo } from "../src/OutboxRepo.js"
 import * as RecoveryWorker from "../src/RecoveryWorker.js"
 import * as SqliteOutboxRepo from "../src/SqliteOutboxRepo.js"
 import type { Figures } from "./probes.js"
-import {
-  cpuMicros,
-  median,
-  percentile,
-  report,
-  runChild,
-  slicedScheduler,
-  watchEventLoop,
-  watchMemory
-} from "./probes.js"
+import { cpuMicros, median, percentile, report, runChild, watchEventLoop, watchMemory } from "./probes.js"
 
 const env = process.env
 const SYNC = (env.SYNC ?? "NORMAL") as "NORMAL" | "FULL"
@@ -556,7 +545,7 @@ const child = async (section: string, args: string) => {
   if (run === undefined) throw new Error(`unknown section ${section}`)
   const effect = run(JSON.parse(args) as never)
   report(
-    await Effect.runPromise(env.SCHEDULER === "sliced" ? Effect.withScheduler(effect, slicedScheduler(5)) : effect)
+    await Effect.runPromise(effect)
   )
   process.exit(0) // a section's timers (the worker's interval) must not keep the child alive
 }

@@ -2,8 +2,6 @@
  * Measuring helpers for `bench/pipeline.ts`: CPU per message, event-loop lag, memory, percentiles, and the child
  * processes each section runs in (so a section's peak RSS is its own). No library code here.
  */
-import * as FiberRef from "effect/FiberRef"
-import type * as Scheduler from "effect/Scheduler"
 import { spawnSync } from "node:child_process"
 import * as os from "node:os"
 import { monitorEventLoopDelay, performance } from "node:perf_hooks"
@@ -142,44 +140,4 @@ export const runChild = (script: string, section: string, args: Record<string, u
     )
   }
   return JSON.parse(line.slice("RESULT ".length)) as Figures
-}
-
-/**
- * A what-if for the fairness fix (SCHEDULER=sliced): an Effect scheduler that runs queued fiber steps for at most
- * `budgetMs`, then lets Node's event loop turn (`setImmediate`) before the next slice. Effect's default scheduler
- * chains up to 2,048 microtask drains before it lets a macrotask run, so every fiber a journal batch resumes runs
- * before any timer or socket does. Not the library's default: the bench installs it around a whole section.
- */
-export const slicedScheduler = (budgetMs: number): Scheduler.Scheduler => {
-  let queue: Array<Scheduler.Task> = []
-  let head = 0
-  let running = false
-  const slice = () => {
-    const until = performance.now() + budgetMs
-    while (head < queue.length && performance.now() < until) queue[head++]!()
-    if (head < queue.length) {
-      if (head > 4096) {
-        queue = queue.slice(head)
-        head = 0
-      }
-      setImmediate(slice)
-      return
-    }
-    queue = []
-    head = 0
-    running = false
-  }
-  return {
-    shouldYield: (fiber) =>
-      fiber.currentOpCount > fiber.getFiberRef(FiberRef.currentMaxOpsBeforeYield)
-        ? fiber.getFiberRef(FiberRef.currentSchedulingPriority)
-        : false,
-    scheduleTask: (task) => {
-      queue.push(task)
-      if (!running) {
-        running = true
-        setImmediate(slice)
-      }
-    }
-  }
 }
