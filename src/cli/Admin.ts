@@ -42,11 +42,18 @@ const channelOption = Options.text("channel").pipe(Options.withPseudoName("name"
 
 const print = (text: string) => Console.log(text)
 
+/**
+ * The outbox an admin command works on, over the database `--db` names: opened read-only for `read`, for writing
+ * (never created) for `write`. Every admin command and `serve` open their database here.
+ */
+export const openOutbox = (path: string, mode: "read" | "write") =>
+  Database.admin(mode === "read" ? Database.readOnly(path) : Database.readWrite(path, { create: false }))
+
 const readOutbox = <A, E, R>(path: string, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Outbox, f).pipe(Effect.provide(Database.admin(Database.readOnly(path))))
+  Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "read")))
 
 const writeOutbox = <A, E, R>(path: string, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Outbox, f).pipe(Effect.provide(Database.admin(Database.readWrite(path, { create: false }))))
+  Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "write")))
 
 // ---------------------------------------------------------------------------------------------------------------
 // stats

@@ -1,0 +1,3 @@
+export const html = (base: string) => `<html><head><base href="${base}"></head></html>`
+export const script = ""
+export const css = ""
