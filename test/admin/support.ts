@@ -30,7 +30,7 @@ export const rowIn = (state: EntryState, at: number, overrides: Partial<OutboxEn
     lastError: state === "failed_terminal" || state === "failed_retryable"
       ? "HTTP 403: bot was blocked by the user"
       : null,
-    attemptCount: state === "queued" ? 0 : 1,
+    attemptCount: state === "queued" || state === "delivered" ? 0 : 1,
     expiresAt: null,
     ...overrides
   })
