@@ -204,7 +204,17 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
         kind: part.kind as DeliveredPart["kind"],
         messageId: result.messageId,
         result
-      }))
+      })),
+      Effect.withSpan("Sender.sendPart", {
+        captureStackTrace: false,
+        attributes: {
+          "outbox.entry_id": entry.id,
+          "outbox.channel": entry.channel,
+          "outbox.attempt": attempt,
+          "outbox.part_index": part.index,
+          "outbox.part_kind": part.kind
+        }
+      })
     )
   }
 

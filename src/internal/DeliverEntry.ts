@@ -51,6 +51,16 @@ type Result =
   /** another owner holds the row now (its lease ran out): this process stopped */
   | { readonly _tag: "LeaseLost"; readonly finished: false }
 
+/** The `outbox.outcome` span attribute of an outcome. */
+const outcomeName = (outcome: Outcome): string =>
+  outcome._tag === "Failed"
+    ? (outcome.finished ? "failed_terminal" : "retry_scheduled")
+    : outcome._tag === "AckFailed"
+    ? "ack_failed"
+    : outcome._tag === "LeaseLost"
+    ? "lease_lost"
+    : outcome._tag.toLowerCase()
+
 /** A row to deliver: written by live `deliver` just now, or claimed (`reclaimed` from an expired lease: a possible duplicate). */
 export interface Claimed {
   readonly entry: OutboxEntry
@@ -136,7 +146,20 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         return { _tag: "LeaseLost", finished: false, possibleDuplicate } as const
       }
       return { ...(yield* record(held, attempt.right)), possibleDuplicate }
-    }).pipe(Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }))
+    }).pipe(
+      Effect.tap((outcome) => Effect.annotateCurrentSpan("outbox.outcome", outcomeName(outcome))),
+      Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }),
+      Effect.withSpan("Outbox.deliverEntry", {
+        captureStackTrace: false,
+        attributes: {
+          "outbox.entry_id": claimed.entry.id,
+          "outbox.channel": claimed.entry.channel,
+          "outbox.attempt": claimed.entry.attemptCount + 1,
+          "outbox.live": claimed.live,
+          "outbox.reclaimed": claimed.reclaimed
+        }
+      })
+    )
 
   /**
    * Writes `event` on the held row through the journal: true once written, false when its guard no longer held (the
@@ -335,7 +358,8 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now).pipe(
           Effect.retry(ackSchedule),
           // given up while retrying (its caller left, a shutdown): the message went out, so the ack is kept
-          Effect.onInterrupt(() => keep)
+          Effect.onInterrupt(() => keep),
+          Effect.withSpan("Outbox.ack", { captureStackTrace: false })
         )
       )
       if (Either.isRight(written) && written.right) {

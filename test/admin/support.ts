@@ -51,13 +51,14 @@ export const startBoard = async (options: {
   readonly rows?: ReadonlyArray<OutboxEntry>
   readonly admin?: OutboxAdmin.ServerOptions
   readonly channels?: Readonly<Record<string, Adapter>>
+  readonly config?: OutboxConfig.OutboxConfigInput
 }): Promise<Board> => {
   const store = SqliteOutboxRepo.layerFile({ filename: options.filename, exclusive: false })
   const outbox = Outbox.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(
       store,
       ChannelRegistry.layer(options.channels ?? {}),
-      OutboxConfig.layer({ retryJitter: false, nodeId: "board-test" })
+      OutboxConfig.layer({ retryJitter: false, nodeId: "board-test", ...options.config })
     ))
   )
   const runtime = ManagedRuntime.make(
