@@ -147,6 +147,7 @@ table.grid{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums
 .grid th{font-size:.78rem;color:var(--muted);font-weight:600}.grid td.num,.grid th.num{text-align:right}
 button.link{border:0;background:none;color:var(--info);padding:0;text-decoration:underline;font-family:ui-monospace,monospace;font-size:.85em}.grid td button.link{font-family:inherit;font-size:inherit}
 .entries tbody tr{cursor:pointer}.entries tbody tr:hover{background:var(--pill)}
+.entries td.age,.entries td.st,.entries td.ch,.entries td.to{white-space:nowrap}
 .entries td.reply{max-width:28rem;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .entries td.err{max-width:22rem;color:var(--bad);overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .state{border-radius:4px;padding:.05rem .35rem;font-size:.8rem;white-space:nowrap;background:var(--pill)}

@@ -250,7 +250,7 @@ export const topHelp = (version: string, description: string): string =>
     "options:",
     ...rows(GLOBAL),
     "",
-    `Every command takes --db <file> (default ${DEFAULT_DB}) and --json.`,
+    `Every command takes --db <file> (default ${DEFAULT_DB}), and all but serve take --json.`,
     `Run \`${NAME} <command> --help\` for its options.`
   ].join("\n")
 
