@@ -1,6 +1,6 @@
 /**
  * The board's memory of this process's outbox events (`Outbox.events`), when it runs inside the gateway: the last
- * `capacity` events, numbered and dated, for the live feed (Server-Sent Events, resumed from `Last-Event-ID`) and for
+ * `capacity` events (up to half as many more between trims), numbered and dated, for the live feed (Server-Sent Events, resumed from `Last-Event-ID`) and for
  * an entry's timeline. Nothing is stored: a restart starts an empty log, and a board beside the gateway has none.
  */
 import * as Clock from "effect/Clock"
@@ -67,7 +67,8 @@ export const make = (
       Effect.flatMap(Clock.currentTimeMillis, (at) => {
         const logged: LoggedEvent = { seq: ++seq, at, type: event._tag, entryId: event.entryId, ...describe(event) }
         ring.push(logged)
-        if (ring.length > capacity) ring.splice(0, ring.length - capacity)
+        // trimmed in steps of half the capacity: a busy gateway's events cost O(1) each, not a shift of the whole log
+        if (ring.length >= capacity * 1.5) ring.splice(0, ring.length - capacity)
         return PubSub.publish(live, logged)
       })
     yield* Effect.forkScoped(Stream.runForEach(events, record))
