@@ -13,6 +13,7 @@ import * as Api from "../../src/admin/AdminApi.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import { entryId } from "../support/entries.js"
 import { tempDatabases } from "../support/files.js"
+import { freshStore } from "../support/pg.js"
 import type { Board } from "./support.js"
 import { call, ErrorBody, get, rowIn, startBoard } from "./support.js"
 
@@ -316,5 +317,37 @@ describe("starting a board", () => {
     await expect(
       startBoard({ filename: databases.fresh(), admin: { token: Redacted.make("short") } })
     ).rejects.toThrow(/at least 16 characters/)
+  })
+})
+
+describe("the board over PostgreSQL", () => {
+  it("pages, filters, counts and retries through the PostgreSQL store", async () => {
+    const board = await startBoard({
+      filename: "",
+      store: freshStore().layer,
+      rows: [
+        rowIn("delivered", NOW - 30 * MIN, { id: entryId("P1"), enqueuedAt: NOW - 40 * MIN, to: "chat-1" }),
+        rowIn("delivered", NOW - 30 * MIN, { id: entryId("P2"), enqueuedAt: NOW - 40 * MIN, to: "chat-2" }),
+        rowIn("failed_terminal", NOW - 20 * MIN, { id: entryId("P3"), channel: "telegram", to: "chat-1" }),
+        rowIn("queued", NOW - 5 * MIN, { id: entryId("P4"), to: "chat-3" })
+      ]
+    })
+    try {
+      const first = await get(Api.EntryPage, board, "api/entries?limit=2")
+      expect(first.body.entries.map((e) => e.id)).toEqual(["P4", "P3"])
+      const second = await get(Api.EntryPage, board, `api/entries?limit=2&before=${first.body.nextCursor}`)
+      expect(second.body.entries.map((e) => e.id)).toEqual(["P2", "P1"])
+      expect(second.body.nextCursor).toBeNull()
+      const byConversation = await get(Api.EntryPage, board, "api/entries?conversation=chat-1")
+      expect(byConversation.body.entries.map((e) => e.id)).toEqual(["P3", "P1"])
+      const stats = await get(Api.StatsResponse, board, "api/stats")
+      expect(stats.body).toMatchObject({ total: 4, pending: 1 })
+      const activity = await get(Api.ActivityResponse, board, "api/activity")
+      expect(activity.body.buckets.reduce((n, b) => n + b.delivered + b.failed, 0)).toBe(3)
+      expect((await call(board, "api/entries/P3/retry", post())).status).toBe(200)
+      expect(await stateOf(board, "P3")).toEqual(Option.some("queued"))
+    } finally {
+      await board.close()
+    }
   })
 })

@@ -11,6 +11,7 @@ import * as OutboxAdmin from "../../src/admin/OutboxAdmin.js"
 import type { Adapter } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import type { EntryState, OutboxEntry } from "../../src/Delivery.js"
+import type { StoreError } from "../../src/DeliveryError.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as OutboxConfig from "../../src/OutboxConfig.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
@@ -52,8 +53,10 @@ export const startBoard = async (options: {
   readonly admin?: OutboxAdmin.ServerOptions
   readonly channels?: Readonly<Record<string, Adapter>>
   readonly config?: OutboxConfig.OutboxConfigInput
+  /** another store than the SQLite file (`filename` is then unused) */
+  readonly store?: Layer.Layer<OutboxRepo, StoreError>
 }): Promise<Board> => {
-  const store = SqliteOutboxRepo.layerFile({ filename: options.filename, exclusive: false })
+  const store = options.store ?? SqliteOutboxRepo.layerFile({ filename: options.filename, exclusive: false })
   const outbox = Outbox.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(
       store,
