@@ -119,6 +119,7 @@ const repoPackage = readJson<{
   readonly license: string
   readonly dependencies?: Record<string, string>
   readonly peerDependencies: Record<string, string>
+  readonly peerDependenciesMeta?: Record<string, { readonly optional?: boolean }>
 }>(path.join(ROOT, "package.json"))
 
 let tarball: string
@@ -270,9 +271,12 @@ describe("installed into a new app with its peers, by the README's Install comma
       throw new Error("README.md has no `npm install effect-outbox …` line in its Install section")
     }
     const [, , ...packages] = line.trim().split(/\s+/)
-    // every peer is in the command, so it installs exactly what the package asks for
+    // every required peer is in the command, so it installs exactly what the package asks for (the optional ones,
+    // for OutboxTelemetry, are a gateway's choice)
     const named = packages.map((p) => p.replace(/(.)@[^@]*$/, "$1"))
-    const missing = Object.keys(repoPackage.peerDependencies).filter((peer) => !named.includes(peer))
+    const missing = Object.keys(repoPackage.peerDependencies).filter((peer) =>
+      repoPackage.peerDependenciesMeta?.[peer]?.optional !== true && !named.includes(peer)
+    )
     if (missing.length > 0) throw new Error(`README's Install command lacks the peers ${missing.join(", ")}`)
     return ["install", ...packages.map((p) => (p === "effect-outbox" ? tarball : p))]
   }
