@@ -141,6 +141,7 @@ const measured = <E, R>(body: Effect.Effect<number, E, R>): Effect.Effect<Figure
       "msgs/s": (messages / ms) * 1000,
       "CPU µs/msg": cpu / messages,
       "timer max gap ms": lag.timerMaxGapMs,
+      "timer max gap CPU ms": lag.timerMaxGapCpuMs,
       "timer firings / expected": lag.timerFirings / Math.max(1, lag.timerExpected),
       "loop delay max ms": lag.loopDelayMaxMs,
       "loop delay p99 ms": lag.loopDelayP99Ms,

@@ -8,16 +8,19 @@
  * 2. the whole-payload fast path exists only where the adapter has it natively: v2 `sendFinal`,
  *    or a v1 adapter's own `sendPayload`;
  * 3. an adapter is v2 only if it says so AND implements `sendFinal`; otherwise registration fails;
- * 4. a v1 adapter is warned about once, at registration, not on every send.
+ * 4. a v1 adapter is warned about once, at registration, not on every send; one that declares
+ *    `outboundContract: "v1"` chose per-part sends on purpose (the shipped Telegram and Slack channels) and is not.
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Chunker, ChunkerMode } from "./Chunking.js"
 import type { ReplyPayload } from "./Delivery.js"
 import { SendError } from "./DeliveryError.js"
 import { classify } from "./internal/classify.js"
+import * as Deadlines from "./internal/Deadlines.js"
 
 export { classify, permanentPatterns } from "./internal/classify.js"
 
@@ -65,6 +68,7 @@ export type ReconcileMethod = (ctx: SendContext, options: CallOptions) => Return
 
 /** The v1 contract: the core chunks text and fans media out; `sendPayload` (LINE-style) takes `channelData` payloads whole. */
 export interface AdapterV1 {
+  /** declared: the adapter wants the core's chunking and per-part progress, and is not warned about */
   readonly outboundContract?: "v1"
   readonly sendText: SendMethod
   readonly sendMedia?: SendMethod
@@ -96,10 +100,20 @@ export type Contract = "v1" | "v2"
  * A normalized send: never throws, never rejects; every failure is a classified `SendError`. Interrupting it (the
  * sender's per-part timeout, a shutdown) aborts the plugin's `signal`.
  */
-export type Send = (ctx: SendContext) => Effect.Effect<SendResult, SendError>
+export type Send = (ctx: SendContext, deadline?: CallDeadline) => Effect.Effect<SendResult, SendError>
 
 /** A normalized reconcile. */
-export type Reconcile = (ctx: SendContext) => Effect.Effect<ReconcileResult, SendError>
+export type Reconcile = (ctx: SendContext, deadline?: CallDeadline) => Effect.Effect<ReconcileResult, SendError>
+
+/**
+ * The deadline the sender puts on one call: armed only once the call has suspended (a call that completes at once
+ * needs none); when it passes, the call is aborted (its `signal`, or the Effect interrupted) and fails with `error()`.
+ */
+export interface CallDeadline {
+  /** starts the deadline; `expire` runs once if it passes first; the returned function disarms it */
+  readonly arm: (expire: () => void) => () => void
+  readonly error: () => SendError
+}
 
 /** The internal form of any adapter: what it can do, and Effect-returning methods. */
 export interface Channel {
@@ -172,36 +186,60 @@ const classified = (cause: Cause.Cause<unknown>): Effect.Effect<never, SendError
 
 /**
  * Calls a plugin method, whatever it returns (a Promise or thenable, an Effect, or a plain value), with an abort
- * signal that fires when the call is interrupted, and classifies every failure.
+ * signal that fires when the call is interrupted or passes its deadline, and classifies every failure. A Promise's
+ * deadline is armed here, with no fiber of its own; an Effect's runs under `Deadlines.within`.
  */
 const call = (
   method: (ctx: SendContext, options: CallOptions) => unknown,
-  ctx: SendContext
+  ctx: SendContext,
+  deadline: CallDeadline | undefined
 ): Effect.Effect<unknown, SendError> =>
-  Effect.async<unknown, SendError>((resume, signal) => {
+  Effect.async<unknown, SendError>((resume) => {
+    const controller = new AbortController()
     let out: unknown
     let then: unknown
     try {
-      out = method(ctx, { signal })
+      out = method(ctx, { signal: controller.signal })
       then = Effect.isEffect(out) ? undefined : thenOf(out)
     } catch (error) {
       return resume(Effect.fail(classifySafely(error)))
     }
     if (Effect.isEffect(out)) {
       // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
-      return resume(Effect.catchAllCause(out as Effect.Effect<unknown, unknown>, classified))
+      const effect = Effect.catchAllCause(out as Effect.Effect<unknown, unknown>, classified)
+      // an Effect that is already its result (`Effect.succeed`, `Effect.fail`) cannot hang: no deadline, no fiber
+      return resume(deadline === undefined || Exit.isExit(out) ? effect : Deadlines.within(effect, deadline))
     }
     if (typeof then !== "function") return resume(Effect.succeed(out))
+    let done = false
+    const settle = (result: Effect.Effect<unknown, SendError>) => {
+      if (done) return
+      done = true
+      disarm()
+      resume(result)
+    }
+    const disarm = deadline === undefined ? () => {} : deadline.arm(() => {
+      if (done) return
+      done = true
+      controller.abort()
+      resume(Effect.fail(deadline.error()))
+    })
     try {
       then.call(
         out,
-        (value: unknown) => resume(Effect.succeed(value)),
-        (error: unknown) => resume(Effect.fail(classifySafely(error)))
+        (value: unknown) => settle(Effect.succeed(value)),
+        (error: unknown) => settle(Effect.fail(classifySafely(error)))
       )
     } catch (error) {
       // a thenable whose `then` throws
-      resume(Effect.fail(classifySafely(error)))
+      settle(Effect.fail(classifySafely(error)))
     }
+    return Effect.sync(() => {
+      // interrupted (a shutdown, the caller): the plugin's call is aborted
+      done = true
+      disarm()
+      controller.abort()
+    })
   })
 
 const preview = (u: unknown): string => {
@@ -240,13 +278,13 @@ const toSend = (channel: string, name: string, method: SendMethod): Send => {
           retryable: false
         })
       )
-  return (ctx) => Effect.flatMap(call(method, ctx), checked)
+  return (ctx, deadline) => Effect.flatMap(call(method, ctx, deadline), checked)
 }
 
 const reconcileResults: ReadonlyArray<unknown> = ["sent", "not_sent", "unknown"]
 
-const toReconcile = (channel: string, method: ReconcileMethod): Reconcile => (ctx) =>
-  call(method, ctx).pipe(
+const toReconcile = (channel: string, method: ReconcileMethod): Reconcile => (ctx, deadline) =>
+  call(method, ctx, deadline).pipe(
     Effect.flatMap((result) =>
       reconcileResults.includes(result)
         ? Effect.succeed(result as ReconcileResult)
@@ -335,6 +373,7 @@ export const normalize = (adapter: Adapter, channel: string): Effect.Effect<Chan
       sendPayload: Option.map(Option.fromNullable(sendPayload.value), (m) => toSend(channel, "sendPayload", m)),
       reconcile: reconcileOption
     }
+    if (declared === "v1") return Effect.succeed(normalized)
     // logged here, at registration, so a busy channel does not repeat it on every send
     return Effect.logWarning(
       `channel "${channel}" uses the v1 outbound adapter contract (sendText/sendMedia); ` +

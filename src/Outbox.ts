@@ -43,8 +43,10 @@ import { InvalidRequest, SendFailed, StoreError } from "./DeliveryError.js"
 import * as Machine from "./EntryStateMachine.js"
 import * as DeliverEntry from "./internal/DeliverEntry.js"
 import * as Deliveries from "./internal/Deliveries.js"
+import { onFairScheduler } from "./internal/fairScheduler.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
+import * as LiveDelivery from "./internal/LiveDelivery.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
 import * as SharedStore from "./internal/SharedStore.js"
 import * as Metrics from "./Metrics.js"
@@ -128,8 +130,13 @@ export interface OutboxShape {
   readonly prune: Effect.Effect<number, StoreError>
   /** Makes this node's earlier boots' in-flight rows claimable at once; returns how many. */
   readonly reclaimPreviousBoots: Effect.Effect<number, StoreError>
-  /** Events of this process's outbox (a slow subscriber loses the oldest events past 10,000). */
+  /** Events of this process's outbox from when the stream starts (a slow subscriber loses the oldest past 10,000). */
   readonly events: Stream.Stream<OutboxEvent>
+  /**
+   * Subscribes at once: every event published after this returns is in the stream, which lasts as long as the scope
+   * (a test subscribes, then triggers what it waits for; `events` subscribes only when its stream starts running).
+   */
+  readonly subscribe: Effect.Effect<Stream.Stream<OutboxEvent>, never, Scope.Scope>
   /** This process's lease owner: `${nodeId}/${bootId}`. */
   readonly owner: string
 }
@@ -140,8 +147,8 @@ export class Outbox extends Context.Tag("effect-outbox/Outbox")<Outbox, OutboxSh
 const EVENT_BUFFER = 10_000
 const SPAN_OPTIONS = { captureStackTrace: false } as const
 
-/** Builds the outbox in a scope (its journal and the deliveries in progress live as long as the scope). */
-export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect
+/** The outbox's construction (its journal and the deliveries in progress live as long as the scope). */
+const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect
   .gen(
     function*() {
       const repo = yield* OutboxRepo
@@ -153,15 +160,23 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
       const maxAgeMs = Duration.toMillis(config.maxAge)
       const journal = yield* Journal.make(repo, config.writeBatch)
       const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
-      const emit = (event: OutboxEvent) => Effect.asVoid(PubSub.publish(events, event))
+      // nothing is published while nobody listens (most gateways never do): a publish per event costs a delivery ~5 %
+      let subscribers = 0
+      const emit = (event: OutboxEvent) =>
+        Effect.suspend(() => subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(events, event)))
       const work = yield* Queue.sliding<void>(1)
       const signalWork = Effect.asVoid(Queue.offer(work, undefined))
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
       yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
 
+      const subscribe = Effect.zipRight(
+        Effect.acquireRelease(Effect.sync(() => subscribers++), () => Effect.sync(() => subscribers--)),
+        Effect.map(PubSub.subscribe(events), (dequeue) => Stream.fromQueue(dequeue))
+      )
+
       const deliverEntry = DeliverEntry.make({
         journal,
-        sender: Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking }),
+        sender: yield* Sender.make({ sendTimeout: config.sendTimeout, chunking: config.chunking }),
         registry,
         config,
         owner,
@@ -192,33 +207,7 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
         signalWork
       })
       const newEntry = (request: DeliveryRequest, now: number, live: boolean) =>
-        Effect.map(ids.at(now), (id): OutboxEntry => ({
-          id,
-          channel: request.channel,
-          to: request.to,
-          ...(request.accountId !== undefined ? { accountId: request.accountId } : {}),
-          ...(request.threadId !== undefined ? { threadId: request.threadId } : {}),
-          ...(request.replyToId !== undefined ? { replyToId: request.replyToId } : {}),
-          payloads: request.payloads,
-          kind: request.kind,
-          bestEffort: request.bestEffort,
-          ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
-          ...(request.silent !== undefined ? { silent: request.silent } : {}),
-          ...(request.metadata !== undefined ? { metadata: request.metadata } : {}),
-          state: live ? "in_flight" : "queued",
-          attemptCount: 0,
-          partsDelivered: 0,
-          enqueuedAt: now,
-          nextAttemptAt: live ? now + leaseMs : now,
-          lastAttemptAt: live ? now : null,
-          deliveredAt: null,
-          expiresAt: now + maxAgeMs,
-          lastError: null,
-          terminalReason: null,
-          leaseOwner: live ? owner : null,
-          leaseExpiresAt: live ? now + leaseMs : null,
-          updatedAt: now
-        }))
+        Effect.map(ids.at(now), (id) => LiveDelivery.newEntry(request, { id, now, live, owner, leaseMs, maxAgeMs }))
 
       /** Decodes, resolves the channel and writes the new row through the journal (`live`: in flight, leased to us). */
       const store = (input: DeliverInput, live: boolean) =>
@@ -268,49 +257,16 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           if (Exit.isFailure(exit)) {
             return yield* Exit.failCause(exit.cause)
           }
-          const outcome = exit.value
-          switch (outcome._tag) {
-            case "Delivered":
-              return DeliveryOutcome.Delivered({ entryId: entry.id, results: outcome.report.outcomes })
-            case "Failed":
-            case "AckFailed":
-              return yield* Effect.fail(outcome.error)
-            case "Expired":
-              return yield* Effect.fail(
-                new SendFailed({
-                  entryId: entry.id,
-                  channel: entry.channel,
-                  retryable: false,
-                  message: "expired before sending"
-                })
-              )
-            case "Skipped":
-              return yield* Effect.fail(
-                new SendFailed({
-                  entryId: entry.id,
-                  channel: entry.channel,
-                  retryable: false,
-                  message: `failed for good: ${outcome.reason}`
-                })
-              )
-            case "LeaseLost":
-              return yield* Effect.fail(
-                new SendFailed({
-                  entryId: entry.id,
-                  channel: entry.channel,
-                  retryable: true,
-                  message: "its lease was taken over by another worker"
-                })
-              )
-          }
-        }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS))
+          const results = yield* LiveDelivery.answer(exit.value, entry)
+          return DeliveryOutcome.Delivered({ entryId: entry.id, results })
+        }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS), onFairScheduler)
 
       const enqueue: OutboxShape["enqueue"] = (input) =>
         Effect.gen(function*() {
           const stored = yield* store(input, false)
           if (stored._tag === "Inserted") yield* signalWork
           return stored.entry.id
-        }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS))
+        }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS), onFairScheduler)
 
       const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
         Effect.gen(function*() {
@@ -399,8 +355,8 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
             yield* signalWork
             yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
           }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS)),
-        runRecoveryPass: runPass({ housekeeping: true }),
-        runClaimPass: runPass({ housekeeping: false }),
+        runRecoveryPass: onFairScheduler(runPass({ housekeeping: true })),
+        runClaimPass: onFairScheduler(runPass({ housekeeping: false })),
         awaitIdle: deliveries.awaitIdle,
         awaitWork: Queue.take(work),
         drain,
@@ -416,11 +372,16 @@ export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistr
           }
           return reclaimed.length
         }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS)),
-        events: Stream.fromPubSub(events),
+        events: Stream.unwrapScoped(subscribe),
+        subscribe,
         owner
       }
     }
   )
+
+/** Builds the outbox in a scope; its own fibers (journal, lanes, call watchdog) run on the time-sliced scheduler. */
+export const make: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> =
+  onFairScheduler(build)
 
 /** The outbox; needs a store, the channel registry and the configuration. */
 export const layer: Layer.Layer<Outbox, never, OutboxRepo | ChannelRegistry | OutboxConfig> = Layer.scoped(Outbox, make)

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import { onFairScheduler } from "./internal/fairScheduler.js"
 import * as Metrics from "./Metrics.js"
 import { Outbox } from "./Outbox.js"
 import { OutboxConfig } from "./OutboxConfig.js"
@@ -48,7 +49,7 @@ export const layer: Layer.Layer<never, never, Outbox | OutboxConfig> = Layer.sco
       .pipe(
         Effect.annotateLogs({ module: "RecoveryWorker", owner: outbox.owner })
       )
-    const fiber = yield* Effect.forkScoped(loop)
+    const fiber = yield* Effect.forkScoped(onFairScheduler(loop))
 
     yield* Effect.addFinalizer(() =>
       // a pass claims and starts its rows in one uninterruptible step, so stopping it strands no claimed row

@@ -17,11 +17,13 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type { Channel, ReconcileResult, Send, SendContext, SendResult } from "./ChannelAdapter.js"
+import type * as Scope from "effect/Scope"
+import type { CallDeadline, Channel, ReconcileResult, Send, SendContext, SendResult } from "./ChannelAdapter.js"
 import type { ChunkConfig } from "./Chunking.js"
 import type { OutboxEntry } from "./Delivery.js"
 import { PartialDeliveryFailure, SendError } from "./DeliveryError.js"
 import { describeFailure } from "./internal/classify.js"
+import * as Deadlines from "./internal/Deadlines.js"
 import * as SendPlan from "./SendPlan.js"
 
 /** Defaults to 30 seconds per part (OutboxConfig's send timeout). */
@@ -174,12 +176,22 @@ const partialFailure = (
   })
 }
 
-/** Builds a sender; `options` come from config (send timeout, chunk limits and modes). */
-export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> => {
+/** Builds a sender in a scope (its call watchdog lives as long as it); `options` come from config. */
+export const make = (options: SenderOptions = {}): Effect.Effect<Context.Tag.Service<Sender>, never, Scope.Scope> =>
+  Effect.map(
+    Deadlines.make(Duration.toMillis(Duration.decode(options.sendTimeout ?? DEFAULT_SEND_TIMEOUT))),
+    (deadlines) => makeWith(options, deadlines)
+  )
+
+const makeWith = (options: SenderOptions, deadlines: Deadlines.Deadlines): Context.Tag.Service<Sender> => {
   const timeout = Duration.decode(options.sendTimeout ?? DEFAULT_SEND_TIMEOUT)
   const plan = (entry: SendPlan.PlanEntry, channel: Channel) => SendPlan.make(entry, channel, options.chunking)
+  const deadline = (message: () => string): CallDeadline => ({
+    arm: deadlines.arm,
+    error: () => new SendError({ message: message(), retryable: true })
+  })
 
-  /** One adapter call for one part, under the per-part timeout (which interrupts the call and aborts its signal). */
+  /** One adapter call for one part, under the per-part deadline (which aborts the call when it passes). */
   const sendPart = (
     entry: SendEntry,
     channel: Channel,
@@ -190,21 +202,15 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
     const method = methodFor(channel, part)
     // content the adapter cannot take will not become sendable by retrying
     if (Either.isLeft(method)) return Effect.fail(new SendError({ message: method.left, retryable: false }))
-    return method.right(contextFor(entry, part, partCount, attempt)).pipe(
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () =>
-          new SendError({
-            message: `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`,
-            retryable: true
-          })
-      }),
-      Effect.map((result): DeliveredPart => ({
-        index: part.index,
-        kind: part.kind as DeliveredPart["kind"],
-        messageId: result.messageId,
-        result
-      })),
+    const timedOut = deadline(() =>
+      `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`
+    )
+    return Effect.map(method.right(contextFor(entry, part, partCount, attempt), timedOut), (result): DeliveredPart => ({
+      index: part.index,
+      kind: part.kind as DeliveredPart["kind"],
+      messageId: result.messageId,
+      result
+    })).pipe(
       Effect.withSpan("Sender.sendPart", {
         captureStackTrace: false,
         attributes: {
@@ -272,12 +278,8 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
         const { parts } = plan(entry, channel)
         const part = parts[Math.max(0, entry.partsDelivered)]
         if (part === undefined) return Effect.succeed<ReconcileResult>("sent")
-        return ask(contextFor(entry, part, parts.length, sendOptions.attempt)).pipe(
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () =>
-              new SendError({ message: `reconcile timed out after ${Duration.format(timeout)}`, retryable: true })
-          }),
+        const timedOut = deadline(() => `reconcile timed out after ${Duration.format(timeout)}`)
+        return ask(contextFor(entry, part, parts.length, sendOptions.attempt), timedOut).pipe(
           // reconcile is advisory: when it cannot answer, the row is replayed (at-least-once)
           Effect.catchAll((error) =>
             Effect.logWarning(`reconcile failed, treating the outcome as unknown: ${describeFailure(error)}`).pipe(
@@ -293,4 +295,4 @@ export const make = (options: SenderOptions = {}): Context.Tag.Service<Sender> =
 }
 
 /** The sender as a layer. */
-export const layer = (options: SenderOptions = {}): Layer.Layer<Sender> => Layer.succeed(Sender, make(options))
+export const layer = (options: SenderOptions = {}): Layer.Layer<Sender> => Layer.scoped(Sender, make(options))

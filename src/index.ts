@@ -1,6 +1,8 @@
 /**
  * effect-outbox: durable outbound delivery for chat gateways, on Effect.
  * Each name is a namespace module, Effect style: `import { OutboxRepo } from "effect-outbox"`.
+ * The shipped channels are imported by path, so a gateway loads only the ones it uses:
+ * `import * as WebhookChannel from "effect-outbox/channels/Webhook"` (also `…/Telegram`, `…/Slack`).
  */
 export * as ChannelAdapter from "./ChannelAdapter.js"
 export * as ChannelRegistry from "./ChannelRegistry.js"

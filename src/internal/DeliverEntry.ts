@@ -18,7 +18,6 @@ import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as SynchronizedRef from "effect/SynchronizedRef"
 import type { Channel } from "../ChannelAdapter.js"
 import type { ChannelRegistry } from "../ChannelRegistry.js"
 import type { EntryId, OutboxEntry, TerminalReason } from "../Delivery.js"
@@ -27,11 +26,13 @@ import { AckFailed, PartialDeliveryFailure, SendFailed } from "../DeliveryError.
 import * as Machine from "../EntryStateMachine.js"
 import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
-import { WriteOp } from "../OutboxRepo.js"
 import * as RetryPolicy from "../RetryPolicy.js"
 import type { SendReport } from "../Sender.js"
 import type * as Sender from "../Sender.js"
+import { traced } from "./deliverySpan.js"
 import * as FailurePolicy from "./FailurePolicy.js"
+import type { Held } from "./HeldRow.js"
+import * as HeldRow from "./HeldRow.js"
 import type { Journal } from "./Journal.js"
 import * as LeaseKeeper from "./LeaseKeeper.js"
 
@@ -50,16 +51,6 @@ type Result =
   | { readonly _tag: "AckFailed"; readonly error: AckFailed; readonly finished: false }
   /** another owner holds the row now (its lease ran out): this process stopped */
   | { readonly _tag: "LeaseLost"; readonly finished: false }
-
-/** The `outbox.outcome` span attribute of an outcome. */
-const outcomeName = (outcome: Outcome): string =>
-  outcome._tag === "Failed"
-    ? (outcome.finished ? "failed_terminal" : "retry_scheduled")
-    : outcome._tag === "AckFailed"
-    ? "ack_failed"
-    : outcome._tag === "LeaseLost"
-    ? "lease_lost"
-    : outcome._tag.toLowerCase()
 
 /** A row to deliver: written by live `deliver` just now, or claimed (`reclaimed` from an expired lease: a possible duplicate). */
 export interface Claimed {
@@ -113,14 +104,21 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
   const policy = RetryPolicy.fromConfig(config)
   const leaseMs = Duration.toMillis(config.leaseDuration)
   const keeper = LeaseKeeper.make(leaseMs / 2, scope)
-  const ackSchedule = Schedule.exponential(config.ackRetryBase).pipe(
-    Schedule.intersect(Schedule.recurs(config.ackRetries))
+  // an ack write that fails is retried at ackRetryBase, then twice that, …: the first delay and the rest of the
+  // schedule are apart so a write that succeeds (nearly all of them) builds no schedule
+  const ackRetriesAfterFirst = Schedule.exponential(Duration.times(config.ackRetryBase, 2)).pipe(
+    Schedule.intersect(Schedule.recurs(Math.max(0, config.ackRetries - 1)))
   )
+  const retryAck = <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    config.ackRetries <= 0 ? write : Effect.catchAll(
+      write,
+      () => Effect.zipRight(Effect.sleep(config.ackRetryBase), Effect.retry(write, ackRetriesAfterFirst))
+    )
 
   /** One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. */
   const deliverEntry = (claimed: Claimed): Effect.Effect<Outcome> =>
     Effect.gen(function*() {
-      const held = yield* SynchronizedRef.make(claimed.entry)
+      const held: Held = { entry: claimed.entry }
       let calling = false
       let possibleDuplicate = false
       const attempt = yield* keeper.hold(
@@ -146,42 +144,12 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         return { _tag: "LeaseLost", finished: false, possibleDuplicate } as const
       }
       return { ...(yield* record(held, attempt.right)), possibleDuplicate }
-    }).pipe(
-      Effect.tap((outcome) => Effect.annotateCurrentSpan("outbox.outcome", outcomeName(outcome))),
-      Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }),
-      Effect.withSpan("Outbox.deliverEntry", {
-        captureStackTrace: false,
-        attributes: {
-          "outbox.entry_id": claimed.entry.id,
-          "outbox.channel": claimed.entry.channel,
-          "outbox.attempt": claimed.entry.attemptCount + 1,
-          "outbox.live": claimed.live,
-          "outbox.reclaimed": claimed.reclaimed
-        }
-      })
-    )
+    }).pipe(Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }), traced(claimed))
 
-  /**
-   * Writes `event` on the held row through the journal: true once written, false when its guard no longer held (the
-   * lease is gone). The held copy follows every write, so the next spec is made from the stored row.
-   */
-  const writeHeld = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, event: Machine.EntryEvent, at?: number) =>
-    SynchronizedRef.modifyEffect(
-      held,
-      (entry) =>
-        Effect.flatMap(at === undefined ? Clock.currentTimeMillis : Effect.succeed(at), (now) => {
-          const spec = Machine.writeSpec(entry, event, now)
-          // the held row is the stored row, so a transition refused here would be refused by the store too
-          if (Either.isLeft(spec)) return Effect.succeed([false, entry] as const)
-          return Effect.map(
-            journal.write(WriteOp.Update({ spec: spec.right })),
-            (result) => result._tag === "Updated" ? [true, spec.right.next] as const : [false, entry] as const
-          )
-        })
-    )
+  const writeHeld = HeldRow.writer(journal)
 
   /** Extends the held row's lease by a full lease from now (the keeper calls it every half lease). */
-  const renewLease = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>) =>
+  const renewLease = (held: Held) =>
     Effect.flatMap(
       Clock.currentTimeMillis,
       (now) => writeHeld(held, Machine.EntryEvent.Renew({ owner, leaseUntil: now + leaseMs }))
@@ -197,7 +165,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
 
   /** Everything up to the adapter's last answer; `Left` when the lease was lost on the way. */
   const attemptSend = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     claimed: Claimed,
     hooks: { readonly onCall: () => void; readonly onPossibleDuplicate: () => void }
   ): Effect.Effect<Either.Either<Attempt, LeaseLost>> =>
@@ -225,7 +193,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         if (settled.right !== undefined) return Either.right(settled.right)
       }
       hooks.onCall()
-      const current = yield* SynchronizedRef.get(held)
+      const current = held.entry
       return yield* sender.send(current, channel.right, {
         attempt: current.attemptCount + 1,
         // a crash after this write replays only the parts not yet accepted
@@ -240,7 +208,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
 
   /** A `Progress` write; a store failure is logged and counted (the send goes on), a lost lease stops the send. */
   const progress = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     partsDelivered: number
   ): Effect.Effect<void, LeaseLost> =>
     writeHeld(held, Machine.EntryEvent.Progress({ owner, partsDelivered })).pipe(
@@ -263,12 +231,12 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
    * sent; "unknown" (or no reconcile) replays it and counts a possible duplicate. `Right(undefined)`: go on sending.
    */
   const reconcile = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     channel: Channel,
     onPossibleDuplicate: () => void
   ): Effect.Effect<Either.Either<Attempt | undefined, LeaseLost>> =>
     Effect.gen(function*() {
-      const entry = yield* SynchronizedRef.get(held)
+      const entry = held.entry
       const verdict = yield* sender.reconcile(entry, channel, { attempt: entry.attemptCount + 1 })
       if (verdict === "unknown") {
         onPossibleDuplicate()
@@ -292,9 +260,9 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
     })
 
   /** Records an attempt's outcome on the held row (each write is uninterruptible; an interrupted ack is kept, see `ack`). */
-  const record = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, attempt: Attempt): Effect.Effect<Result> =>
+  const record = (held: Held, attempt: Attempt): Effect.Effect<Result> =>
     Effect.gen(function*() {
-      const entry = yield* SynchronizedRef.get(held)
+      const entry = held.entry
       switch (attempt._tag) {
         case "Sent":
           return yield* ack(held, entry, attempt.report)
@@ -346,7 +314,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
     ], { discard: true })
 
   /** Acks a sent row, the write retried on the ack schedule; what cannot be written is kept for the next pass. */
-  const ack = (held: SynchronizedRef.SynchronizedRef<OutboxEntry>, entry: OutboxEntry, report: SendReport) =>
+  const ack = (held: Held, entry: OutboxEntry, report: SendReport) =>
     Effect.gen(function*() {
       if (report.outcomes.length > 0) yield* deps.events.sent(entry, report.outcomes.length)
       // delivered when the channel accepted it, whenever the write lands
@@ -355,8 +323,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         void deps.pendingAcks.set(entry.id, { entry, partsDelivered: report.partsDelivered })
       )
       const written = yield* Effect.either(
-        writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now).pipe(
-          Effect.retry(ackSchedule),
+        retryAck(writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now)).pipe(
           // given up while retrying (its caller left, a shutdown): the message went out, so the ack is kept
           Effect.onInterrupt(() => keep),
           Effect.withSpan("Outbox.ack", { captureStackTrace: false })
@@ -380,14 +347,14 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
 
   /** Records a failed send (retry at the policy's next delay, or terminal) and builds the caller's error. */
   const recordFailure = (
-    held: SynchronizedRef.SynchronizedRef<OutboxEntry>,
+    held: Held,
     entry: OutboxEntry,
     error: SendError | PartialDeliveryFailure
   ) =>
     Effect.gen(function*() {
       const event = yield* FailurePolicy.failureEvent(entry, error, { owner, maxAttempts: config.maxAttempts, policy })
       const written = yield* Effect.either(writeHeld(held, event))
-      const recorded = yield* SynchronizedRef.get(held)
+      const recorded = held.entry
       const stored = Either.isRight(written) && written.right
       if (!stored) yield* writeFailed("failure", entry, written)
       else if (recorded.state === "failed_retryable") {

@@ -13,6 +13,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Queue from "effect/Queue"
@@ -24,6 +25,7 @@ import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
 import type { OutboxRepoShape } from "../OutboxRepo.js"
 import type { Claimed, Outcome } from "./DeliverEntry.js"
+import { onFairScheduler } from "./fairScheduler.js"
 import { yieldToEventLoop } from "./Journal.js"
 
 /** The most conversations one lane claim takes. */
@@ -35,12 +37,22 @@ export interface Deliveries {
   readonly start: (claimed: Claimed, finally_?: Effect.Effect<void>) => Effect.Effect<Fiber.RuntimeFiber<Outcome>>
   /** Notes that a row of `entry`'s conversation waits behind another, so the lane claims it when its head finishes. */
   readonly noteWaiting: (entry: OutboxEntry) => void
-  /** The lane: claims the conversation's next due row, if any, and starts it without waiting for it. */
+  /** The lane of a row finished outside a delivery (a kept ack written): starts the conversation's next due row. */
   readonly continueConversation: (entry: OutboxEntry) => Effect.Effect<void>
   /** Waits until no delivery is in progress. */
   readonly awaitIdle: Effect.Effect<void>
   /** Stops starting rows, waits up to `grace` for the deliveries in progress, interrupts the rest; true if all finished. */
   readonly drain: (grace: Duration.DurationInput) => Effect.Effect<boolean>
+}
+
+/** A finished row whose conversation may go on: its slot passes to the next row, or back when there is none. */
+interface LaneItem {
+  readonly key: string
+  /** the finished row's `finally_` (a worker slot's release) */
+  readonly slot: Effect.Effect<void>
+  readonly done: Deferred.Deferred<void>
+  /** handed: the next row took the slot; released: the finished row's fiber gave it back (interrupted) */
+  state: "waiting" | "handed" | "released"
 }
 
 /** What the deliveries need from the outbox. */
@@ -67,42 +79,74 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
     const waiting = new Set<string>()
     let closing = false
 
+    // lanes are claimed in batches: the conversations whose rows finished while the last claim ran, in one statement
+    const lanes = yield* Queue.unbounded<LaneItem>()
+
+    const laneItem = (key: string, slot: Effect.Effect<void>): LaneItem => ({
+      key,
+      slot,
+      done: Deferred.unsafeMake(FiberId.none),
+      state: "waiting"
+    })
+    /** Hands a finished row's conversation to the lane claimer and waits for its batch (so awaitIdle sees the next row). */
+    const enterLane = (item: LaneItem) => Effect.zipRight(Queue.offer(lanes, item), Deferred.await(item.done))
+
     const start = (claimed: Claimed, finally_: Effect.Effect<void> = Effect.void) => {
       if (claimed.followed === true) waiting.add(orderingKey(claimed.entry))
+      let handOff: LaneItem | undefined
       return FiberSet.run(
         running,
-        deps.deliverEntry(claimed).pipe(
-          Effect.tap((outcome) => {
-            if (!outcome.finished) return Effect.void
-            const next = continueConversation(claimed.entry)
-            return claimed.live ? next : Effect.zipRight(deps.signalWork, next)
-          }),
-          Effect.ensuring(finally_),
+        // its first steps too are a task of the time-sliced scheduler: a pass starts hundreds of rows at once
+        Effect.zipRight(Effect.yieldNow(), deps.deliverEntry(claimed)).pipe(
+          Effect.tap((outcome) =>
+            Effect.suspend(() => {
+              const key = orderingKey(claimed.entry)
+              if (!outcome.finished || closing || !waiting.has(key)) return claimed.live ? Effect.void : deps.signalWork
+              // the conversation goes on: its next row is claimed and takes over this row's slot (`finally_`), so a
+              // drain holds `workerConcurrency` deliveries, not one per conversation with a backlog
+              const item = laneItem(key, finally_)
+              handOff = item
+              return Effect.zipRight(
+                enterLane(item),
+                Effect.suspend(() => item.state === "handed" || claimed.live ? Effect.void : deps.signalWork)
+              )
+            })
+          ),
+          Effect.ensuring(Effect.suspend(() => {
+            if (handOff?.state === "handed") return Effect.void
+            if (handOff !== undefined) handOff.state = "released"
+            return finally_
+          })),
           // started from uninterruptible regions (a claim, a lane), it must still be interruptible itself: its send
           // timeout and a shutdown interrupt it
-          Effect.interruptible
+          Effect.interruptible,
+          // a live delivery is forked from the caller's fiber: it still runs in the outbox's time slices
+          onFairScheduler
         )
       )
     }
 
-    // lanes are claimed in batches: the conversations whose rows finished while the last claim ran, in one statement
-    const lanes = yield* Queue.unbounded<{ readonly key: string; readonly done: Deferred.Deferred<void> }>()
-
-    /** Claims the next due row of each conversation in `keys` (their heads) and starts them. */
-    const claimHeads = (keys: ReadonlyArray<string>) =>
+    /** Claims the next due row of each conversation of `items` (their heads) and starts each in its predecessor's slot. */
+    const claimHeads = (items: ReadonlyArray<LaneItem>) =>
       Effect.gen(function*() {
+        const keys = [...new Set(items.map((item) => item.key))]
         const now = yield* Clock.currentTimeMillis
         const batch = yield* repo.claim({ owner, now, leaseMs, limit: keys.length, orderingKeys: keys })
         for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
         const found = new Set(batch.claimed.map((c) => orderingKey(c.entry)))
         for (const key of keys) if (!found.has(key) && batch.malformed.length === 0) waiting.delete(key)
-        for (const next of batch.claimed) yield* start({ ...next, live: false })
+        for (const next of batch.claimed) {
+          const key = orderingKey(next.entry)
+          const predecessor = items.find((item) => item.key === key && item.state === "waiting")
+          if (predecessor !== undefined) predecessor.state = "handed"
+          yield* start({ ...next, live: false }, predecessor?.slot)
+        }
       }).pipe(
         Effect.catchAll((error) =>
           Effect.zipRight(
             Metric.increment(Metrics.writeFailures("claim")),
             Effect.logWarning(
-              `could not start the next replies of ${keys.length} conversations; the worker will: ${error.message}`
+              `could not start the next replies of ${items.length} conversations; the worker will: ${error.message}`
             )
           )
         )
@@ -112,7 +156,7 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
       Effect.flatMap((taken) => {
         const items = Array.from(taken)
         return Effect.zipRight(
-          claimHeads([...new Set(items.map((item) => item.key))]),
+          claimHeads(items),
           Effect.forEach(items, (item) => Deferred.succeed(item.done, undefined), { discard: true })
         ).pipe(Effect.uninterruptible)
       }),
@@ -120,17 +164,6 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
       Effect.forever
     )
     yield* Effect.forkScoped(laneClaimer)
-
-    /** Hands the conversation to the lane claimer and waits for its batch, so the row's fiber ends after its successor started. */
-    const continueConversation = (entry: OutboxEntry): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const key = orderingKey(entry)
-        if (closing || !waiting.has(key)) return Effect.void
-        return Effect.flatMap(
-          Deferred.make<void>(),
-          (done) => Effect.zipRight(Queue.offer(lanes, { key, done }), Deferred.await(done))
-        )
-      })
 
     const drain = (grace: Duration.DurationInput) =>
       Effect.gen(function*() {
@@ -150,7 +183,11 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
     return {
       start,
       noteWaiting: (entry) => void waiting.add(orderingKey(entry)),
-      continueConversation,
+      continueConversation: (entry) =>
+        Effect.suspend(() => {
+          const key = orderingKey(entry)
+          return closing || !waiting.has(key) ? Effect.void : enterLane(laneItem(key, Effect.void))
+        }),
       awaitIdle: FiberSet.awaitEmpty(running),
       drain
     }

@@ -67,15 +67,21 @@ export const make = (deps: Deps) =>
     const release = (n: number) => Effect.zipRight(Effect.sync(() => void (freeSlots += n)), slots.release(n))
     let lastPrune: number | null = null
 
-    /** Claims rows for the free slots (waiting for one within `wait`) and starts them; none when nothing is due. */
-    const claimAndStart = (wait: Duration.Duration) =>
+    /** Claims rows for the free slots (waiting for one until `deadline`) and starts them; none when nothing is due. */
+    const claimAndStart = (deadline: number) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
+          const wait = Duration.millis(Math.max(0, deadline - (yield* Clock.currentTimeMillis)))
           const first = yield* restore(Effect.timeoutOption(take(1), wait))
           if (Option.isNone(first)) return { started: [], full: false, quarantined: 0 }
+          const now = yield* Clock.currentTimeMillis
+          // a slot that came free as the budget ran out (the timeout and a finishing send at the same instant)
+          if (now >= deadline) {
+            yield* release(1)
+            return { started: [], full: false, quarantined: 0 }
+          }
           const limit = Math.min(config.claimBatch, 1 + freeSlots)
           if (limit > 1) yield* take(limit - 1)
-          const now = yield* Clock.currentTimeMillis
           const batch = yield* Effect.onError(repo.claim({ owner, now, leaseMs, limit }), () => release(limit)).pipe(
             Effect.tap((b) => Effect.annotateCurrentSpan("outbox.claimed", b.claimed.length)),
             Effect.withSpan("Outbox.claim", { captureStackTrace: false, attributes: { "outbox.limit": limit } })
@@ -111,7 +117,7 @@ export const make = (deps: Deps) =>
         const rows: Array<{ readonly fiber: Fiber.RuntimeFiber<Outcome>; readonly reclaimed: boolean }> = []
         let quarantined = 0
         while ((yield* Clock.currentTimeMillis) < deadline) {
-          const claimed = yield* claimAndStart(yield* untilDeadline)
+          const claimed = yield* claimAndStart(deadline)
           rows.push(...claimed.started)
           quarantined += claimed.quarantined
           if (!claimed.full) break

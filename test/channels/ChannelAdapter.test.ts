@@ -14,7 +14,7 @@ const reject = (adapter: unknown) =>
   ChannelAdapter.normalize(adapter as Adapter, "chat").pipe(Effect.flip, Effect.map((e) => e.reason))
 
 describe("ChannelAdapter.normalize", () => {
-  it.effect("reports the contract it took and what the adapter can do", () =>
+  it.scoped("reports the contract it took and what the adapter can do", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const v1 = yield* ChannelAdapter.normalize(
@@ -38,7 +38,7 @@ describe("ChannelAdapter.normalize", () => {
       ])
     }))
 
-  it.effect("warns about a v1 adapter once when normalized, and not about a v2 one", () =>
+  it.scoped("warns about a v1 adapter once when normalized, and not about a v2 one", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
       const rec = yield* makeRecorder()
@@ -55,7 +55,7 @@ describe("ChannelAdapter.normalize", () => {
       }])
     }))
 
-  it.effect("rejects adapters that break their contract, with a reason a plugin author can act on", () =>
+  it.scoped("rejects adapters that break their contract, with a reason a plugin author can act on", () =>
     Effect.gen(function*() {
       const send = () => Promise.resolve({ messageId: "1" })
       expect(yield* reject({ outboundContract: "v2", sendText: send })).toBe(
@@ -81,7 +81,7 @@ describe("ChannelAdapter.normalize", () => {
       )
     }))
 
-  it.effect("a v1 adapter that also has sendFinal but does not declare v2 stays v1", () =>
+  it.scoped("a v1 adapter that also has sendFinal but does not declare v2 stays v1", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const adapter = {
@@ -90,13 +90,13 @@ describe("ChannelAdapter.normalize", () => {
       }
       const channel = yield* ChannelAdapter.normalize(adapter, "chat")
       expect(channel.contract).toBe("v1")
-      yield* Sender.make().send(entry([{ text: "hi", channelData: { a: 1 } }]), channel, { attempt: 1 })
+      yield* (yield* Sender.make()).send(entry([{ text: "hi", channelData: { a: 1 } }]), channel, { attempt: 1 })
       expect(yield* rec.methods).toEqual(["sendText"])
     }))
 })
 
 describe("Effect-native adapters", () => {
-  it.effect("are called with the send context and their SendError classification is kept", () =>
+  it.scoped("are called with the send context and their SendError classification is kept", () =>
     Effect.gen(function*() {
       const seen = yield* Ref.make<ReadonlyArray<string>>([])
       let n = 0
@@ -110,19 +110,21 @@ describe("Effect-native adapters", () => {
             return { messageId: `m${n}`, ts: "1700000000.000100" }
           })
       }, "native")
-      const report = yield* Sender.make().send(entry([{ text: "a" }]), channel, { attempt: 1 })
+      const report = yield* (yield* Sender.make()).send(entry([{ text: "a" }]), channel, { attempt: 1 })
       expect(report.outcomes[0]).toEqual({
         index: 0,
         kind: "payload",
         messageId: "m1",
         result: { messageId: "m1", ts: "1700000000.000100" }
       })
-      const error = yield* Sender.make().send(entry([{ text: "b" }]), channel, { attempt: 1 }).pipe(Effect.flip)
+      const error = yield* (yield* Sender.make()).send(entry([{ text: "b" }]), channel, { attempt: 1 }).pipe(
+        Effect.flip
+      )
       expect(error).toMatchObject({ _tag: "SendError", message: "quota", retryable: false })
       expect(yield* Ref.get(seen)).toEqual(["a", "b"])
     }))
 
-  it.effect("an adapter whose Effect is already complete (an Exit) gets the same outcome as one that runs", () =>
+  it.scoped("an adapter whose Effect is already complete (an Exit) gets the same outcome as one that runs", () =>
     Effect.gen(function*() {
       const results: ReadonlyArray<Exit.Exit<unknown, unknown>> = [
         Exit.succeed({ messageId: "m1" }),
@@ -139,7 +141,7 @@ describe("Effect-native adapters", () => {
               outboundContract: "v2",
               sendFinal: () => wrap(result) as Effect.Effect<{ messageId: string }, SendError>
             }, "native")
-            return yield* Effect.exit(Sender.make().send(entry([{ text: "a" }]), channel, { attempt: 1 }))
+            return yield* Effect.exit((yield* Sender.make()).send(entry([{ text: "a" }]), channel, { attempt: 1 }))
           })
         const completed = yield* outcome((exit) => exit)
         const running = yield* outcome((exit) => Effect.suspend(() => exit))
@@ -149,16 +151,18 @@ describe("Effect-native adapters", () => {
         { outboundContract: "v2", sendFinal: () => ({ messageId: "p1" }) } as never,
         "plain"
       )
-      const report = yield* Sender.make().send(entry([{ text: "a" }]), plain, { attempt: 1 })
+      const report = yield* (yield* Sender.make()).send(entry([{ text: "a" }]), plain, { attempt: 1 })
       expect(report.outcomes.map((o) => o.messageId)).toEqual(["p1"])
     }))
 
-  it.effect("a defect inside an Effect-native adapter becomes a SendError, not a crash", () =>
+  it.scoped("a defect inside an Effect-native adapter becomes a SendError, not a crash", () =>
     Effect.gen(function*() {
       const channel = yield* ChannelAdapter.normalize({
         sendText: () => Effect.die(new Error("adapter bug"))
       }, "native")
-      const error = yield* Sender.make().send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(Effect.flip)
+      const error = yield* (yield* Sender.make()).send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(
+        Effect.flip
+      )
       expect(error).toMatchObject({ _tag: "SendError", message: "adapter bug", retryable: true })
     }))
 })

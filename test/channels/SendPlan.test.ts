@@ -33,7 +33,7 @@ const chunking: ChunkConfig = {
 }
 
 describe("SendPlan.make", () => {
-  it.effect("numbers the parts of all payloads in order", () =>
+  it.scoped("numbers the parts of all payloads in order", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const plan = SendPlan.make(
@@ -52,7 +52,7 @@ describe("SendPlan.make", () => {
       })
     }))
 
-  it.effect("takes per-account and per-channel chunk settings from config", () =>
+  it.scoped("takes per-account and per-channel chunk settings from config", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const channel = normalize(v1Adapter(rec, { textChunkLimit: 1000 }))
@@ -68,7 +68,7 @@ describe("SendPlan.make", () => {
       expect(SendPlan.make(entry([{ text }]), channel).parts).toHaveLength(1)
     }))
 
-  it.effect("falls back to the core chunker when the adapter's chunker throws, and says so", () =>
+  it.scoped("falls back to the core chunker when the adapter's chunker throws, and says so", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const channel = normalize(v1Adapter(rec, {
@@ -128,7 +128,7 @@ describe("replay equivalence", () => {
     { fastCheck: { numRuns: 150 } }
   )
 
-  it.effect("the live send and a recovery send of the stored row make identical adapter calls", () =>
+  it.scoped("the live send and a recovery send of the stored row make identical adapter calls", () =>
     Effect.gen(function*() {
       const e = entry(
         [
@@ -137,7 +137,7 @@ describe("replay equivalence", () => {
         ],
         { threadId: "T-42", replyToId: "M-7", accountId: "small", idempotencyKey: "reply-1", silent: true }
       )
-      const sender = Sender.make({ chunking })
+      const sender = yield* Sender.make({ chunking })
       for (const name of ["v1", "line", "v2"] as const) {
         const live = yield* makeRecorder()
         const recovered = yield* makeRecorder()

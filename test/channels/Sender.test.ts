@@ -24,10 +24,10 @@ const scripted = (script: ReadonlyArray<Step>) =>
   })
 
 describe("Sender.send", () => {
-  it.effect("sends every part in order and reports each message id", () =>
+  it.scoped("sends every part in order and reports each message id", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([])
-      const report = yield* Sender.make().send(entry(fourTexts), channel, { attempt: 1 })
+      const report = yield* (yield* Sender.make()).send(entry(fourTexts), channel, { attempt: 1 })
       expect((yield* rec.calls).map((c) => c.ctx.text)).toEqual(["one", "two", "three", "four"])
       expect(report).toMatchObject({ partsTotal: 4, partsDelivered: 4 })
       expect(report.outcomes.map(({ index, kind, messageId }) => ({ index, kind, messageId }))).toEqual([
@@ -38,7 +38,7 @@ describe("Sender.send", () => {
       ])
     }))
 
-  it.effect("passes the stored context to the adapter: thread, reply, idempotency key, attempt, part position", () =>
+  it.scoped("passes the stored context to the adapter: thread, reply, idempotency key, attempt, part position", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([])
       const e = entry([{ text: "hi" }], {
@@ -48,8 +48,8 @@ describe("Sender.send", () => {
         silent: true,
         idempotencyKey: "k-1"
       })
-      yield* Sender.make().send(e, channel, { attempt: 3 })
-      yield* Sender.make().send(entry([{ text: "hi" }]), channel, { attempt: 1 })
+      yield* (yield* Sender.make()).send(e, channel, { attempt: 3 })
+      yield* (yield* Sender.make()).send(entry([{ text: "hi" }]), channel, { attempt: 1 })
       const [first, second] = yield* rec.calls
       expect(first!.ctx).toEqual(
         {
@@ -72,43 +72,48 @@ describe("Sender.send", () => {
       expect(second!.ctx.idempotencyKey).toBe(e.id)
     }))
 
-  it.effect("resumes at partsDelivered: parts already delivered are not sent again", () =>
+  it.scoped("resumes at partsDelivered: parts already delivered are not sent again", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([])
-      const report = yield* Sender.make().send(entry(fourTexts, { partsDelivered: 2 }), channel, { attempt: 2 })
+      const report = yield* (yield* Sender.make()).send(entry(fourTexts, { partsDelivered: 2 }), channel, {
+        attempt: 2
+      })
       expect((yield* rec.calls).map((c) => [c.ctx.text, c.ctx.partIndex])).toEqual([["three", 2], ["four", 3]])
       expect(report.outcomes.map((o) => o.index)).toEqual([2, 3])
       expect(report.partsDelivered).toBe(4)
     }))
 
-  it.effect("an entry whose parts were all delivered sends nothing and succeeds", () =>
+  it.scoped("an entry whose parts were all delivered sends nothing and succeeds", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([])
-      const report = yield* Sender.make().send(entry(fourTexts, { partsDelivered: 4 }), channel, { attempt: 2 })
+      const report = yield* (yield* Sender.make()).send(entry(fourTexts, { partsDelivered: 4 }), channel, {
+        attempt: 2
+      })
       expect(yield* rec.calls).toEqual([])
       expect(report).toMatchObject({ partsTotal: 4, partsDelivered: 4, outcomes: [] })
     }))
 
-  it.effect("without bestEffort the first failing part stops the entry and says how far it got", () =>
+  it.scoped("without bestEffort the first failing part stops the entry and says how far it got", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([{ ok: true }, {
         fail: { status: 503, message: "Service Unavailable" }
       }])
-      const error = yield* Sender.make().send(entry(fourTexts), channel, { attempt: 1 }).pipe(Effect.flip)
+      const error = yield* (yield* Sender.make()).send(entry(fourTexts), channel, { attempt: 1 }).pipe(Effect.flip)
       expect((yield* rec.calls).map((c) => c.ctx.text)).toEqual(["one", "two"])
       expect(error).toEqual(
         new SendError({ message: "Service Unavailable", retryable: true, status: 503, partIndex: 1, partsDelivered: 1 })
       )
     }))
 
-  it.effect("with bestEffort every part is tried and a failure is never success", () =>
+  it.scoped("with bestEffort every part is tried and a failure is never success", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([{ ok: true }, { fail: new Error("ETIMEDOUT") }, { ok: true }, {
         ok: true
       }])
-      const error = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), channel, { attempt: 1 }).pipe(
-        Effect.flip
-      )
+      const error = yield* (yield* Sender.make()).send(entry(fourTexts, { bestEffort: true }), channel, { attempt: 1 })
+        .pipe(
+          Effect.flip
+        )
       expect((yield* rec.calls).map((c) => c.ctx.text)).toEqual(["one", "two", "three", "four"])
       expect(error).toEqual(
         new PartialDeliveryFailure({
@@ -122,10 +127,10 @@ describe("Sender.send", () => {
       )
     }))
 
-  it.effect("bestEffort retry: parts delivered past a failed one are not sent again", () =>
+  it.scoped("bestEffort retry: parts delivered past a failed one are not sent again", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([])
-      const report = yield* Sender.make().send(
+      const report = yield* (yield* Sender.make()).send(
         entry(fourTexts, { bestEffort: true, partsDelivered: 1, deliveredParts: [2, 3] }),
         channel,
         { attempt: 2 }
@@ -134,12 +139,14 @@ describe("Sender.send", () => {
       expect(report.partsDelivered).toBe(4)
     }))
 
-  it.effect("bestEffort: a permanent part makes the whole failure permanent; the longest retry-after wins", () =>
+  it.scoped("bestEffort: a permanent part makes the whole failure permanent; the longest retry-after wins", () =>
     Effect.gen(function*() {
       const { channel } = yield* scripted([{ fail: { retryAfterMs: 2000 } }, {
         fail: { status: 429, retryAfterMs: 9000 }
       }])
-      const retryable = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), channel, { attempt: 1 }).pipe(
+      const retryable = yield* (yield* Sender.make()).send(entry(fourTexts, { bestEffort: true }), channel, {
+        attempt: 1
+      }).pipe(
         Effect.flip
       )
       expect(retryable).toMatchObject({
@@ -153,7 +160,7 @@ describe("Sender.send", () => {
       const second = yield* scripted([{ ok: true }, { fail: { status: 500 } }, {
         fail: new Error("Forbidden: bot was blocked by the user")
       }])
-      const permanent = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), second.channel, {
+      const permanent = yield* (yield* Sender.make()).send(entry(fourTexts, { bestEffort: true }), second.channel, {
         attempt: 1
       })
         .pipe(Effect.flip)
@@ -161,14 +168,14 @@ describe("Sender.send", () => {
       expect((permanent as PartialDeliveryFailure).retryAfterMs).toBeUndefined()
     }))
 
-  it.effect("bestEffort with every part succeeding is a plain success", () =>
+  it.scoped("bestEffort with every part succeeding is a plain success", () =>
     Effect.gen(function*() {
       const { channel } = yield* scripted([])
-      const report = yield* Sender.make().send(entry(fourTexts, { bestEffort: true }), channel, { attempt: 1 })
+      const report = yield* (yield* Sender.make()).send(entry(fourTexts, { bestEffort: true }), channel, { attempt: 1 })
       expect(report.partsDelivered).toBe(4)
     }))
 
-  it.effect("a rejected Promise with undefined or a thrown non-Error still becomes a readable SendError", () =>
+  it.scoped("a rejected Promise with undefined or a thrown non-Error still becomes a readable SendError", () =>
     Effect.gen(function*() {
       const results: Array<unknown> = []
       for (
@@ -177,7 +184,9 @@ describe("Sender.send", () => {
         >
       ) {
         const { channel } = yield* scripted([step])
-        const error = yield* Sender.make().send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(Effect.flip)
+        const error = yield* (yield* Sender.make()).send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(
+          Effect.flip
+        )
         expect(error).toBeInstanceOf(SendError)
         results.push(error.message)
       }
@@ -189,29 +198,33 @@ describe("Sender.send", () => {
       ])
     }))
 
-  it.effect("a malformed adapter result is a permanent SendError, not a crash", () =>
+  it.scoped("a malformed adapter result is a permanent SendError, not a crash", () =>
     Effect.gen(function*() {
       for (const bad of [undefined, "ok", { id: "123" }, { messageId: 123 }]) {
         const { channel } = yield* scripted([{ resolve: bad }])
-        const error = yield* Sender.make().send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(Effect.flip)
+        const error = yield* (yield* Sender.make()).send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(
+          Effect.flip
+        )
         expect(error).toMatchObject({ _tag: "SendError", retryable: false })
         expect(error.message).toMatch(/^chat\.sendText returned a malformed result \(expected \{ messageId: string \}/)
       }
     }))
 
-  it.effect("a 429 from the adapter keeps its retry-after", () =>
+  it.scoped("a 429 from the adapter keeps its retry-after", () =>
     Effect.gen(function*() {
       const { channel } = yield* scripted([{ fail: { status: 429, headers: { "retry-after": "12" } } }])
-      const error = yield* Sender.make().send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(Effect.flip)
+      const error = yield* (yield* Sender.make()).send(entry([{ text: "x" }]), channel, { attempt: 1 }).pipe(
+        Effect.flip
+      )
       expect(error).toMatchObject({ retryable: true, retryAfterMs: 12_000, status: 429, partsDelivered: 0 })
     }))
 })
 
 describe("Sender send timeout", () => {
-  it.effect("a part that hangs past the 30 s default fails retryable and its call is aborted", () =>
+  it.scoped("a part that hangs past the 30 s default fails retryable and its call is aborted", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([{ ok: true }, { hang: true }])
-      const fiber = yield* Effect.fork(Sender.make().send(entry(fourTexts), channel, { attempt: 1 }))
+      const fiber = yield* Effect.fork((yield* Sender.make()).send(entry(fourTexts), channel, { attempt: 1 }))
       yield* TestClock.adjust("29 seconds")
       expect(yield* Fiber.poll(fiber)).toEqual(Option.none())
       yield* TestClock.adjust("2 seconds")
@@ -222,7 +235,7 @@ describe("Sender send timeout", () => {
       expect((yield* rec.calls).length).toBe(2)
     }))
 
-  it.effect("a plugin that reads its abort signal only after the timeout finds it aborted", () =>
+  it.scoped("a plugin that reads its abort signal only after the timeout finds it aborted", () =>
     Effect.gen(function*() {
       let options: ChannelAdapter.CallOptions | undefined
       const channel = yield* normalize({
@@ -233,18 +246,18 @@ describe("Sender send timeout", () => {
         }
       })
       const fiber = yield* Effect.fork(
-        Sender.make({ sendTimeout: "5 seconds" }).send(entry([{ text: "x" }]), channel, { attempt: 1 })
+        (yield* Sender.make({ sendTimeout: "5 seconds" })).send(entry([{ text: "x" }]), channel, { attempt: 1 })
       )
       yield* TestClock.adjust("6 seconds")
       expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({ _tag: "SendError", retryable: true })
       expect(options?.signal.aborted).toBe(true)
     }))
 
-  it.effect("the timeout comes from the options", () =>
+  it.scoped("the timeout comes from the options", () =>
     Effect.gen(function*() {
       const { channel } = yield* scripted([{ hang: true }])
       const fiber = yield* Effect.fork(
-        Sender.make({ sendTimeout: "5 seconds" }).send(entry([{ text: "x" }]), channel, { attempt: 1 })
+        (yield* Sender.make({ sendTimeout: "5 seconds" })).send(entry([{ text: "x" }]), channel, { attempt: 1 })
       )
       yield* TestClock.adjust("5 seconds")
       expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({
@@ -253,14 +266,14 @@ describe("Sender send timeout", () => {
       })
     }))
 
-  it.effect("an Effect-native adapter that never completes is interrupted at the timeout", () =>
+  it.scoped("an Effect-native adapter that never completes is interrupted at the timeout", () =>
     Effect.gen(function*() {
       const interrupted = yield* Ref.make(false)
       const channel = yield* normalize({
         outboundContract: "v2",
         sendFinal: () => Effect.never.pipe(Effect.onInterrupt(() => Ref.set(interrupted, true)))
       })
-      const fiber = yield* Effect.fork(Sender.make().send(entry([{ text: "x" }]), channel, { attempt: 1 }))
+      const fiber = yield* Effect.fork((yield* Sender.make()).send(entry([{ text: "x" }]), channel, { attempt: 1 }))
       yield* TestClock.adjust("30 seconds")
       expect(yield* Fiber.join(fiber).pipe(Effect.flip)).toMatchObject({
         retryable: true,
@@ -271,10 +284,10 @@ describe("Sender send timeout", () => {
 })
 
 describe("Sender send timeout: one watchdog for all suspended parts", () => {
-  it.effect("parts started at different times each time out at their own deadline", () =>
+  it.scoped("parts started at different times each time out at their own deadline", () =>
     Effect.gen(function*() {
       const channel = yield* normalize({ outboundContract: "v2", sendFinal: () => Effect.never })
-      const sender = Sender.make({ sendTimeout: "30 seconds" })
+      const sender = yield* Sender.make({ sendTimeout: "30 seconds" })
       const first = yield* Effect.fork(sender.send(entry([{ text: "a" }]), channel, { attempt: 1 }))
       yield* TestClock.adjust("10 seconds")
       const second = yield* Effect.fork(sender.send(entry([{ text: "b" }]), channel, { attempt: 1 }))
@@ -290,15 +303,15 @@ describe("Sender send timeout: one watchdog for all suspended parts", () => {
 })
 
 describe("Sender.reconcile", () => {
-  it.effect("is unknown when the adapter cannot tell", () =>
+  it.scoped("is unknown when the adapter cannot tell", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const channel = yield* normalize(v2Adapter(rec))
-      expect(yield* Sender.make().reconcile(entry(fourTexts), channel, { attempt: 2 })).toBe("unknown")
+      expect(yield* (yield* Sender.make()).reconcile(entry(fourTexts), channel, { attempt: 2 })).toBe("unknown")
       expect(yield* rec.calls).toEqual([])
     }))
 
-  it.effect("asks the adapter about the first undelivered part", () =>
+  it.scoped("asks the adapter about the first undelivered part", () =>
     Effect.gen(function*() {
       const asked: Array<SendContext> = []
       const rec = yield* makeRecorder()
@@ -309,26 +322,27 @@ describe("Sender.reconcile", () => {
           return Promise.resolve("sent" as const)
         }
       })
-      expect(yield* Sender.make().reconcile(entry(fourTexts, { partsDelivered: 2 }), channel, { attempt: 2 })).toBe(
-        "sent"
-      )
+      expect(yield* (yield* Sender.make()).reconcile(entry(fourTexts, { partsDelivered: 2 }), channel, { attempt: 2 }))
+        .toBe(
+          "sent"
+        )
       expect(asked.map((c) => [c.partIndex, c.text])).toEqual([[2, "three"]])
       expect(yield* rec.calls).toEqual([])
     }))
 
-  it.effect("a failing or nonsensical reconcile counts as unknown", () =>
+  it.scoped("a failing or nonsensical reconcile counts as unknown", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       for (const answer of [Promise.reject(new Error("down")), Promise.resolve("maybe")]) {
         answer.catch(() => {})
         const channel = yield* normalize({ ...v1Adapter(rec), reconcile: () => answer as Promise<"sent"> })
-        expect(yield* Sender.make().reconcile(entry(fourTexts), channel, { attempt: 2 })).toBe("unknown")
+        expect(yield* (yield* Sender.make()).reconcile(entry(fourTexts), channel, { attempt: 2 })).toBe("unknown")
       }
     }))
 })
 
 describe("Sender.layer", () => {
-  it.effect("provides the same sender as make", () =>
+  it.scoped("provides the same sender as make", () =>
     Effect.gen(function*() {
       const { channel, rec } = yield* scripted([])
       const sender = yield* Sender.Sender

@@ -22,11 +22,11 @@ const deliver = (adapter: Adapter, payloads: ReadonlyArray<ReplyPayload>) =>
   Effect.gen(function*() {
     const registry = yield* Registry.make({ chat: adapter })
     const channel = yield* registry.get("chat")
-    return yield* Sender.make().send(entry(payloads), channel, { attempt: 1 })
+    return yield* (yield* Sender.make()).send(entry(payloads), channel, { attempt: 1 })
   })
 
 describe("rule 1: v1 adapters keep core chunking and per-URL media", () => {
-  it.effect("seed bug: channelData + 3 media to a plain v1 adapter made 1 call — it makes 3 sendMedia calls", () =>
+  it.scoped("seed bug: channelData + 3 media to a plain v1 adapter made 1 call — it makes 3 sendMedia calls", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const report = yield* deliver(v1Adapter(rec), [{ text: "look", mediaUrls: media, channelData: { flex: {} } }])
@@ -37,7 +37,7 @@ describe("rule 1: v1 adapters keep core chunking and per-URL media", () => {
       expect(report.outcomes.map((o) => o.kind)).toEqual(["media", "media", "media"])
     }))
 
-  it.effect("seed bug: long text to a v1 adapter went out whole — it is chunked at the adapter's limit", () =>
+  it.scoped("seed bug: long text to a v1 adapter went out whole — it is chunked at the adapter's limit", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const text = "a".repeat(250)
@@ -48,7 +48,7 @@ describe("rule 1: v1 adapters keep core chunking and per-URL media", () => {
       expect(calls.map((c) => c.ctx.text).join("")).toBe(text)
     }))
 
-  it.effect("a v1 adapter's chunking uses the 4000 default without textChunkLimit", () =>
+  it.scoped("a v1 adapter's chunking uses the 4000 default without textChunkLimit", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       yield* deliver(v1Adapter(rec), [{ text: "b".repeat(9000) }])
@@ -57,7 +57,7 @@ describe("rule 1: v1 adapters keep core chunking and per-URL media", () => {
 })
 
 describe("rule 2: the whole-payload fast path only where the adapter has it natively", () => {
-  it.effect("LINE-style v1 sendPayload takes a channelData payload in exactly one call, no sendText/sendMedia", () =>
+  it.scoped("LINE-style v1 sendPayload takes a channelData payload in exactly one call, no sendText/sendMedia", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const payload = { text: "menu", mediaUrls: media, channelData: { line: { quickReply: { items: [] } } } }
@@ -68,7 +68,7 @@ describe("rule 2: the whole-payload fast path only where the adapter has it nati
       expect(calls[0]!.ctx.text).toBe("menu")
     }))
 
-  it.effect("v2 sendFinal takes a channelData payload in exactly one call", () =>
+  it.scoped("v2 sendFinal takes a channelData payload in exactly one call", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const payload = { text: "card", mediaUrls: media, channelData: { slack: { blocks: [] } } }
@@ -78,7 +78,7 @@ describe("rule 2: the whole-payload fast path only where the adapter has it nati
       expect(calls[0]!.ctx.payload).toEqual(payload)
     }))
 
-  it.effect("a v1 sendPayload is not used for payloads without channelData", () =>
+  it.scoped("a v1 sendPayload is not used for payloads without channelData", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       yield* deliver(v1Adapter(rec, { payload: true }), [{ text: "plain" }, { mediaUrls: [media[0]!] }])
@@ -87,7 +87,7 @@ describe("rule 2: the whole-payload fast path only where the adapter has it nati
 })
 
 describe("rule 3: v2 only if declared AND implemented", () => {
-  it.effect("seed bug: outboundContract v2 without sendFinal was treated as v2 and sent nothing — registration fails", () =>
+  it.scoped("seed bug: outboundContract v2 without sendFinal was treated as v2 and sent nothing — registration fails", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const broken = {
@@ -111,14 +111,14 @@ describe("rule 3: v2 only if declared AND implemented", () => {
       expect(yield* rec.calls).toEqual([])
     }))
 
-  it.effect("a v1 adapter is warned about once at registration, not on every send", () =>
+  it.scoped("a v1 adapter is warned about once at registration, not on every send", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
       const rec = yield* makeRecorder()
       yield* Effect.gen(function*() {
         const registry = yield* ChannelRegistry
         const channel = yield* registry.get("chat")
-        const sender = Sender.make()
+        const sender = yield* Sender.make()
         for (let i = 0; i < 3; i++) yield* sender.send(entry([{ text: `msg ${i}` }]), channel, { attempt: 1 })
       }).pipe(
         Effect.provide(Registry.layer({ chat: v1Adapter(rec), modern: v2Adapter(rec) })),
@@ -134,7 +134,7 @@ describe("rule 3: v2 only if declared AND implemented", () => {
 })
 
 describe("rule 4: media to an adapter without sendMedia", () => {
-  it.effect("seed bug #32788: a media-only payload was acked with nothing sent — it fails permanently", () =>
+  it.scoped("seed bug #32788: a media-only payload was acked with nothing sent — it fails permanently", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const error = yield* deliver(v1Adapter(rec, { media: false }), [{ mediaUrls: media }]).pipe(Effect.flip)
@@ -147,7 +147,7 @@ describe("rule 4: media to an adapter without sendMedia", () => {
       expect(yield* rec.calls).toEqual([])
     }))
 
-  it.effect("text + media to an adapter without sendMedia sends the text and logs a warning", () =>
+  it.scoped("text + media to an adapter without sendMedia sends the text and logs a warning", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
       const rec = yield* makeRecorder()
@@ -164,7 +164,7 @@ describe("rule 4: media to an adapter without sendMedia", () => {
       })
     }))
 
-  it.effect("a channelData-only payload to a v1 adapter without sendPayload fails rather than sending nothing", () =>
+  it.scoped("a channelData-only payload to a v1 adapter without sendPayload fails rather than sending nothing", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const error = yield* deliver(v1Adapter(rec), [{ channelData: { flex: {} } }]).pipe(Effect.flip)
@@ -174,7 +174,7 @@ describe("rule 4: media to an adapter without sendMedia", () => {
 })
 
 describe("rule 5: v2 adapters get whole payloads", () => {
-  it.effect("sendFinal exactly once per payload; its v1 methods are never called", () =>
+  it.scoped("sendFinal exactly once per payload; its v1 methods are never called", () =>
     Effect.gen(function*() {
       const rec = yield* makeRecorder()
       const payloads = [{ text: "x".repeat(9000) }, { text: "pics", mediaUrls: media }, { mediaUrls: [media[0]!] }]

@@ -4,7 +4,10 @@
  * embedded copy must equal its file.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as http from "node:http"
@@ -12,9 +15,11 @@ import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import { chatApiAdapter } from "../../examples/adapter-v1.js"
 import { richChatAdapter } from "../../examples/adapter-v2.js"
+import { Channels } from "../../examples/channels.js"
 import { ChunkingConfig } from "../../examples/chunking.js"
 import { OutboxWithLegacyImport } from "../../examples/legacy-import.js"
 import { deliverAnswer } from "../../examples/typed-request.js"
+import { XmppChannels } from "../../examples/xmpp.js"
 import type { AdapterV1, SendContext } from "../../src/ChannelAdapter.js"
 import * as ChannelRegistry from "../../src/ChannelRegistry.js"
 import * as MemoryOutboxRepo from "../../src/MemoryOutboxRepo.js"
@@ -228,15 +233,65 @@ describe("examples", { timeout: 60_000 }, () => {
     expect(await boot(tmp.file("fresh-install"), tmp.file("fresh.db"))).toBe(0)
   })
 
+  it("channels.ts registers the shipped channels from the environment; a reply to its webhook is signed and delivered", async () => {
+    const env = new Map([
+      ["ALERTS_WEBHOOK_URL", `${apiUrl}/alerts`],
+      ["ALERTS_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+      ["TELEGRAM_BOT_TOKEN", "123456:ABC-DEF"],
+      ["SLACK_BOT_TOKEN", "xoxb-test"]
+    ])
+    const [listed, outcome] = await Effect.gen(function*() {
+      const registry = yield* ChannelRegistry.ChannelRegistry
+      const o = yield* Outbox.Outbox
+      return [
+        yield* registry.list,
+        yield* o.deliver({ channel: "alerts", to: "ops", payloads: [{ text: "disk full" }], idempotencyKey: "alert-1" })
+      ] as const
+    }).pipe(
+      Effect.provide(Outbox.layer.pipe(Layer.provideMerge(Layer.mergeAll(
+        MemoryOutboxRepo.layer,
+        Channels,
+        OutboxConfig.layer({ retryJitter: false })
+      )))),
+      Effect.withConfigProvider(ConfigProvider.fromMap(env)),
+      Effect.runPromise
+    )
+    expect(listed).toEqual([
+      { channel: "alerts", contract: "v2" },
+      { channel: "telegram", contract: "v1" },
+      { channel: "slack", contract: "v1" }
+    ])
+    expect(outcome).toMatchObject({ _tag: "Delivered", results: [{ messageId: "alert-1.0" }] })
+    expect(received.filter((r) => r.url === "/alerts").map((r) => r.body?.["data"])).toEqual([
+      expect.objectContaining({ channel: "alerts", to: "ops", text: "disk full", idempotencyKey: "alert-1" })
+    ])
+  })
+
+  it("xmpp.ts's layer takes its account from XMPP_*: without them it fails to build, naming the variable", async () => {
+    // test/xmpp/outage.test.ts runs the gateway with this layer against a real Prosody
+    const exit = await Layer.build(XmppChannels).pipe(
+      Effect.scoped,
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["XMPP_DOMAIN", "example.com"]]), { pathDelim: "_" })),
+      Effect.runPromiseExit
+    )
+    expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/XMPP_SERVICE/)
+  })
+
   it("README.md shows its embed example exactly as it is in examples/ (importing from the package name) and links every example", () => {
     const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8")
     const blocks = [...readme.matchAll(/<!-- example: (examples\/[\w.-]+\.ts) -->\n```ts\n([\s\S]*?)```/g)]
-    expect(blocks.map((m) => m[1]).sort()).toEqual(["examples/quickstart.ts"])
+    expect(blocks.map((m) => m[1]).sort()).toEqual([
+      "examples/channels.ts",
+      "examples/quickstart.ts",
+      "examples/xmpp.ts"
+    ])
     for (const file of fs.readdirSync(path.join(ROOT, "examples")).filter((f) => f.endsWith(".ts"))) {
       expect(readme, `README links examples/${file}`).toContain(`](examples/${file})`)
     }
     for (const [, file, code] of blocks) {
-      const source = fs.readFileSync(path.join(ROOT, file!), "utf8").replaceAll(`"../src/index.js"`, `"effect-outbox"`)
+      const source = fs.readFileSync(path.join(ROOT, file!), "utf8")
+        .replaceAll(`"../src/index.js"`, `"effect-outbox"`)
+        .replace(/"\.\.\/src\/(channels\/\w+)\.js"/g, `"effect-outbox/$1"`)
       expect(code, file).toBe(source)
     }
   })

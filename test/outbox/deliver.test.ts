@@ -424,7 +424,7 @@ describe("Outbox.deliver", () => {
   // The writer starts each send at once; an adapter that answers without suspending completes there, with no fiber
   // of its own. Each style must give the caller, the store, the events and the metrics the same thing.
   for (const [style, answer] of answerStyles) {
-    it.effect(`an adapter answering with ${style}: the same outcomes, rows, events and metrics`, () =>
+    it.scoped(`an adapter answering with ${style}: the same outcomes, rows, events and metrics`, () =>
       Effect.gen(function*() {
         let calls = 0
         const adapter = { outboundContract: "v2" as const, sendFinal: () => answer(++calls) }
@@ -435,12 +435,11 @@ describe("Outbox.deliver", () => {
           const events: Array<[string, EntryId]> = []
           const watcher = yield* Effect.fork(
             Stream.runForEach(
-              outbox.events,
+              yield* outbox.subscribe,
               (event) =>
                 Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))
             )
           )
-          yield* TestClock.adjust(1) // the watcher subscribes
           const outcomes = yield* Effect.forEach(
             ["a", "b", "c"],
             (to) => outbox.deliver(reply(`to ${to}`, { to })).pipe(Effect.tagMetrics("gateway", gateway)),
@@ -463,7 +462,7 @@ describe("Outbox.deliver", () => {
       }))
   }
 
-  it.effect(
+  it.scoped(
     "with the event buffer full, deliveries whose adapter answers at once still go out, and events slide",
     () =>
       Effect.gen(function*() {
@@ -476,11 +475,10 @@ describe("Outbox.deliver", () => {
           const gate = yield* Deferred.make<void>()
           const all: Array<string> = []
           const fast = yield* Effect.fork(
-            Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(event._tag)))
+            Stream.runForEach(yield* outbox.subscribe, (event) => Effect.sync(() => void all.push(event._tag)))
           )
           // a subscriber that stops reading: the buffer fills, and publishing goes through the sliding publish
-          const behind = yield* Effect.fork(Stream.runForEach(outbox.events, () => Deferred.await(gate)))
-          yield* TestClock.adjust(1)
+          const behind = yield* Effect.fork(Stream.runForEach(yield* outbox.subscribe, () => Deferred.await(gate)))
           const outcomes = yield* Effect.forEach(
             Array.from({ length: 4_000 }, (_, i) => i),
             (i) => outbox.deliver(reply(`m${i}`, { to: `user-${i}` })),
@@ -680,13 +678,12 @@ describe("Outbox.deliver", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config: { pruneInterval: Duration.hours(48) } })))
     }))
 
-  it.effect("events: enqueued, sent, delivered, retry_scheduled, terminal", () =>
+  it.scoped("events: enqueued, sent, delivered, retry_scheduled, terminal", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter([{ ok: true }, { status: 500 }, { permanent: "chat not found" }])
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
-        const collected = yield* Effect.fork(Stream.runCollect(Stream.take(outbox.events, 7)))
-        yield* TestClock.adjust(1) // let the subscriber start
+        const collected = yield* Effect.fork(Stream.runCollect(Stream.take(yield* outbox.subscribe, 7)))
         yield* outbox.deliver(reply("a"))
         yield* Effect.flip(outbox.deliver(reply("b", { to: "user-2" })))
         yield* Effect.flip(outbox.deliver(reply("c", { to: "user-3" })))
@@ -695,7 +692,7 @@ describe("Outbox.deliver", () => {
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
 
-  it.effect(
+  it.scoped(
     "a subscriber that falls behind loses the oldest events past the buffer, never the newest",
     () =>
       Effect.gen(function*() {
@@ -707,15 +704,14 @@ describe("Outbox.deliver", () => {
           const all: Array<EntryId> = []
           const slow: Array<EntryId> = []
           const fast = yield* Effect.fork(
-            Stream.runForEach(outbox.events, (event) => Effect.sync(() => void all.push(idOf(event))))
+            Stream.runForEach(yield* outbox.subscribe, (event) => Effect.sync(() => void all.push(idOf(event))))
           )
           // takes one chunk, then stops reading until the gate opens
-          const behind = yield* Effect.fork(Stream.runForEach(outbox.events, (event) =>
+          const behind = yield* Effect.fork(Stream.runForEach(yield* outbox.subscribe, (event) =>
             Effect.zipRight(
               Deferred.await(gate),
               Effect.sync(() => void slow.push(idOf(event)))
             )))
-          yield* TestClock.adjust(1) // let the subscribers start
           yield* Effect.forEach(Array.from({ length: 15_000 }, (_, i) => i), (i) =>
             outbox.enqueue(reply(`m${i}`, { to: `user-${i}` })), {
             concurrency: 500,

@@ -80,4 +80,43 @@ describe("conversation lanes", () => {
         expect((yield* chat.calls).map((c) => c.text)).toEqual(["doomed", "next"])
       }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
     }))
+
+  it.effect("a drain of many conversations never sends more rows at once than workerConcurrency: a conversation's next row takes over its predecessor's slot", () =>
+    Effect.gen(function*() {
+      let inFlight = 0
+      let most = 0
+      const sent: Array<string> = []
+      const adapter = {
+        outboundContract: "v2" as const,
+        sendFinal: (ctx: { readonly to: string; readonly text: string }) => {
+          inFlight++
+          most = Math.max(most, inFlight)
+          // resolves on a later turn of the event loop, so sends of different conversations overlap
+          return new Promise<{ messageId: string }>((resolve) =>
+            setImmediate(() => {
+              inFlight--
+              sent.push(`${ctx.to}:${ctx.text}`)
+              resolve({ messageId: `${ctx.to}:${ctx.text}` })
+            })
+          )
+        }
+      }
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        for (let n = 0; n < 5; n++) {
+          for (let c = 0; c < 10; c++) yield* outbox.enqueue(reply(`reply ${n}`, { to: `chat-${c}` }))
+        }
+        while ((yield* outbox.stats).byState.delivered !== 50) {
+          yield* outbox.runRecoveryPass
+          yield* outbox.awaitIdle
+        }
+        expect(most).toBeLessThanOrEqual(4)
+        expect(most).toBeGreaterThan(1)
+        for (let c = 0; c < 10; c++) {
+          expect(sent.filter((s) => s.startsWith(`chat-${c}:`))).toEqual(
+            [0, 1, 2, 3, 4].map((n) => `chat-${c}:reply ${n}`)
+          )
+        }
+      }).pipe(Effect.provide(outboxLayer({ chat: adapter }, { config: { workerConcurrency: 4 } })))
+    }))
 })

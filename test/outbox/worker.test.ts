@@ -41,7 +41,7 @@ describe("RecoveryWorker", () => {
   // fiber of its own. Each style must give the store, the events, the metrics and the pass's report the same thing,
   // with one adapter call per row.
   for (const [style, answer] of answerStyles) {
-    it.effect(`a pass over an adapter answering with ${style}: the same rows, events, metrics and report`, () =>
+    it.scoped(`a pass over an adapter answering with ${style}: the same rows, events, metrics and report`, () =>
       Effect.gen(function*() {
         const calls: Array<string> = []
         const adapter = {
@@ -60,12 +60,11 @@ describe("RecoveryWorker", () => {
           const events: Array<[string, EntryId]> = []
           const watcher = yield* Effect.fork(
             Stream.runForEach(
-              outbox.events,
+              yield* outbox.subscribe,
               (event) =>
                 Effect.sync(() => void events.push([event._tag, (event as { readonly entryId: EntryId }).entryId]))
             )
           )
-          yield* TestClock.adjust(1) // the watcher subscribes
           const deliveredBefore = yield* counter(Metrics.delivered)
           const first = yield* outbox.runRecoveryPass
           const second = yield* outbox.runRecoveryPass

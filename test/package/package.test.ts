@@ -271,11 +271,11 @@ describe("installed into a new app with its peers, by the README's Install comma
       throw new Error("README.md has no `npm install effect-outbox …` line in its Install section")
     }
     const [, , ...packages] = line.trim().split(/\s+/)
-    // every required peer is in the command, so it installs exactly what the package asks for (the optional ones,
-    // for OutboxTelemetry, are a gateway's choice)
+    // every required peer is in the command, so it installs exactly what the package asks for; an optional one
+    // (a ready channel's client library) is installed only by the gateways that use that channel
     const named = packages.map((p) => p.replace(/(.)@[^@]*$/, "$1"))
     const missing = Object.keys(repoPackage.peerDependencies).filter((peer) =>
-      repoPackage.peerDependenciesMeta?.[peer]?.optional !== true && !named.includes(peer)
+      !named.includes(peer) && repoPackage.peerDependenciesMeta?.[peer]?.optional !== true
     )
     if (missing.length > 0) throw new Error(`README's Install command lacks the peers ${missing.join(", ")}`)
     return ["install", ...packages.map((p) => (p === "effect-outbox" ? tarball : p))]
@@ -326,6 +326,39 @@ describe("installed into a new app with its peers, by the README's Install comma
     })
     const result = ok("node quickstart", started)
     expect(result.stdout).toContain("-> user-42: Hello!")
+  })
+
+  it("the shipped channels import by path (effect-outbox/channels/…), examples/channels.ts compiles in the app, their internals stay hidden", async () => {
+    const source = fs.readFileSync(path.join(ROOT, "examples", "channels.ts"), "utf8")
+      .replaceAll("../src/index.js", "effect-outbox")
+      .replace(/"\.\.\/src\/channels\/(\w+)\.js"/g, `"effect-outbox/channels/$1"`)
+    fs.writeFileSync(path.join(APP, "channels.ts"), source)
+    fs.writeFileSync(
+      path.join(APP, "tsconfig.channels.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022",
+          module: "nodenext",
+          moduleResolution: "nodenext",
+          strict: true,
+          skipLibCheck: true,
+          noEmit: true
+        },
+        files: ["channels.ts"]
+      })
+    )
+    ok("tsc channels", await run(process.execPath, [TSC, "-p", "tsconfig.channels.json"], APP, 120_000))
+    const script = [
+      `const names = ["Webhook", "Telegram", "Slack"]`,
+      `const modules = await Promise.all(names.map((n) => import("effect-outbox/channels/" + n)))`,
+      `console.log(modules.map((m) => typeof m.make + "/" + typeof m.makeConfig).join(" "))`,
+      `await import("effect-outbox/channels/internal/http").then(() => console.log("internal exported"), (e) => console.log(e.code))`
+    ].join("\n")
+    const result = ok("node", await run(process.execPath, ["--input-type=module", "-e", script], APP, 30_000))
+    expect(result.stdout.trim().split("\n")).toEqual([
+      "function/function function/function function/function",
+      "ERR_PACKAGE_PATH_NOT_EXPORTED"
+    ])
   })
 
   it("npx effect-outbox --help runs the installed CLI", async () => {

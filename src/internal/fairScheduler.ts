@@ -1,0 +1,58 @@
+/**
+ * The scheduler of the outbox's own fibers (deliveries, the journal, lanes, the worker) and of callers while they are
+ * inside `deliver`, `enqueue` or a pass: it runs their steps in slices
+ * of at most a few milliseconds and lets Node's event loop turn between slices (`setImmediate`). Effect's default
+ * scheduler chains up to 2,048 microtask rounds before a macrotask, so under load the gateway's timers and sockets
+ * waited 0.5–4 s; sliced, the longest gap is a slice plus the longest single step (a batch's synchronous SQL).
+ */
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import type * as Scheduler from "effect/Scheduler"
+
+/** How long one slice may run before the event loop gets a turn. */
+const SLICE_MS = 4
+
+const make = (): Scheduler.Scheduler => {
+  let queue: Array<Scheduler.Task> = []
+  let head = 0
+  let scheduled = false
+  const slice = () => {
+    const until = performance.now() + SLICE_MS
+    while (head < queue.length) {
+      queue[head++]!()
+      if (performance.now() >= until) break
+    }
+    if (head < queue.length) {
+      // drop what ran, so the array does not grow without bound under a steady load
+      if (head > 1024) {
+        queue = queue.slice(head)
+        head = 0
+      }
+      setImmediate(slice)
+      return
+    }
+    queue = []
+    head = 0
+    scheduled = false
+  }
+  return {
+    shouldYield: (fiber) =>
+      fiber.currentOpCount > fiber.getFiberRef(FiberRef.currentMaxOpsBeforeYield)
+        ? fiber.getFiberRef(FiberRef.currentSchedulingPriority)
+        : false,
+    scheduleTask: (task) => {
+      queue.push(task)
+      if (!scheduled) {
+        scheduled = true
+        setImmediate(slice)
+      }
+    }
+  }
+}
+
+/** One scheduler for every outbox in the process: slices are fair across them. */
+const fair = make()
+
+/** Runs `effect`, and the fibers it forks, on the time-sliced scheduler. */
+export const onFairScheduler = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withScheduler(effect, fair)
