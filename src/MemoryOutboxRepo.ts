@@ -8,6 +8,7 @@ import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, StoreError, type TransitionRejected } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
+import { activityProblem, activityStates, foldActivity, matchesFilter } from "./internal/adminSupport.js"
 import {
   byDueThenId,
   byEnqueuedThenId,
@@ -154,11 +155,7 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
     list: (filter) =>
       Effect.sync(() =>
         [...rows.values()]
-          .filter((e) =>
-            (filter.state === undefined || e.state === filter.state) &&
-            (filter.channel === undefined || e.channel === filter.channel) &&
-            (filter.before === undefined || e.enqueuedAt < filter.before)
-          )
+          .filter((e) => matchesFilter(e, filter))
           .sort((a, b) => byEnqueuedThenId(b, a))
           .slice(0, filter.limit ?? DEFAULT_LIST_LIMIT)
       ),
@@ -175,6 +172,22 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
           if (Machine.isPending(e.state) && (oldest === null || e.enqueuedAt < oldest)) oldest = e.enqueuedAt
         }
         return foldStats([...counts.values()], oldest, now)
+      }),
+
+    activity: (options) =>
+      Effect.suspend(() => {
+        const bad = activityProblem(options)
+        if (bad !== null) return Effect.fail(new StoreError({ operation: "activity", message: bad }))
+        const counts = new Map<string, { state: string; bucket: number; count: number }>()
+        for (const e of rows.values()) {
+          if (!(e.state in activityStates) || e.updatedAt < options.since || e.updatedAt >= options.until) continue
+          const bucket = Math.floor((e.updatedAt - options.since) / options.bucketMs)
+          const key = `${e.state}/${bucket}`
+          const row = counts.get(key) ?? { state: e.state, bucket, count: 0 }
+          row.count++
+          counts.set(key, row)
+        }
+        return Effect.succeed(foldActivity([...counts.values()], options))
       }),
 
     requeue: (id, now, expiresAt) =>

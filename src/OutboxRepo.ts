@@ -61,12 +61,29 @@ export type WriteResult =
   /** this write alone could not be made (its row cannot be encoded); the others of the batch were */
   | { readonly _tag: "Invalid"; readonly message: string }
 
-/** Filters of the admin listing; newest first. `before` pages by `enqueuedAt` (exclusive). */
+/**
+ * Filters of the admin listing; newest first, in (`enqueuedAt`, `id`) order. `before` alone pages by `enqueuedAt`
+ * (exclusive); with `beforeId` it is a cursor, the last row of the previous page: rows strictly after it in that order,
+ * so rows enqueued in the same millisecond are neither skipped nor repeated.
+ */
 export interface ListFilter {
   readonly state?: EntryState | undefined
   readonly channel?: string | undefined
+  /** the recipient (`to`): one chat's rows, every thread of it */
+  readonly to?: string | undefined
   readonly limit?: number | undefined
   readonly before?: number | undefined
+  readonly beforeId?: EntryId | undefined
+}
+
+/** The rows that reached a state within one time bucket, by the state they are in now (see `OutboxRepoShape.activity`). */
+export interface ActivityBucket {
+  /** the bucket's first millisecond; it holds [start, start + bucketMs) */
+  readonly start: number
+  readonly delivered: number
+  readonly retrying: number
+  readonly failed: number
+  readonly expired: number
 }
 
 /** Ages after which retention deletes finished rows; delivered and failed rows never share a policy. */
@@ -151,6 +168,14 @@ export interface OutboxRepoShape {
   readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<OutboxEntry>, StoreError>
   /** Counts by state and channel, and the oldest pending row's age at `now`. */
   readonly stats: (now: number) => Effect.Effect<OutboxStats, StoreError>
+  /**
+   * Rows by the bucket of `[since, until)` in which they reached their current state (`updatedAt`): delivered,
+   * failed_retryable (`retrying`), failed_terminal (`failed`) and expired. Every bucket is returned, oldest first,
+   * zeros included. It reads rows as they are now: a row that failed and was delivered later counts once, as delivered.
+   */
+  readonly activity: (
+    options: { readonly since: number; readonly until: number; readonly bucketMs: number }
+  ) => Effect.Effect<ReadonlyArray<ActivityBucket>, StoreError>
   /** Admin retry: a failed_terminal or expired row back to queued with attempts reset. */
   readonly requeue: (
     id: EntryId,

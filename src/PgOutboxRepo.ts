@@ -100,6 +100,12 @@ export const migrations = {
     yield* sql`CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`
     yield* sql`INSERT INTO outbox_meta (key, value) VALUES ('schema', 'effect-outbox')`
     yield* sql`CREATE TABLE outbox_nodes (owner TEXT PRIMARY KEY, heartbeat_at BIGINT NOT NULL)`
+  }),
+  "0002_listing_order": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // the admin listing, newest first: unfiltered (a key that never changes after the insert), and by finished state
+    yield* sql`CREATE INDEX outbox_entries_enqueued ON outbox_entries (enqueued_at, id)`
+    yield* sql`CREATE INDEX outbox_entries_finished_order ON outbox_entries (state, enqueued_at, id) WHERE pending IS NULL`
   })
 }
 

@@ -210,7 +210,18 @@ const makeWith = (options: SenderOptions, deadlines: Deadlines.Deadlines): Conte
       kind: part.kind as DeliveredPart["kind"],
       messageId: result.messageId,
       result
-    }))
+    })).pipe(
+      Effect.withSpan("Sender.sendPart", {
+        captureStackTrace: false,
+        attributes: {
+          "outbox.entry_id": entry.id,
+          "outbox.channel": entry.channel,
+          "outbox.attempt": attempt,
+          "outbox.part_index": part.index,
+          "outbox.part_kind": part.kind
+        }
+      })
+    )
   }
 
   const send = <E = never>(

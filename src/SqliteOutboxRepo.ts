@@ -15,6 +15,7 @@ import { orderingKey } from "./Delivery.js"
 import { EntryNotFound, StoreError } from "./DeliveryError.js"
 import type { EntryEvent } from "./EntryStateMachine.js"
 import * as Machine from "./EntryStateMachine.js"
+import { activityProblem, foldActivity } from "./internal/adminSupport.js"
 import * as GatewayLock from "./internal/gatewayLock.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./internal/repoSupport.js"
 import type { Row } from "./internal/rowCodec.js"
@@ -287,10 +288,20 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
             Machine.isPending(filter.state) ? sql`pending = 1` : sql`pending IS NULL`
           ]),
           ...(filter.channel === undefined ? [] : [sql`channel = ${filter.channel}`]),
-          ...(filter.before === undefined ? [] : [sql`enqueued_at < ${filter.before}`])
+          ...(filter.to === undefined ? [] : [sql`recipient = ${filter.to}`]),
+          ...(filter.before === undefined ? [] : [
+            filter.beforeId === undefined
+              ? sql`enqueued_at < ${filter.before}`
+              : sql`(enqueued_at, id) < (${filter.before}, ${filter.beforeId})`
+          ])
         ])
       }
-        ORDER BY enqueued_at DESC, id DESC
+        ${
+        // a backlog state is listed from the pending rows, sorted (a cost bounded by the backlog): walking the listing
+        // order index instead reads through every finished row between two pages of an old backlog
+        filter.state !== undefined && Machine.isPending(filter.state)
+          ? sql`ORDER BY +enqueued_at DESC, +id DESC`
+          : sql`ORDER BY enqueued_at DESC, id DESC`}
         LIMIT ${filter.limit ?? DEFAULT_LIST_LIMIT}`.pipe(
         Effect.flatMap(Effect.forEach(decodeOrFail("list"))),
         run("list")
@@ -309,6 +320,26 @@ export const make: Effect.Effect<OutboxRepoShape, never, SqlClient.SqlClient> = 
         Effect.map(([counts, [oldest]]) => foldStats(counts, oldest?.oldest ?? null, now)),
         run("stats")
       ),
+
+    activity: (options) =>
+      Effect.gen(function*() {
+        const bad = activityProblem(options)
+        if (bad !== null) return yield* Effect.fail(new StoreError({ operation: "activity", message: bad }))
+        const { since, until } = options
+        // the driver binds numbers as REAL: cast, so the division is an integer one
+        const bucket = sql`(updated_at - CAST(${since} AS INTEGER)) / CAST(${options.bucketMs} AS INTEGER)`
+        // finished rows through the retention index (state, updated_at); retrying rows are part of the backlog
+        const rows = yield* sql<{ state: string; bucket: number; count: number }>`
+          SELECT state, ${bucket} AS bucket, count(*) AS count FROM outbox_entries
+          WHERE pending IS NULL AND state IN ('delivered', 'failed_terminal', 'expired')
+            AND updated_at >= ${since} AND updated_at < ${until}
+          GROUP BY state, bucket
+          UNION ALL
+          SELECT state, ${bucket} AS bucket, count(*) AS count FROM outbox_entries
+          WHERE pending = 1 AND state = 'failed_retryable' AND updated_at >= ${since} AND updated_at < ${until}
+          GROUP BY state, bucket`
+        return foldActivity(rows, options)
+      }).pipe(run("activity")),
 
     requeue: (id, now, expiresAt) =>
       writeTx(Effect.gen(function*() {

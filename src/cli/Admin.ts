@@ -14,6 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { notRetryable, retryAll } from "../admin/Retry.js"
 import type { EntryState, OutboxEntry, OutboxStats, ReplyPayload } from "../Delivery.js"
 import { EntryId, entryStates } from "../Delivery.js"
 import { EntryNotFound } from "../DeliveryError.js"
@@ -41,11 +42,18 @@ const channelOption = Options.text("channel").pipe(Options.withPseudoName("name"
 
 const print = (text: string) => Console.log(text)
 
+/**
+ * The outbox an admin command works on, over the database `--db` names: opened read-only for `read`, for writing
+ * (never created) for `write`. Every admin command and `serve` open their database here.
+ */
+export const openOutbox = (path: string, mode: "read" | "write") =>
+  Database.admin(mode === "read" ? Database.readOnly(path) : Database.readWrite(path, { create: false }))
+
 const readOutbox = <A, E, R>(path: string, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Outbox, f).pipe(Effect.provide(Database.admin(Database.readOnly(path))))
+  Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "read")))
 
 const writeOutbox = <A, E, R>(path: string, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Outbox, f).pipe(Effect.provide(Database.admin(Database.readWrite(path, { create: false }))))
+  Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "write")))
 
 // ---------------------------------------------------------------------------------------------------------------
 // stats
@@ -224,55 +232,7 @@ const showCommand = Command.make(
 // ---------------------------------------------------------------------------------------------------------------
 // retry
 
-const PAGE = 500
 const SENT_BY_WORKER = "; a running gateway's recovery worker sends requeued entries at its next pass"
-
-/** Why an entry is not worth retrying: a quarantined row would be quarantined again, a tool/block one failed again. */
-const notRetryable = (e: OutboxEntry): string | undefined =>
-  e.terminalReason === "decode_error"
-    ? `entry ${e.id} was quarantined (decode_error): its stored data no longer decodes, so a retry would only quarantine it again`
-    : e.kind !== "final"
-    ? `entry ${e.id} is a ${e.kind} progress message (${
-      e.terminalReason ?? e.state
-    }): recovery never replays those, so a retry would only fail it again`
-    : undefined
-
-/** The kind of row `notRetryable` refused, for the summary line. */
-const skipKind = (e: OutboxEntry): "decode_error" | "non_final" =>
-  e.terminalReason === "decode_error" ? "decode_error" : "non_final"
-
-/** Requeues every entry of `state` (and `channel`), page by page, skipping quarantined rows. */
-const retryAll = (outbox: OutboxShape, state: "failed_terminal" | "expired", channel: Option.Option<string>) =>
-  Effect.gen(function*() {
-    const seen = new Set<string>()
-    const requeued: Array<string> = []
-    const skipped: Array<string> = []
-    const skippedBy = { decode_error: 0, non_final: 0 }
-    let before: number | undefined
-    for (;;) {
-      const page = yield* outbox.list({
-        state,
-        limit: PAGE,
-        ...(before === undefined ? {} : { before }),
-        ...Option.match(channel, { onNone: () => ({}), onSome: (c) => ({ channel: c }) })
-      })
-      const fresh = page.filter((e) => !seen.has(e.id))
-      for (const e of fresh) {
-        seen.add(e.id)
-        if (notRetryable(e) !== undefined) {
-          skipped.push(e.id)
-          skippedBy[skipKind(e)]++
-        } else {
-          yield* outbox.retry(e.id)
-          requeued.push(e.id)
-        }
-      }
-      if (page.length < PAGE) break
-      // requeued rows leave the state, so the first page refills; only a page of skipped rows needs paging past
-      if (fresh.length === 0) before = page[page.length - 1]!.enqueuedAt
-    }
-    return { requeued, skipped, skippedBy }
-  })
 
 const retryCommand = Command.make("retry", {
   db,
@@ -312,7 +272,10 @@ const retryCommand = Command.make("retry", {
     }
     yield* writeOutbox(db, (outbox) =>
       Effect.gen(function*() {
-        const { skippedBy, ...result } = yield* retryAll(outbox, state.value, channel)
+        const { skippedBy, ...result } = yield* retryAll(outbox, {
+          state: state.value,
+          channel: Option.getOrUndefined(channel)
+        })
         if (json) return yield* print(Format.json(result))
         const scope = `${state.value}${Option.match(channel, { onNone: () => "", onSome: (c) => `, channel ${c}` })}`
         yield* print(`requeued ${Format.count(result.requeued.length, "entry", "entries")} (${scope})${SENT_BY_WORKER}`)

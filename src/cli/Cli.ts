@@ -18,6 +18,7 @@ import * as Admin from "./Admin.js"
 import * as Demo from "./Demo.js"
 import * as Help from "./Help.js"
 import * as Logging from "./Logging.js"
+import * as Serve from "./Serve.js"
 import * as Styles from "./Styles.js"
 import { UsageError } from "./UsageError.js"
 
@@ -31,7 +32,7 @@ const DESCRIPTION = "durable outbound delivery for chat gateways: inspect and re
 
 const root = Command.make(NAME, {}, () => Effect.fail(new UsageError({ message: "missing command" }))).pipe(
   Command.withDescription(DESCRIPTION),
-  Command.withSubcommands([...Admin.commands, Demo.command])
+  Command.withSubcommands([...Admin.commands, Serve.command, Demo.command])
 )
 
 /** The list of commands, printed after an argument error that names no command. */

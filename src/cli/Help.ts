@@ -135,6 +135,35 @@ export const specs: ReadonlyArray<CommandSpec> = [
     notes: ["Creates the database if there is none."]
   },
   {
+    name: "serve",
+    summary: "the admin board (web page, JSON API, /metrics) over the database",
+    options: [
+      db,
+      {
+        flag: "port",
+        value: { placeholder: "n", needs: "a port number", valid: wholeNumber(0, 65_535) },
+        text: "the port (default 8484)"
+      },
+      {
+        flag: "host",
+        value: { placeholder: "ip", needs: "an address to listen on" },
+        text: "the address to listen on (default 127.0.0.1; any other needs a token)"
+      },
+      { flag: "read-only", text: "open the database read-only; the board refuses retries and pruning" },
+      {
+        flag: "token",
+        value: { placeholder: "token", needs: "a token of at least 16 characters" },
+        text: "the token the board asks for (default: OUTBOX_ADMIN_TOKEN)"
+      }
+    ],
+    args: [],
+    notes: [
+      "Open the printed address in a browser.",
+      "Prefer OUTBOX_ADMIN_TOKEN to --token: it stays out of the process list.",
+      "Beside a gateway the board has no live feed; OutboxAdmin.layer inside the gateway has."
+    ]
+  },
+  {
     name: "demo",
     summary: "a gateway simulation with failing channels and a crash, on an SQLite file",
     options: [
@@ -221,7 +250,7 @@ export const topHelp = (version: string, description: string): string =>
     "options:",
     ...rows(GLOBAL),
     "",
-    `Every command takes --db <file> (default ${DEFAULT_DB}) and --json.`,
+    `Every command takes --db <file> (default ${DEFAULT_DB}), and all but serve take --json.`,
     `Run \`${NAME} <command> --help\` for its options.`
   ].join("\n")
 

@@ -29,6 +29,7 @@ import type { OutboxConfigShape } from "../OutboxConfig.js"
 import * as RetryPolicy from "../RetryPolicy.js"
 import type { SendReport } from "../Sender.js"
 import type * as Sender from "../Sender.js"
+import { traced } from "./deliverySpan.js"
 import * as FailurePolicy from "./FailurePolicy.js"
 import type { Held } from "./HeldRow.js"
 import * as HeldRow from "./HeldRow.js"
@@ -143,7 +144,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         return { _tag: "LeaseLost", finished: false, possibleDuplicate } as const
       }
       return { ...(yield* record(held, attempt.right)), possibleDuplicate }
-    }).pipe(Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }))
+    }).pipe(Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }), traced(claimed))
 
   const writeHeld = HeldRow.writer(journal)
 
@@ -324,7 +325,8 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       const written = yield* Effect.either(
         retryAck(writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now)).pipe(
           // given up while retrying (its caller left, a shutdown): the message went out, so the ack is kept
-          Effect.onInterrupt(() => keep)
+          Effect.onInterrupt(() => keep),
+          Effect.withSpan("Outbox.ack", { captureStackTrace: false })
         )
       )
       if (Either.isRight(written) && written.right) {

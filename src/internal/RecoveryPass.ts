@@ -82,7 +82,10 @@ export const make = (deps: Deps) =>
           }
           const limit = Math.min(config.claimBatch, 1 + freeSlots)
           if (limit > 1) yield* take(limit - 1)
-          const batch = yield* Effect.onError(repo.claim({ owner, now, leaseMs, limit }), () => release(limit))
+          const batch = yield* Effect.onError(repo.claim({ owner, now, leaseMs, limit }), () => release(limit)).pipe(
+            Effect.tap((b) => Effect.annotateCurrentSpan("outbox.claimed", b.claimed.length)),
+            Effect.withSpan("Outbox.claim", { captureStackTrace: false, attributes: { "outbox.limit": limit } })
+          )
           yield* release(limit - batch.claimed.length)
           // a claimed row is started at once, so an interruption (shutdown) never strands a claimed row unsent
           const started = yield* Effect.forEach(batch.claimed, (claimed) => deps.start(claimed, release(1)))

@@ -11,6 +11,7 @@ import type { EntryEvent } from "../EntryStateMachine.js"
 import * as Machine from "../EntryStateMachine.js"
 import type { ClaimedEntry, MalformedRow, OutboxRepoShape, WriteOp, WriteResult } from "../OutboxRepo.js"
 import { InsertResult } from "../OutboxRepo.js"
+import { activityProblem, foldActivity } from "./adminSupport.js"
 import { DEFAULT_LIST_LIMIT, deferBusy, foldStats, jsonProblem } from "./repoSupport.js"
 import type { Row } from "./rowCodec.js"
 import { fromRow, groupChanges, ROW_COLUMNS, rowFromValues, toRow } from "./rowCodec.js"
@@ -349,7 +350,12 @@ export const makeShape = (
             Machine.isPending(filter.state) ? sql`e.pending = 1` : sql`e.pending IS NULL`
           ]),
           ...(filter.channel === undefined ? [] : [sql`e.channel = ${filter.channel}`]),
-          ...(filter.before === undefined ? [] : [sql`e.enqueued_at < ${filter.before}`])
+          ...(filter.to === undefined ? [] : [sql`e.recipient = ${filter.to}`]),
+          ...(filter.before === undefined ? [] : [
+            filter.beforeId === undefined
+              ? sql`e.enqueued_at < ${filter.before}`
+              : sql`(e.enqueued_at, e.id) < (${filter.before}::bigint, ${filter.beforeId}::text)`
+          ])
         ])
       }
         ORDER BY e.enqueued_at DESC, e.id DESC
@@ -367,6 +373,26 @@ export const makeShape = (
         Effect.map(([counts, [oldest]]) => foldStats(counts, oldest?.oldest ?? null, now)),
         run("stats")
       ),
+
+    activity: (options) =>
+      Effect.gen(function*() {
+        const bad = activityProblem(options)
+        if (bad !== null) return yield* Effect.fail(new StoreError({ operation: "activity", message: bad }))
+        const since = sql`${options.since}::bigint`
+        const until = sql`${options.until}::bigint`
+        const bucket = sql`((updated_at - ${since}) / ${options.bucketMs}::bigint)::int`
+        // finished rows through the retention index (state, updated_at); retrying rows are part of the backlog
+        const rows = yield* sql<{ state: string; bucket: number; count: number }>`
+          SELECT state, ${bucket} AS bucket, count(*)::int AS count FROM outbox_entries
+          WHERE pending IS NULL AND state IN ('delivered', 'failed_terminal', 'expired')
+            AND updated_at >= ${since} AND updated_at < ${until}
+          GROUP BY 1, 2
+          UNION ALL
+          SELECT state, ${bucket} AS bucket, count(*)::int AS count FROM outbox_entries
+          WHERE pending = 1 AND state = 'failed_retryable' AND updated_at >= ${since} AND updated_at < ${until}
+          GROUP BY 1, 2`
+        return foldActivity(rows, options)
+      }).pipe(run("activity")),
 
     requeue: (id, now, expiresAt) =>
       sql.withTransaction(Effect.gen(function*() {

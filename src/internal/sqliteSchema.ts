@@ -79,6 +79,15 @@ export const migrations = {
     yield* sql`DROP INDEX outbox_entries_retention`
     yield* sql`CREATE INDEX outbox_entries_finished ON outbox_entries (state, channel, enqueued_at) WHERE pending IS NULL`
     yield* sql`CREATE INDEX outbox_entries_retention ON outbox_entries (state, updated_at) WHERE pending IS NULL`
+  }),
+  "0005_listing_order": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The admin listing, newest first: without these a page of the board sorted every row (2.9 s for the delivered
+    // rows of a 1,000,000-row file). The first serves unfiltered pages; its key never changes after the insert, so a
+    // claim or an ack does not touch it. The second serves pages of one finished state; like the other finished-rows
+    // indexes it gets one entry when a row finishes and none while it is pending
+    yield* sql`CREATE INDEX outbox_entries_enqueued ON outbox_entries (enqueued_at, id)`
+    yield* sql`CREATE INDEX outbox_entries_finished_order ON outbox_entries (state, enqueued_at, id) WHERE pending IS NULL`
   })
 }
 

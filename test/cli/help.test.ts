@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url"
 import * as Admin from "../../src/cli/Admin.js"
 import * as Demo from "../../src/cli/Demo.js"
 import * as Help from "../../src/cli/Help.js"
+import * as Serve from "../../src/cli/Serve.js"
 import { BIN, cli, seed, tempDir } from "./support.js"
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/legacy-delivery-queue/", import.meta.url))
@@ -34,7 +35,7 @@ const GENERIC = [
 ]
 
 describe("the commands' descriptions match their @effect/cli definitions", () => {
-  for (const synopsis of [...Admin.usages, Command.getUsage(Demo.command)]) {
+  for (const synopsis of [...Admin.usages, Command.getUsage(Serve.command), Command.getUsage(Demo.command)]) {
     // the synopsis as text: the values of its spans' text leaves, in order
     const defined = [
       ...JSON.stringify(Usage.enumerate(synopsis, CliConfig.defaultConfig)).matchAll(/"value":"([^"]*)"/g)

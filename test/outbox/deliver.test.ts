@@ -524,8 +524,19 @@ describe("Outbox.deliver", () => {
         yield* Fiber.join(slow)
         const failed = yield* Effect.flip(outbox.deliver(reply("fail", { to: "user-3" })))
         expect([fast._tag, failed._tag]).toEqual(["Delivered", "SendFailed"])
-        const spans = current.map(Option.getOrThrow)
-        expect(spans.map((s) => s.name)).toEqual(["Outbox.deliver", "Outbox.deliver", "Outbox.deliver"])
+        // the adapter runs in its part's span, under the attempt's, under the caller's Outbox.deliver
+        const chain = (span: Tracer.AnySpan): Array<Tracer.AnySpan> =>
+          span._tag === "Span" && Option.isSome(span.parent) ? [span, ...chain(span.parent.value)] : [span]
+        const chains = current.map((span) => chain(Option.getOrThrow(span)))
+        for (const c of chains) {
+          expect(c.map((s) => s._tag === "Span" ? s.name : "external")).toEqual([
+            "Sender.sendPart",
+            "Outbox.deliverEntry",
+            "Outbox.deliver",
+            "gateway.handle"
+          ])
+        }
+        const spans = chains.map((c) => c[2] as Tracer.Span)
         expect(new Set(spans.map((s) => s.spanId)).size).toBe(3)
         // each is a child of the gateway's span, and ended with its call's outcome
         for (const span of spans) expect(Option.map(span.parent, (p) => p.spanId)).toEqual(Option.some(gateway.spanId))

@@ -237,7 +237,14 @@ describe("SqliteOutboxRepo.layerFile", () => {
       // a table scan would read every delivered row the retention period keeps
       const noTableScan = /SCAN outbox_entries(?! USING)/
       const finished = yield* planOf(repo.list({ state: "delivered", channel: "chat", limit: 10 }))
-      expect(finished).toMatch(/SEARCH outbox_entries USING INDEX outbox_entries_finished \(state=\? AND channel=\?\)/)
+      expect(finished).toMatch(/SEARCH outbox_entries USING INDEX outbox_entries_finished(_order)? \(state=\?/)
+      // a page of one finished state, and an unfiltered page, in index order: no sort of every row
+      const byState = yield* planOf(repo.list({ state: "failed_terminal", limit: 10 }))
+      expect(byState).toMatch(/SEARCH outbox_entries USING INDEX outbox_entries_finished_order \(state=\?\)/)
+      expect(byState).not.toMatch(/TEMP B-TREE/)
+      const page = yield* planOf(repo.list({ limit: 10, before: 5, beforeId: entryId("X") }))
+      expect(page).toMatch(/SEARCH outbox_entries USING INDEX outbox_entries_enqueued \(\(enqueued_at,id\)<\(\?,\?\)\)/)
+      expect(page).not.toMatch(/TEMP B-TREE/)
       const backlog = yield* planOf(repo.list({ state: "queued", limit: 10 }))
       expect(backlog).toMatch(/USING INDEX outbox_entries_(expiry|conversation|due)/)
       expect(backlog).not.toMatch(noTableScan)

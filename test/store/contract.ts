@@ -14,6 +14,7 @@ import * as Machine from "../../src/EntryStateMachine.js"
 import { OutboxRepo, WriteOp } from "../../src/OutboxRepo.js"
 import { entryId, queuedEntry } from "../support/entries.js"
 import * as Ops from "../support/repoOps.js"
+import { adminContract } from "./adminContract.js"
 
 const MIN = 60_000
 const lease = 5 * MIN
@@ -37,6 +38,8 @@ export const outboxRepoContract = (name: string, makeLayer: () => Layer.Layer<Ou
     it.effect(title, () => Effect.provide(body, makeLayer()))
 
   describe(`OutboxRepo contract: ${name}`, () => {
+    adminContract(test)
+
     test(
       "inserts and reads back every field",
       Effect.gen(function*() {
