@@ -49,6 +49,7 @@ import * as Journal from "./internal/Journal.js"
 import * as LiveDelivery from "./internal/LiveDelivery.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
 import * as SharedStore from "./internal/SharedStore.js"
+import { withSpan } from "./internal/tracing.js"
 import * as Metrics from "./Metrics.js"
 import { OutboxConfig } from "./OutboxConfig.js"
 import type { ClaimedEntry, InsertResult, ListFilter } from "./OutboxRepo.js"
@@ -259,14 +260,14 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
           }
           const results = yield* LiveDelivery.answer(exit.value, entry)
           return DeliveryOutcome.Delivered({ entryId: entry.id, results })
-        }).pipe(Effect.withSpan("Outbox.deliver", SPAN_OPTIONS), onFairScheduler)
+        }).pipe(withSpan("Outbox.deliver", SPAN_OPTIONS), onFairScheduler)
 
       const enqueue: OutboxShape["enqueue"] = (input) =>
         Effect.gen(function*() {
           const stored = yield* store(input, false)
           if (stored._tag === "Inserted") yield* signalWork
           return stored.entry.id
-        }).pipe(Effect.withSpan("Outbox.enqueue", SPAN_OPTIONS), onFairScheduler)
+        }).pipe(withSpan("Outbox.enqueue", SPAN_OPTIONS), onFairScheduler)
 
       const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
         Effect.gen(function*() {

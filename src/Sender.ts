@@ -24,6 +24,7 @@ import type { OutboxEntry } from "./Delivery.js"
 import { PartialDeliveryFailure, SendError } from "./DeliveryError.js"
 import { describeFailure } from "./internal/classify.js"
 import * as Deadlines from "./internal/Deadlines.js"
+import { withSpan } from "./internal/tracing.js"
 import * as SendPlan from "./SendPlan.js"
 
 /** Defaults to 30 seconds per part (OutboxConfig's send timeout). */
@@ -211,7 +212,7 @@ const makeWith = (options: SenderOptions, deadlines: Deadlines.Deadlines): Conte
       messageId: result.messageId,
       result
     })).pipe(
-      Effect.withSpan("Sender.sendPart", {
+      withSpan("Sender.sendPart", {
         captureStackTrace: false,
         attributes: {
           "outbox.entry_id": entry.id,

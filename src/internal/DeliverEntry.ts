@@ -35,6 +35,7 @@ import type { Held } from "./HeldRow.js"
 import * as HeldRow from "./HeldRow.js"
 import type { Journal } from "./Journal.js"
 import * as LeaseKeeper from "./LeaseKeeper.js"
+import { withSpan } from "./tracing.js"
 
 /**
  * What delivering a row came to. `finished`: the row left the pending states (its conversation may go on);
@@ -326,7 +327,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         retryAck(writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now)).pipe(
           // given up while retrying (its caller left, a shutdown): the message went out, so the ack is kept
           Effect.onInterrupt(() => keep),
-          Effect.withSpan("Outbox.ack", { captureStackTrace: false })
+          withSpan("Outbox.ack", { captureStackTrace: false })
         )
       )
       if (Either.isRight(written) && written.right) {

@@ -19,6 +19,7 @@ import type { OutboxConfigShape } from "../OutboxConfig.js"
 import type { ClaimedEntry, OutboxRepoShape } from "../OutboxRepo.js"
 import type { Outcome } from "./DeliverEntry.js"
 import { yieldToEventLoop } from "./Journal.js"
+import { whenTraced } from "./tracing.js"
 
 /** What one recovery pass did. */
 export interface RecoveryReport {
@@ -83,8 +84,12 @@ export const make = (deps: Deps) =>
           const limit = Math.min(config.claimBatch, 1 + freeSlots)
           if (limit > 1) yield* take(limit - 1)
           const batch = yield* Effect.onError(repo.claim({ owner, now, leaseMs, limit }), () => release(limit)).pipe(
-            Effect.tap((b) => Effect.annotateCurrentSpan("outbox.claimed", b.claimed.length)),
-            Effect.withSpan("Outbox.claim", { captureStackTrace: false, attributes: { "outbox.limit": limit } })
+            (claim) =>
+              whenTraced(claim, (claim) =>
+                claim.pipe(
+                  Effect.tap((b) => Effect.annotateCurrentSpan("outbox.claimed", b.claimed.length)),
+                  Effect.withSpan("Outbox.claim", { captureStackTrace: false, attributes: { "outbox.limit": limit } })
+                ))
           )
           yield* release(limit - batch.claimed.length)
           // a claimed row is started at once, so an interruption (shutdown) never strands a claimed row unsent

@@ -4,6 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Claimed, Outcome } from "./DeliverEntry.js"
+import { whenTraced } from "./tracing.js"
 
 /** The `outbox.outcome` attribute of an outcome. */
 const outcomeName = (outcome: Outcome): string =>
@@ -15,18 +16,19 @@ const outcomeName = (outcome: Outcome): string =>
     ? "lease_lost"
     : outcome._tag.toLowerCase()
 
-/** Runs one delivery of `claimed` in its span. */
+/** Runs one delivery of `claimed` in its span (when a tracer that exports spans is installed). */
 export const traced = (claimed: Claimed) => <E, R>(delivery: Effect.Effect<Outcome, E, R>) =>
-  delivery.pipe(
-    Effect.tap((outcome) => Effect.annotateCurrentSpan("outbox.outcome", outcomeName(outcome))),
-    Effect.withSpan("Outbox.deliverEntry", {
-      captureStackTrace: false,
-      attributes: {
-        "outbox.entry_id": claimed.entry.id,
-        "outbox.channel": claimed.entry.channel,
-        "outbox.attempt": claimed.entry.attemptCount + 1,
-        "outbox.live": claimed.live,
-        "outbox.reclaimed": claimed.reclaimed
-      }
-    })
-  )
+  whenTraced(delivery, (delivery) =>
+    delivery.pipe(
+      Effect.tap((outcome) => Effect.annotateCurrentSpan("outbox.outcome", outcomeName(outcome))),
+      Effect.withSpan("Outbox.deliverEntry", {
+        captureStackTrace: false,
+        attributes: {
+          "outbox.entry_id": claimed.entry.id,
+          "outbox.channel": claimed.entry.channel,
+          "outbox.attempt": claimed.entry.attemptCount + 1,
+          "outbox.live": claimed.live,
+          "outbox.reclaimed": claimed.reclaimed
+        }
+      })
+    ))

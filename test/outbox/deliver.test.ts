@@ -10,7 +10,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import type * as Tracer from "effect/Tracer"
+import * as Tracer from "effect/Tracer"
 import type { Returned, SendResult } from "../../src/ChannelAdapter.js"
 import type { EntryId } from "../../src/Delivery.js"
 import { SendError, StoreError } from "../../src/DeliveryError.js"
@@ -503,49 +503,59 @@ describe("Outbox.deliver", () => {
 
   it.effect("the adapter call runs under the caller's Outbox.deliver span, which ends with the outcome", () =>
     Effect.gen(function*() {
-      const gateway = yield* Effect.makeSpan("gateway.handle")
-      const current: Array<Option.Option<Tracer.Span>> = []
-      const chat = yield* scriptedAdapter((call) => ({
-        run: () =>
-          Effect.zipRight(
-            Effect.map(Effect.option(Effect.currentSpan), (span) => void current.push(span)),
-            call.text === "slow"
-              ? Effect.as(Effect.sleep(1000), { messageId: "m-slow" })
-              : call.text === "fail"
-              ? Effect.fail(new SendError({ message: "HTTP 500", retryable: true }))
-              : Effect.succeed({ messageId: "m-fast" })
-          )
-      }))
-      yield* Effect.gen(function*() {
-        const outbox = yield* Outbox
-        const fast = yield* outbox.deliver(reply("fast", { to: "user-1" }))
-        const slow = yield* Effect.fork(outbox.deliver(reply("slow", { to: "user-2" })))
-        yield* TestClock.adjust(1000)
-        yield* Fiber.join(slow)
-        const failed = yield* Effect.flip(outbox.deliver(reply("fail", { to: "user-3" })))
-        expect([fast._tag, failed._tag]).toEqual(["Delivered", "SendFailed"])
-        // the adapter runs in its part's span, under the attempt's, under the caller's Outbox.deliver
-        const chain = (span: Tracer.AnySpan): Array<Tracer.AnySpan> =>
-          span._tag === "Span" && Option.isSome(span.parent) ? [span, ...chain(span.parent.value)] : [span]
-        const chains = current.map((span) => chain(Option.getOrThrow(span)))
-        for (const c of chains) {
-          expect(c.map((s) => s._tag === "Span" ? s.name : "external")).toEqual([
-            "Sender.sendPart",
-            "Outbox.deliverEntry",
-            "Outbox.deliver",
-            "gateway.handle"
-          ])
-        }
-        const spans = chains.map((c) => c[2] as Tracer.Span)
-        expect(new Set(spans.map((s) => s.spanId)).size).toBe(3)
-        // each is a child of the gateway's span, and ended with its call's outcome
-        for (const span of spans) expect(Option.map(span.parent, (p) => p.spanId)).toEqual(Option.some(gateway.spanId))
-        expect(spans.map((s) => s.status._tag === "Ended" && s.status.exit._tag)).toEqual([
-          "Success",
-          "Success",
-          "Failure"
-        ])
-      }).pipe(Effect.withParentSpan(gateway), Effect.provide(outboxLayer({ chat: chat.adapter })))
+      // a tracer other than Effect's built-in one (which the outbox makes no spans for), as an exporter would be
+      const builtIn = yield* Effect.tracer
+      const exporting = Tracer.make({ span: (...args) => builtIn.span(...args), context: builtIn.context })
+      yield* Effect.withTracer(
+        Effect.gen(function*() {
+          const gateway = yield* Effect.makeSpan("gateway.handle")
+          const current: Array<Option.Option<Tracer.Span>> = []
+          const chat = yield* scriptedAdapter((call) => ({
+            run: () =>
+              Effect.zipRight(
+                Effect.map(Effect.option(Effect.currentSpan), (span) => void current.push(span)),
+                call.text === "slow"
+                  ? Effect.as(Effect.sleep(1000), { messageId: "m-slow" })
+                  : call.text === "fail"
+                  ? Effect.fail(new SendError({ message: "HTTP 500", retryable: true }))
+                  : Effect.succeed({ messageId: "m-fast" })
+              )
+          }))
+          yield* Effect.gen(function*() {
+            const outbox = yield* Outbox
+            const fast = yield* outbox.deliver(reply("fast", { to: "user-1" }))
+            const slow = yield* Effect.fork(outbox.deliver(reply("slow", { to: "user-2" })))
+            yield* TestClock.adjust(1000)
+            yield* Fiber.join(slow)
+            const failed = yield* Effect.flip(outbox.deliver(reply("fail", { to: "user-3" })))
+            expect([fast._tag, failed._tag]).toEqual(["Delivered", "SendFailed"])
+            // the adapter runs in its part's span, under the attempt's, under the caller's Outbox.deliver
+            const chain = (span: Tracer.AnySpan): Array<Tracer.AnySpan> =>
+              span._tag === "Span" && Option.isSome(span.parent) ? [span, ...chain(span.parent.value)] : [span]
+            const chains = current.map((span) => chain(Option.getOrThrow(span)))
+            for (const c of chains) {
+              expect(c.map((s) => s._tag === "Span" ? s.name : "external")).toEqual([
+                "Sender.sendPart",
+                "Outbox.deliverEntry",
+                "Outbox.deliver",
+                "gateway.handle"
+              ])
+            }
+            const spans = chains.map((c) => c[2] as Tracer.Span)
+            expect(new Set(spans.map((s) => s.spanId)).size).toBe(3)
+            // each is a child of the gateway's span, and ended with its call's outcome
+            for (const span of spans) {
+              expect(Option.map(span.parent, (p) => p.spanId)).toEqual(Option.some(gateway.spanId))
+            }
+            expect(spans.map((s) => s.status._tag === "Ended" && s.status.exit._tag)).toEqual([
+              "Success",
+              "Success",
+              "Failure"
+            ])
+          }).pipe(Effect.withParentSpan(gateway), Effect.provide(outboxLayer({ chat: chat.adapter })))
+        }),
+        exporting
+      )
     }))
 
   it.effect("a caller that gives up while its ack is retried only stops waiting: the ack goes on and is written, nothing is sent twice", () =>
