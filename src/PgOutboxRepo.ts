@@ -29,12 +29,14 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import * as crypto from "node:crypto"
 import { StoreError } from "./DeliveryError.js"
-import { makeShape } from "./internal/pgStore.js"
+import { makeShape, transaction } from "./internal/pgStore.js"
 import type { OutboxRepoShape } from "./OutboxRepo.js"
 import { OutboxRepo } from "./OutboxRepo.js"
 
@@ -116,23 +118,26 @@ const describe = (e: SqlError): string => {
  */
 export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* sql.withTransaction(Effect.gen(function*() {
-    yield* sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK}, hashtext(current_schema()))`
-    // the Migrator probes its table with a query whose failure would abort this transaction: create it first
-    yield* sql`CREATE TABLE IF NOT EXISTS effect_outbox_migrations (
+  yield* transaction(
+    sql,
+    Effect.gen(function*() {
+      yield* sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK}, hashtext(current_schema()))`
+      // the Migrator probes its table with a query whose failure would abort this transaction: create it first
+      yield* sql`CREATE TABLE IF NOT EXISTS effect_outbox_migrations (
       migration_id integer PRIMARY KEY, created_at timestamp with time zone NOT NULL DEFAULT now(), name text NOT NULL)`
-    yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "effect_outbox_migrations" })
-    // the Migrator reads a failure to record a migration as "running elsewhere"; under the lock that is an error
-    const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
-    if ((applied?.id ?? 0) < LATEST_MIGRATION) {
-      return yield* Effect.fail(
-        new StoreError({
-          operation: "migrate",
-          message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}`
-        })
-      )
-    }
-  }))
+      yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "effect_outbox_migrations" })
+      // the Migrator reads a failure to record a migration as "running elsewhere"; under the lock that is an error
+      const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
+      if ((applied?.id ?? 0) < LATEST_MIGRATION) {
+        return yield* Effect.fail(
+          new StoreError({
+            operation: "migrate",
+            message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}`
+          })
+        )
+      }
+    })
+  )
 }).pipe(
   Effect.mapError((e) =>
     e._tag === "StoreError"
@@ -152,7 +157,8 @@ export const make = (options: Options = {}): Effect.Effect<OutboxRepoShape, neve
     const channel = options.channel ?? DEFAULT_CHANNEL
     const shape = makeShape(sql, { heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS, channel })
     if (pg._tag === "None") return shape
-    return { ...shape, wakeups: notifications(channel).pipe(Stream.provideService(PgClient.PgClient, pg.value)) }
+    const wakeups = notifications(channel, { probeEveryMs: shape.heartbeatEveryMs })
+    return { ...shape, wakeups: wakeups.pipe(Stream.provideService(PgClient.PgClient, pg.value)) }
   })
 
 /** The store over a gateway-provided `SqlClient` (a `PgClient`), with options; migrates on construction. */
@@ -192,17 +198,55 @@ export const layerUrl = (
     )
   )
 
+/** The payload of a write's notification; anything else on the channel (probes) wakes no worker. */
+const WAKE = "w"
+
 /**
  * One element each time another transaction (any process) made a row claimable: an enqueue, or a row that left
  * `in_flight` (its conversation's next row may be due). Notifications sent while nobody listens are lost and
  * several may arrive as one, so a worker still claims on its interval; this only makes it claim sooner.
- * `PgClient.listen` holds one dedicated connection; if that connection drops the stream stays silent (it does not
- * fail), so the interval is the fallback.
+ *
+ * `PgClient.listen` holds one dedicated connection and stays silent, without failing, when that connection drops. So
+ * the stream probes it: every `probeEveryMs` it notifies itself on the channel (through the pool) and fails with
+ * `StoreError` when its previous probe did not come back, which ends the listening connection; listened to again
+ * (the outbox does, with a backoff), a new one is opened. A lost connection is noticed within two probe periods.
  */
 export const notifications = (
-  channel: string = DEFAULT_CHANNEL
+  channel: string = DEFAULT_CHANNEL,
+  options: { readonly probeEveryMs?: number | undefined } = {}
 ): Stream.Stream<void, StoreError, PgClient.PgClient> =>
-  Stream.unwrap(Effect.map(PgClient.PgClient, (client) => client.listen(channel))).pipe(
-    Stream.as(undefined),
-    Stream.mapError((e) => new StoreError({ operation: "listen", message: describe(e), cause: e }))
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const client = yield* PgClient.PgClient
+    const probeEvery = Duration.millis(options.probeEveryMs ?? DEFAULT_HEARTBEAT_STALE_MS / 3)
+    const probe = `probe:${crypto.randomUUID()}`
+    let returned = true
+    const watchdog = Effect.gen(function*() {
+      yield* Effect.sleep(probeEvery) // the LISTEN is issued when the stream starts: give it a period
+      for (;;) {
+        returned = false
+        // (not `client.notify`: it sends `NOTIFY channel, $1`, which PostgreSQL refuses as a syntax error)
+        yield* client`SELECT pg_notify(${channel}, ${probe})`
+        yield* Effect.sleep(probeEvery)
+        if (!returned) {
+          return yield* Effect.fail(
+            new StoreError({
+              operation: "listen",
+              message: "the listening connection is lost (a probe did not return)"
+            })
+          )
+        }
+      }
+    })
+    const wakes = client.listen(channel).pipe(
+      Stream.filter((payload) => {
+        if (payload === probe) returned = true
+        return payload === WAKE
+      }),
+      Stream.as(undefined)
+    )
+    return Stream.merge(wakes, Stream.drain(Stream.fromEffect(watchdog)))
+  })).pipe(
+    Stream.mapError((e) =>
+      e._tag === "StoreError" ? e : new StoreError({ operation: "listen", message: describe(e), cause: e })
+    )
   )

@@ -45,6 +45,24 @@ const describe = (e: SqlError): string => {
   return cause ? `${e.message}: ${cause}` : e.message
 }
 
+/**
+ * `sql.withTransaction`, with a lost connection as a failure. @effect/sql turns a failed COMMIT or ROLLBACK into a
+ * defect; on a connection that dropped mid-transaction the ROLLBACK after the failed statement fails too, so without
+ * this every connection loss would kill its callers instead of giving them `StoreError`. A failed COMMIT leaves the
+ * outcome unknown to the caller (the server may have committed before the connection went): a retry of an insert
+ * with the same id or idempotency key then finds the row (`Duplicate`).
+ */
+export const transaction = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  sql.withTransaction(effect).pipe(
+    Effect.catchSomeDefect((defect) => isSqlError(defect) ? Option.some(Effect.fail(defect)) : Option.none())
+  )
+
+const isSqlError = (u: unknown): u is SqlError =>
+  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "SqlError"
+
 /** Database order of a batch's new rows: enqueue time, then id (the order `seq` numbers them in). */
 const byEnqueuedThenId = (a: OutboxEntry, b: OutboxEntry) =>
   a.enqueuedAt - b.enqueuedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
@@ -63,16 +81,18 @@ export const makeShape = (
   const run = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) =>
     effect.pipe(
       Effect.catchIf(
-        (e): e is SqlError => (e as { _tag?: string })._tag === "SqlError",
+        (e): e is SqlError => isSqlError(e),
         (e) => Effect.fail(new StoreError({ operation, message: describe(e), cause: e }))
       ),
       Effect.withSpan(`OutboxRepo.${operation}`, { captureStackTrace: false })
     ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
 
+  const inTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => transaction(sql, effect)
+
   // every statement of these transactions must see what committed before it (the claim protocol relies on it),
   // whatever default_transaction_isolation the gateway's database has
   const tx = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    sql.withTransaction(Effect.zipRight(sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`, effect))
+    inTransaction(Effect.zipRight(sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`, effect))
 
   const notify = sql`SELECT pg_notify(${options.channel}, 'w')`
 
@@ -319,7 +339,7 @@ export const makeShape = (
     },
 
     prune: (now, retention) =>
-      sql.withTransaction(Effect.gen(function*() {
+      inTransaction(Effect.gen(function*() {
         const terminalStates = (["failed_terminal", "expired"] as const).filter(Machine.isPrunable)
         const [delivered] = yield* sql<{ n: number }>`WITH d AS (DELETE FROM outbox_entries
           WHERE pending IS NULL AND state = 'delivered' AND updated_at <= ${now - retention.deliveredMs} RETURNING 1)
@@ -369,7 +389,7 @@ export const makeShape = (
       ),
 
     requeue: (id, now, expiresAt) =>
-      sql.withTransaction(Effect.gen(function*() {
+      inTransaction(Effect.gen(function*() {
         const [row] = yield* sql`SELECT ${sql.literal(SELECT)} FROM outbox_entries e WHERE e.id = ${id} FOR UPDATE`
           .values
         if (row === undefined) return yield* Effect.fail(new EntryNotFound({ id }))
