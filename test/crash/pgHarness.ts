@@ -61,8 +61,10 @@ export interface PgCrashOptions {
   /** share of sends the channel answers with a 500 */
   readonly failureRate: number
   readonly seed: number
-  /** pause of a conversation between two replies (default 40–200 ms) */
+  /** pause of a conversation between two replies (default 20–100 ms) */
   readonly thinkMs?: readonly [number, number]
+  /** time between two kills (default 300–700 ms) */
+  readonly killEveryMs?: readonly [number, number]
   /** how long the gateways may take to drain after the last reply was stored (default 30 s) */
   readonly drainTimeout?: Duration.DurationInput
 }
@@ -95,6 +97,10 @@ export interface PgCrashReport {
   readonly relistened: ReadonlyArray<boolean>
   readonly finalStates: Readonly<Record<string, number>>
   readonly elapsedMs: number
+  /** from the start to the last reply stored (the faults come meanwhile) */
+  readonly producedMs: number
+  /** from then until every row was delivered and the gateways stopped */
+  readonly drainedMs: number
   readonly violations: ReadonlyArray<string>
 }
 
@@ -258,7 +264,7 @@ export const runPgCrashScenario = (options: PgCrashOptions): Effect.Effect<PgCra
     const callerErrors: Record<string, number> = {}
     const outcomes: Record<string, number> = {}
     let resentAfterKill = 0
-    const [thinkMin, thinkMax] = options.thinkMs ?? [40, 200]
+    const [thinkMin, thinkMax] = options.thinkMs ?? [20, 100]
     const conversation = (c: number) =>
       Effect.gen(function*() {
         for (let k = 0; k < options.perConversation; k++) {
@@ -309,26 +315,32 @@ export const runPgCrashScenario = (options: PgCrashOptions): Effect.Effect<PgCra
       })
     )
 
-    // the faults, spread over the expected production time
+    // the faults: kills every few hundred ms; terminations spread over the expected production time
     const expectedMs = options.perConversation * (thinkMin + thinkMax) / 2
     const inFlightAtKills: Array<ReadonlySet<string>> = []
+    const restarts: Array<Fiber.Fiber<void, Error>> = []
     const terminated: Array<number> = []
     const terminatedAt: Array<number> = []
-    const gap = () =>
-      rng.nextIntBetween(Math.floor(expectedMs / (options.kills + 2)), Math.floor(expectedMs / (options.kills + 1)))
+    const [killMin, killMax] = options.killEveryMs ?? [300, 700]
     for (let i = 0; i < options.kills; i++) {
-      yield* Effect.sleep(Duration.millis(yield* gap()))
-      const slot = slots[yield* rng.nextIntBetween(0, slots.length)]!
-      const victim = live(slot)
-      if (victim === undefined) continue
+      yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(killMin, killMax + 1)))
+      const running = slots.filter((s) => live(s) !== undefined)
+      if (running.length === 0) {
+        i--
+        continue
+      }
+      const victim = live(running[yield* rng.nextIntBetween(0, running.length)]!)!
+      const slot = slots.find((s) => live(s) === victim)!
       const owner = yield* Deferred.await(victim.owner)
       victim.process.kill("SIGKILL")
       yield* Deferred.await(victim.exited)
       const rows = yield* sql<{ id: string }>`SELECT id FROM outbox_entries
         WHERE state = 'in_flight' AND lease_owner = ${owner}`
       inFlightAtKills.push(new Set(rows.map((r) => r.id)))
-      yield* boot(slot)
+      // restarted in the background, as a supervisor would: the next kill may come while it starts
+      restarts.push(yield* Effect.fork(boot(slot)))
     }
+    yield* Fiber.joinAll(restarts)
     for (let i = 0; i < options.terminations; i++) {
       yield* Effect.sleep(Duration.millis(Math.floor(expectedMs / (options.terminations + 1))))
       const [ended] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM (
@@ -337,6 +349,7 @@ export const runPgCrashScenario = (options: PgCrashOptions): Effect.Effect<PgCra
       terminatedAt.push(Date.now())
     }
     yield* Fiber.join(producing)
+    const producedMs = Date.now() - started
 
     // the drain, then a graceful stop
     const expected = options.conversations * options.perConversation
@@ -365,6 +378,7 @@ export const runPgCrashScenario = (options: PgCrashOptions): Effect.Effect<PgCra
       )
     }, { concurrency: "unbounded", discard: true })
     const elapsedMs = Date.now() - started
+    const drainedMs = elapsedMs - producedMs
 
     // the checks
     const rows = yield* sql<{ id: string; key: string | null; state: string }>`
@@ -411,6 +425,8 @@ export const runPgCrashScenario = (options: PgCrashOptions): Effect.Effect<PgCra
         s.boots.some((b) => b.stderr.some((l) => l.includes("wake-up notifications dropped; listening again")))
       ),
       elapsedMs,
+      producedMs,
+      drainedMs,
       violations
     }
   }).pipe(
@@ -458,4 +474,6 @@ export const pgSummary = (r: PgCrashReport): string =>
   `${r.duplicates} (bound ${r.duplicateBound}), resent after a kill ${r.resentAfterKill}, caller errors ` +
   `${JSON.stringify(r.callerErrors)}, outcomes ${JSON.stringify(r.outcomes)}, channel ${r.channelRequests} requests ` +
   `(${r.channelFailures} failed), boots ${JSON.stringify(r.bootsPerGateway)}, relistened ` +
-  `${JSON.stringify(r.relistened)}, ${(r.elapsedMs / 1000).toFixed(1)} s`
+  `${JSON.stringify(r.relistened)}, ${(r.elapsedMs / 1000).toFixed(1)} s (${
+    (r.producedMs / 1000).toFixed(1)
+  } s producing)`
