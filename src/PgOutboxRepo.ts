@@ -21,8 +21,10 @@
  * - **Liveness.** Each process calls `heartbeat(owner, now)` (table `outbox_nodes`). `reclaimPreviousBoots` takes at
  *   once only the leases of this node's other owners with no heartbeat newer than `heartbeatStaleMs`, so a restart
  *   never takes a live replica's rows, even one configured with the same `nodeId`.
- * - **Wake-ups.** A write or insert that makes a row claimable (an enqueue, a row leaving `in_flight`) sends
- *   `pg_notify(channel, …)` in its transaction, delivered at commit; `notifications` is the stream to wake on.
+ * - **Wake-ups.** A write or insert that makes a row claimable (an enqueue; a row leaving `in_flight` while its
+ *   conversation has another pending row) sends `pg_notify(channel, …)` in its transaction, delivered at commit;
+ *   `notifications` is the stream to wake on. A finished row alone in its conversation (most live replies) wakes
+ *   nobody.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Migrator from "@effect/sql/Migrator"
@@ -155,7 +157,15 @@ export const make = (options: Options = {}): Effect.Effect<OutboxRepoShape, neve
     const sql = yield* SqlClient.SqlClient
     const pg = yield* Effect.serviceOption(PgClient.PgClient)
     const channel = options.channel ?? DEFAULT_CHANNEL
-    const shape = makeShape(sql, { heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS, channel })
+    // the claim protocol needs READ COMMITTED; when the server's default for these connections is something else,
+    // (or cannot be read) every transaction sets it
+    const isolation = yield* sql<{ level: string }>`SELECT current_setting('default_transaction_isolation') AS level`
+      .pipe(Effect.map((rows) => rows[0]?.level), Effect.orElseSucceed(() => undefined))
+    const shape = makeShape(sql, {
+      heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS,
+      channel,
+      setIsolation: isolation !== "read committed"
+    })
     if (pg._tag === "None") return shape
     const wakeups = notifications(channel, { probeEveryMs: shape.heartbeatEveryMs })
     return { ...shape, wakeups: wakeups.pipe(Stream.provideService(PgClient.PgClient, pg.value)) }

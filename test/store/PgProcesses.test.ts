@@ -299,7 +299,7 @@ describe("PgOutboxRepo across processes", () => {
       expect(yield* repo.reclaimPreviousBoots({ nodeId: "gw", owner: "gw/new", now: stale })).toContain(live!.entry.id)
     })))
 
-  it.live("an enqueue or a finished row on one process wakes a listener on another", () =>
+  it.live("an enqueue, or a finished row with a successor, on one process wakes a listener on another", () =>
     Effect.scoped(Effect.gen(function*() {
       const [a, b] = yield* processes(2)
       const wakes = Stream.runCollect(
@@ -307,10 +307,12 @@ describe("PgOutboxRepo across processes", () => {
       )
       const listening = yield* Effect.fork(wakes)
       yield* Effect.sleep("200 millis") // LISTEN is issued when the stream starts
-      const entry = queuedEntry({ to: "wake" })
-      yield* b!.repo.insert([entry])
+      const first = queuedEntry({ to: "wake" })
+      const second = queuedEntry({ to: "wake" })
+      yield* b!.repo.insert([first, second])
       const [claimed] = (yield* b!.repo.claim({ owner: "b/1", now: 0, leaseMs: LEASE, limit: 1 })).claimed
-      expect(claimed?.entry.id).toBe(entry.id)
+      expect(claimed?.entry.id).toBe(first.id)
+      // the conversation's next row is pending: its workers are woken to claim it
       yield* ack(b!.repo, claimed!.entry, "b/1", 1)
       const got = yield* Fiber.join(listening).pipe(
         Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no wake-up") })
