@@ -194,15 +194,52 @@ export const layerConfig = (
 ): Layer.Layer<OutboxRepo | PgClient.PgClient | SqlClient.SqlClient, StoreError> =>
   layerWith(options).pipe(Layer.provideMerge(Layer.mapError(PgClient.layerConfig(config), clientError)))
 
-/** The store on a pool it builds for `url` (`postgres://user@host:5432/db`), migrated. */
+/** The statement timeout of a pool `layerUrl` builds, unless told otherwise. */
+export const DEFAULT_STATEMENT_TIMEOUT: Duration.DurationInput = "30 seconds"
+
+/** Options of `layerUrl`: the store's, the pool's (`PgClient`'s), and the statement timeout. */
+export interface UrlOptions extends Options {
+  /** the pool: `maxConnections` (10 by default), `connectTimeout` (5 s), `idleTimeout`, `applicationName`… */
+  readonly client?: Omit<PgClient.PgClientConfig, "url"> | undefined
+  /**
+   * how long one statement may run before the server cancels it (30 s by default; `Duration.infinity` for none): a
+   * statement stuck behind a lock fails with `StoreError` instead of holding the outbox's writes forever
+   */
+  readonly statementTimeout?: Duration.DurationInput | undefined
+}
+
+/** `url` with `-c statement_timeout=…` added to its `options` parameter (kept as it is if it cannot be parsed). */
+const withStatementTimeout = (url: string, timeout: Duration.DurationInput): string => {
+  const duration = Duration.decode(timeout)
+  if (!Duration.isFinite(duration)) return url
+  try {
+    const parsed = new URL(url)
+    const existing = parsed.searchParams.get("options")
+    const setting = `-c statement_timeout=${Math.max(1, Math.round(Duration.toMillis(duration)))}`
+    parsed.searchParams.set("options", existing === null ? setting : `${existing} ${setting}`)
+    return parsed.toString()
+  } catch {
+    return url
+  }
+}
+
+/**
+ * The store on a pool it builds for `url` (`postgres://user@host:5432/db`; the schema through the URL's
+ * `search_path`, e.g. `?options=-c%20search_path%3Doutbox`), migrated. A connection that drops is replaced by the
+ * pool on the next statement; the statements it was running fail with `StoreError`.
+ */
 export const layerUrl = (
   url: string,
-  options: Options & { readonly client?: Omit<PgClient.PgClientConfig, "url"> | undefined } = {}
+  options: UrlOptions = {}
 ): Layer.Layer<OutboxRepo | PgClient.PgClient | SqlClient.SqlClient, StoreError> =>
   layerWith(options).pipe(
     Layer.provideMerge(
       Layer.mapError(
-        PgClient.layer({ applicationName: "effect-outbox", ...options.client, url: Redacted.make(url) }),
+        PgClient.layer({
+          applicationName: "effect-outbox",
+          ...options.client,
+          url: Redacted.make(withStatementTimeout(url, options.statementTimeout ?? DEFAULT_STATEMENT_TIMEOUT))
+        }),
         clientError
       )
     )

@@ -128,4 +128,30 @@ describe("PgOutboxRepo when the server ends its connections", () => {
       })),
     30_000
   )
+
+  it.live(
+    "a statement stuck behind a lock past the statement timeout fails with StoreError",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { other, otherRepo } = yield* setup
+        const schema = yield* other<{ name: string }>`SELECT current_schema() AS name`
+        const impatient = Context.get(
+          yield* Layer.build(PgOutboxRepo.layerUrl(urlFor(schema[0]!.name), { statementTimeout: "300 millis" })),
+          OutboxRepo
+        )
+        const blocked = queuedEntry({ to: "a" })
+        const held = yield* Deferred.make<void>()
+        const holder = yield* Effect.forkScoped(other.withTransaction(
+          otherRepo.insert([blocked]).pipe(
+            Effect.zipRight(Deferred.succeed(held, undefined)),
+            Effect.zipRight(Effect.never)
+          )
+        ))
+        yield* Deferred.await(held)
+        const error = yield* Effect.flip(impatient.insert([blocked])).pipe(Effect.ensuring(Fiber.interrupt(holder)))
+        expect(error).toBeInstanceOf(StoreError)
+        expect(error.message).toMatch(/statement timeout/)
+      })),
+    30_000
+  )
 })
