@@ -187,7 +187,10 @@ const clientError = (e: unknown) =>
     cause: e
   })
 
-/** The store on a pool it builds from `PgClient` configuration (`Config`), migrated. */
+/**
+ * The store on a pool it builds from `PgClient` configuration (`Config`), migrated. The statement timeout of
+ * `layerUrl` is not added here: set it in the URL's options (`-c statement_timeout=30000`) or on the database role.
+ */
 export const layerConfig = (
   config: Config.Config.Wrap<PgClient.PgClientConfig>,
   options: Options = {}
