@@ -21,20 +21,24 @@
  * - **Liveness.** Each process calls `heartbeat(owner, now)` (table `outbox_nodes`). `reclaimPreviousBoots` takes at
  *   once only the leases of this node's other owners with no heartbeat newer than `heartbeatStaleMs`, so a restart
  *   never takes a live replica's rows, even one configured with the same `nodeId`.
- * - **Wake-ups.** A write or insert that makes a row claimable (an enqueue, a row leaving `in_flight`) sends
- *   `pg_notify(channel, …)` in its transaction, delivered at commit; `notifications` is the stream to wake on.
+ * - **Wake-ups.** A write or insert that makes a row claimable (an enqueue; a row leaving `in_flight` while its
+ *   conversation has another pending row) sends `pg_notify(channel, …)` in its transaction, delivered at commit;
+ *   `notifications` is the stream to wake on. A finished row alone in its conversation (most live replies) wakes
+ *   nobody.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import * as crypto from "node:crypto"
 import { StoreError } from "./DeliveryError.js"
-import { makeShape } from "./internal/pgStore.js"
+import { makeShape, transaction } from "./internal/pgStore.js"
 import type { OutboxRepoShape } from "./OutboxRepo.js"
 import { OutboxRepo } from "./OutboxRepo.js"
 
@@ -122,23 +126,26 @@ const describe = (e: SqlError): string => {
  */
 export const migrate: Effect.Effect<void, StoreError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* sql.withTransaction(Effect.gen(function*() {
-    yield* sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK}, hashtext(current_schema()))`
-    // the Migrator probes its table with a query whose failure would abort this transaction: create it first
-    yield* sql`CREATE TABLE IF NOT EXISTS effect_outbox_migrations (
+  yield* transaction(
+    sql,
+    Effect.gen(function*() {
+      yield* sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK}, hashtext(current_schema()))`
+      // the Migrator probes its table with a query whose failure would abort this transaction: create it first
+      yield* sql`CREATE TABLE IF NOT EXISTS effect_outbox_migrations (
       migration_id integer PRIMARY KEY, created_at timestamp with time zone NOT NULL DEFAULT now(), name text NOT NULL)`
-    yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "effect_outbox_migrations" })
-    // the Migrator reads a failure to record a migration as "running elsewhere"; under the lock that is an error
-    const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
-    if ((applied?.id ?? 0) < LATEST_MIGRATION) {
-      return yield* Effect.fail(
-        new StoreError({
-          operation: "migrate",
-          message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}`
-        })
-      )
-    }
-  }))
+      yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "effect_outbox_migrations" })
+      // the Migrator reads a failure to record a migration as "running elsewhere"; under the lock that is an error
+      const [applied] = yield* sql<{ id: number | null }>`SELECT max(migration_id) AS id FROM effect_outbox_migrations`
+      if ((applied?.id ?? 0) < LATEST_MIGRATION) {
+        return yield* Effect.fail(
+          new StoreError({
+            operation: "migrate",
+            message: `the schema is at migration ${applied?.id ?? 0}, not ${LATEST_MIGRATION}`
+          })
+        )
+      }
+    })
+  )
 }).pipe(
   Effect.mapError((e) =>
     e._tag === "StoreError"
@@ -156,9 +163,18 @@ export const make = (options: Options = {}): Effect.Effect<OutboxRepoShape, neve
     const sql = yield* SqlClient.SqlClient
     const pg = yield* Effect.serviceOption(PgClient.PgClient)
     const channel = options.channel ?? DEFAULT_CHANNEL
-    const shape = makeShape(sql, { heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS, channel })
+    // the claim protocol needs READ COMMITTED; when the server's default for these connections is something else,
+    // (or cannot be read) every transaction sets it
+    const isolation = yield* sql<{ level: string }>`SELECT current_setting('default_transaction_isolation') AS level`
+      .pipe(Effect.map((rows) => rows[0]?.level), Effect.orElseSucceed(() => undefined))
+    const shape = makeShape(sql, {
+      heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS,
+      channel,
+      setIsolation: isolation !== "read committed"
+    })
     if (pg._tag === "None") return shape
-    return { ...shape, wakeups: notifications(channel).pipe(Stream.provideService(PgClient.PgClient, pg.value)) }
+    const wakeups = notifications(channel, { probeEveryMs: shape.heartbeatEveryMs })
+    return { ...shape, wakeups: wakeups.pipe(Stream.provideService(PgClient.PgClient, pg.value)) }
   })
 
 /** The store over a gateway-provided `SqlClient` (a `PgClient`), with options; migrates on construction. */
@@ -177,38 +193,116 @@ const clientError = (e: unknown) =>
     cause: e
   })
 
-/** The store on a pool it builds from `PgClient` configuration (`Config`), migrated. */
+/**
+ * The store on a pool it builds from `PgClient` configuration (`Config`), migrated. The statement timeout of
+ * `layerUrl` is not added here: set it in the URL's options (`-c statement_timeout=30000`) or on the database role.
+ */
 export const layerConfig = (
   config: Config.Config.Wrap<PgClient.PgClientConfig>,
   options: Options = {}
 ): Layer.Layer<OutboxRepo | PgClient.PgClient | SqlClient.SqlClient, StoreError> =>
   layerWith(options).pipe(Layer.provideMerge(Layer.mapError(PgClient.layerConfig(config), clientError)))
 
-/** The store on a pool it builds for `url` (`postgres://user@host:5432/db`), migrated. */
+/** The statement timeout of a pool `layerUrl` builds, unless told otherwise. */
+export const DEFAULT_STATEMENT_TIMEOUT: Duration.DurationInput = "30 seconds"
+
+/** Options of `layerUrl`: the store's, the pool's (`PgClient`'s), and the statement timeout. */
+export interface UrlOptions extends Options {
+  /** the pool: `maxConnections` (10 by default), `connectTimeout` (5 s), `idleTimeout`, `applicationName`… */
+  readonly client?: Omit<PgClient.PgClientConfig, "url"> | undefined
+  /**
+   * how long one statement may run before the server cancels it (30 s by default; `Duration.infinity` for none): a
+   * statement stuck behind a lock fails with `StoreError` instead of holding the outbox's writes forever
+   */
+  readonly statementTimeout?: Duration.DurationInput | undefined
+}
+
+/** `url` with `-c statement_timeout=…` added to its `options` parameter (kept as it is if it cannot be parsed). */
+const withStatementTimeout = (url: string, timeout: Duration.DurationInput): string => {
+  const duration = Duration.decode(timeout)
+  if (!Duration.isFinite(duration)) return url
+  try {
+    const parsed = new URL(url)
+    const existing = parsed.searchParams.get("options")
+    const setting = `-c statement_timeout=${Math.max(1, Math.round(Duration.toMillis(duration)))}`
+    parsed.searchParams.set("options", existing === null ? setting : `${existing} ${setting}`)
+    return parsed.toString()
+  } catch {
+    return url
+  }
+}
+
+/**
+ * The store on a pool it builds for `url` (`postgres://user@host:5432/db`; the schema through the URL's
+ * `search_path`, e.g. `?options=-c%20search_path%3Doutbox`), migrated. A connection that drops is replaced by the
+ * pool on the next statement; the statements it was running fail with `StoreError`.
+ */
 export const layerUrl = (
   url: string,
-  options: Options & { readonly client?: Omit<PgClient.PgClientConfig, "url"> | undefined } = {}
+  options: UrlOptions = {}
 ): Layer.Layer<OutboxRepo | PgClient.PgClient | SqlClient.SqlClient, StoreError> =>
   layerWith(options).pipe(
     Layer.provideMerge(
       Layer.mapError(
-        PgClient.layer({ applicationName: "effect-outbox", ...options.client, url: Redacted.make(url) }),
+        PgClient.layer({
+          applicationName: "effect-outbox",
+          ...options.client,
+          url: Redacted.make(withStatementTimeout(url, options.statementTimeout ?? DEFAULT_STATEMENT_TIMEOUT))
+        }),
         clientError
       )
     )
   )
 
+/** The payload of a write's notification; anything else on the channel (probes) wakes no worker. */
+const WAKE = "w"
+
 /**
  * One element each time another transaction (any process) made a row claimable: an enqueue, or a row that left
  * `in_flight` (its conversation's next row may be due). Notifications sent while nobody listens are lost and
  * several may arrive as one, so a worker still claims on its interval; this only makes it claim sooner.
- * `PgClient.listen` holds one dedicated connection; if that connection drops the stream stays silent (it does not
- * fail), so the interval is the fallback.
+ *
+ * `PgClient.listen` holds one dedicated connection and stays silent, without failing, when that connection drops. So
+ * the stream probes it: every `probeEveryMs` it notifies itself on the channel (through the pool) and fails with
+ * `StoreError` when its previous probe did not come back, which ends the listening connection; listened to again
+ * (the outbox does, with a backoff), a new one is opened. A lost connection is noticed within two probe periods.
  */
 export const notifications = (
-  channel: string = DEFAULT_CHANNEL
+  channel: string = DEFAULT_CHANNEL,
+  options: { readonly probeEveryMs?: number | undefined } = {}
 ): Stream.Stream<void, StoreError, PgClient.PgClient> =>
-  Stream.unwrap(Effect.map(PgClient.PgClient, (client) => client.listen(channel))).pipe(
-    Stream.as(undefined),
-    Stream.mapError((e) => new StoreError({ operation: "listen", message: describe(e), cause: e }))
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const client = yield* PgClient.PgClient
+    const probeEvery = Duration.millis(options.probeEveryMs ?? DEFAULT_HEARTBEAT_STALE_MS / 3)
+    const probe = `probe:${crypto.randomUUID()}`
+    let returned = true
+    const watchdog = Effect.gen(function*() {
+      yield* Effect.sleep(probeEvery) // the LISTEN is issued when the stream starts: give it a period
+      for (;;) {
+        returned = false
+        // (not `client.notify`: it sends `NOTIFY channel, $1`, which PostgreSQL refuses as a syntax error)
+        yield* client`SELECT pg_notify(${channel}, ${probe})`
+        yield* Effect.sleep(probeEvery)
+        if (!returned) {
+          return yield* Effect.fail(
+            new StoreError({
+              operation: "listen",
+              message: "the listening connection is lost (a probe did not return)"
+            })
+          )
+        }
+      }
+    })
+    const wakes = client.listen(channel).pipe(
+      Stream.filter((payload) => {
+        if (payload === probe) returned = true
+        return payload === WAKE
+      }),
+      Stream.as(undefined)
+    )
+    return Stream.merge(wakes, Stream.drain(Stream.fromEffect(watchdog)))
+  })).pipe(
+    Stream.mapError((e) =>
+      e._tag === "StoreError" ? e : new StoreError({ operation: "listen", message: describe(e), cause: e })
+    )
   )

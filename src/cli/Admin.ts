@@ -1,6 +1,7 @@
 /**
- * The admin commands over an outbox database file: `stats`, `list`, `show`, `retry`, `prune`, `import-legacy`.
- * Each prints an aligned table for people or, with `--json`, JSON for scripts. Reads open the file read-only and
+ * The admin commands over an outbox database: `stats`, `list`, `show`, `retry`, `prune`, `import-legacy`, on an SQLite
+ * file or a PostgreSQL URL (`--db`, else `OUTBOX_DB`, else ./outbox.db; see `Database`).
+ * Each prints an aligned table for people or, with `--json`, JSON for scripts. Reads open the database read-only and
  * never create it; writes go through the `Outbox` facade (or the importer) like the gateway's own code does.
  */
 import * as Args from "@effect/cli/Args"
@@ -27,11 +28,11 @@ import * as Format from "./Format.js"
 import * as Help from "./Help.js"
 import { UsageError } from "./UsageError.js"
 
-/** `--db <file>`, shared by every command. */
+/** `--db <db>`, shared by every command; absent, `OUTBOX_DB` or ./outbox.db (`Database.location`). */
 export const db = Options.text("db").pipe(
-  Options.withPseudoName("file"),
-  Options.withDefault(Help.DEFAULT_DB),
-  Options.withDescription("the outbox database (SQLite file)")
+  Options.withPseudoName("db"),
+  Options.withDescription("the outbox database: an SQLite file or a postgres:// URL"),
+  Options.optional
 )
 
 /** `--json`: machine output. */
@@ -49,11 +50,17 @@ const print = (text: string) => Console.log(text)
 export const openOutbox = (path: string, mode: "read" | "write") =>
   Database.admin(mode === "read" ? Database.readOnly(path) : Database.readWrite(path, { create: false }))
 
-const readOutbox = <A, E, R>(path: string, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "read")))
+const readOutbox = <A, E, R>(db: Option.Option<string>, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(
+    Database.location(db),
+    (path) => Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "read")))
+  )
 
-const writeOutbox = <A, E, R>(path: string, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "write")))
+const writeOutbox = <A, E, R>(db: Option.Option<string>, f: (outbox: OutboxShape) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(
+    Database.location(db),
+    (path) => Effect.flatMap(Outbox, f).pipe(Effect.provide(openOutbox(path, "write")))
+  )
 
 // ---------------------------------------------------------------------------------------------------------------
 // stats
@@ -78,11 +85,12 @@ const statsCommand = Command.make(
     readOutbox(db, (outbox) =>
       Effect.gen(function*() {
         const stats = yield* outbox.stats
-        if (json) return yield* print(Format.json({ database: db, ...stats }))
+        const database = Database.display(yield* Database.location(db))
+        if (json) return yield* print(Format.json({ database, ...stats }))
         const pending = stats.oldestPendingAgeMs === null
           ? "nothing pending"
           : `oldest pending ${Format.duration(stats.oldestPendingAgeMs)}`
-        yield* print(`outbox ${db}: ${Format.count(stats.total, "entry", "entries")}, ${pending}`)
+        yield* print(`outbox ${database}: ${Format.count(stats.total, "entry", "entries")}, ${pending}`)
         if (stats.total > 0) yield* print(`\n${statsTable(stats)}`)
       }))
 ).pipe(Command.withDescription(Help.spec("stats").summary))
@@ -397,14 +405,17 @@ const importCommand = Command.make("import-legacy", {
   force: Options.boolean("force").pipe(
     Options.withDescription("import again although imported before, or into an existing empty file")
   )
-}, ({ db, dir, force, json }) =>
+}, (options) =>
   Effect.gen(function*() {
+    const { dir, force, json } = options
+    const db = yield* Database.location(options.db)
     // checked before the database is opened, so a mistyped directory does not leave a new empty outbox behind
     yield* checkDirectory(dir)
     yield* Effect.gen(function*() {
       const config = yield* OutboxConfig.OutboxConfig
       const report = yield* LegacyFileQueue.importDirectory(dir, { force })
-      yield* print(json ? Format.json({ database: db, ...report }) : importSummary(report, db, config.maxAge))
+      const database = Database.display(db)
+      yield* print(json ? Format.json({ database, ...report }) : importSummary(report, database, config.maxAge))
     }).pipe(
       // the one admin command that may create the database: importing is how a migrated gateway starts its outbox
       // an existing empty file is refused as the other commands refuse it (a path mistaken for another), unless --force

@@ -1,22 +1,63 @@
 /**
- * How the CLI opens an outbox database. Read-only commands never create a file: a missing path is
- * `DatabaseMissing`, and the file is opened `query_only` so no migration can write to it (and no -wal/-shm files
- * are left beside it). Writing commands refuse a
+ * How the CLI opens an outbox database: an SQLite file, or PostgreSQL when `--db` (or `OUTBOX_DB`) is a
+ * `postgres://` URL (its tables in the connection's `search_path`, e.g. `?options=-c%20search_path%3Doutbox`).
+ *
+ * SQLite: read-only commands never create a file: a missing path is `DatabaseMissing`, and the file is opened
+ * `query_only` so no migration can write to it (and no -wal/-shm files are left beside it). Writing commands refuse a
  * file that holds something other than an outbox before `SqliteOutboxRepo.layerFile` would migrate it.
+ *
+ * PostgreSQL: every command but `import-legacy` refuses a schema without the outbox's tables (`NotAnOutbox`) and so
+ * creates nothing; read-only commands run no migration and make no write. An admin command is not a gateway: it
+ * neither heartbeats nor listens for wake-ups, and holds no lease. A URL is only ever printed with its password
+ * masked (`display`).
  */
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as ChannelRegistry from "../ChannelRegistry.js"
 import { StoreError } from "../DeliveryError.js"
 import * as Outbox from "../Outbox.js"
 import * as OutboxConfig from "../OutboxConfig.js"
+import type { OutboxRepoShape } from "../OutboxRepo.js"
 import { OutboxRepo } from "../OutboxRepo.js"
+import * as PgOutboxRepo from "../PgOutboxRepo.js"
 import * as SqliteOutboxRepo from "../SqliteOutboxRepo.js"
+import { DEFAULT_DB } from "./Help.js"
+
+/** Whether `db` names a PostgreSQL database (a `postgres://` or `postgresql://` URL) rather than an SQLite file. */
+export const isPostgresUrl = (db: string): boolean => /^postgres(ql)?:\/\//i.test(db)
+
+/** `db` as it may be printed: a URL with its password replaced by `***` (a path as it is). */
+export const display = (db: string): string => {
+  if (!isPostgresUrl(db)) return db
+  try {
+    const url = new URL(db)
+    if (url.password !== "") url.password = "***"
+    return url.toString()
+  } catch {
+    return db.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@")
+  }
+}
+
+/** The database a command works on: `--db`, else `OUTBOX_DB`, else `./outbox.db`. */
+export const location = (db: Option.Option<string>) =>
+  Option.match(db, {
+    onSome: Effect.succeed,
+    onNone: () =>
+      Config.string("OUTBOX_DB").pipe(
+        Config.withDefault(""),
+        Effect.map((fromEnv) => (fromEnv.trim() === "" ? DEFAULT_DB : fromEnv))
+      )
+  })
 
 /** No file at the path; nothing was created. */
 export class DatabaseMissing extends Data.TaggedError("DatabaseMissing")<{ readonly path: string }> {
@@ -81,12 +122,85 @@ const readOnlyStore = (path: string): Layer.Layer<OutboxRepo, NotAnOutbox | Stor
   return Layer.effect(OutboxRepo, SqliteOutboxRepo.make).pipe(Layer.provide(checked))
 }
 
-/** The store of an existing outbox file, opened read-only; `DatabaseMissing` if there is no file. */
+// ---------------------------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/** The CLI's pool: small, and a connection attempt that gives up after 10 s rather than hanging a terminal. */
+const pgClient = (url: string) =>
+  PgClient.layer({
+    url: Redacted.make(url),
+    applicationName: "effect-outbox-cli",
+    maxConnections: 2,
+    connectTimeout: "10 seconds"
+  }).pipe(
+    Layer.catchAllCause((cause) =>
+      Layer.fail(
+        new StoreError({
+          operation: "open",
+          message: `cannot connect to ${display(url)}: ${describe(Cause.squash(cause))}`,
+          cause
+        })
+      )
+    )
+  )
+
+/** Whether the connection's schema holds an outbox (its marker row), checked before anything else touches it. */
+const checkPgSchema = (url: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [where] = yield* sql<{ schema: string | null; present: boolean }>`
+      SELECT current_schema() AS schema, to_regclass('outbox_meta') IS NOT NULL AS present`.pipe(
+      Effect.mapError((e) =>
+        new StoreError({ operation: "open", message: `cannot read ${display(url)}: ${describe(e)}`, cause: e })
+      )
+    )
+    if (where?.schema === null || where?.schema === undefined) {
+      return yield* Effect.fail(
+        new NotAnOutbox({ path: display(url), reason: "no schema of the connection's search_path exists" })
+      )
+    }
+    if (!where.present) {
+      return yield* Effect.fail(
+        new NotAnOutbox({ path: display(url), reason: `schema ${where.schema} has no outbox tables` })
+      )
+    }
+    yield* checkSchema(display(url))
+  })
+
+/** An admin process is no gateway: it holds no lease, so it neither heartbeats nor listens for wake-ups. */
+const adminStore = (repo: OutboxRepoShape): OutboxRepoShape => ({
+  ...repo,
+  heartbeatEveryMs: undefined,
+  wakeups: undefined
+})
+
+/**
+ * The outbox in PostgreSQL at `url`. Read-only: checked, never migrated. For writing: checked, then migrated to
+ * this version (a no-op on a current schema); with `create`, a schema without the outbox's tables gets them.
+ */
+const pgStore = (
+  url: string,
+  options: { readonly write: boolean; readonly create: boolean }
+): Layer.Layer<OutboxRepo, NotAnOutbox | StoreError> => {
+  const client = pgClient(url)
+  const ready = options.create
+    ? PgOutboxRepo.migrate
+    : Effect.zipRight(checkPgSchema(url), options.write ? PgOutboxRepo.migrate : Effect.void)
+  return Layer.effect(OutboxRepo, Effect.zipRight(ready, Effect.map(PgOutboxRepo.make(), adminStore))).pipe(
+    Layer.provide(client)
+  )
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SQLite (or PostgreSQL for a URL)
+
+/** The store of an existing outbox, opened read-only; `DatabaseMissing` if there is no file. */
 export const readOnly = (
   path: string
 ): Layer.Layer<OutboxRepo, DatabaseMissing | NotAnOutbox | StoreError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
+      if (isPostgresUrl(path)) return pgStore(path, { write: false, create: false })
       const state = yield* fileState(path)
       if (state === "missing") return yield* Effect.fail(new DatabaseMissing({ path }))
       if (state === "empty") return yield* Effect.fail(new NotAnOutbox({ path, reason: "the file is empty" }))
@@ -95,7 +209,7 @@ export const readOnly = (
   )
 
 /**
- * The store of an outbox file for writing (migrated by `layerFile`). With `create`, a missing file becomes a new
+ * The store of an outbox for writing (a file migrated by `layerFile`; PostgreSQL: see the module doc). With `create`, a missing file becomes a new
  * outbox; without it a missing file is `DatabaseMissing`. An existing empty file becomes one with `empty` (by
  * default, `create`), else it is `NotAnOutbox`. A file holding anything else is never touched.
  * Admin commands run beside a live gateway, so this takes no gateway lock.
@@ -106,6 +220,7 @@ export const readWrite = (
 ): Layer.Layer<OutboxRepo, DatabaseMissing | NotAnOutbox | StoreError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
+      if (isPostgresUrl(path)) return pgStore(path, { write: true, create: options.create })
       const state = yield* fileState(path)
       if (state === "missing" && !options.create) return yield* Effect.fail(new DatabaseMissing({ path }))
       if (state === "empty" && !(options.empty ?? options.create)) {

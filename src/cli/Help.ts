@@ -58,7 +58,14 @@ export const DEFAULT_DB = "./outbox.db"
 /** The default `list --limit`. */
 export const DEFAULT_LIMIT = 50
 
-const db: OptionSpec = { flag: "db", value: file, text: `the outbox database, an SQLite file (default ${DEFAULT_DB})` }
+/** Where an admin command finds the outbox: `--db`, else `OUTBOX_DB`, else the default file. */
+const DB_DEFAULT = `$OUTBOX_DB, else ${DEFAULT_DB}`
+const database: Value = { placeholder: "db", needs: "a file path or a postgres:// URL" }
+const db: OptionSpec = {
+  flag: "db",
+  value: database,
+  text: `SQLite file or postgres:// URL (default ${DB_DEFAULT})`
+}
 const json: OptionSpec = { flag: "json", text: "print JSON instead of a table" }
 
 export const specs: ReadonlyArray<CommandSpec> = [
@@ -250,7 +257,9 @@ export const topHelp = (version: string, description: string): string =>
     "options:",
     ...rows(GLOBAL),
     "",
-    `Every command takes --db <file> (default ${DEFAULT_DB}), and all but serve take --json.`,
+    "Every command takes --db, and all but serve take --json. For demo --db is an SQLite file; for the",
+    "others an SQLite file or a postgres:// URL (the outbox in its search_path:",
+    `?options=-c%20search_path%3Dname), default ${DB_DEFAULT}.`,
     `Run \`${NAME} <command> --help\` for its options.`
   ].join("\n")
 

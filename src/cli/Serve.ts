@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as OutboxAdmin from "../admin/OutboxAdmin.js"
 import { db, openOutbox } from "./Admin.js"
+import * as Database from "./Database.js"
 import * as Help from "./Help.js"
 import { UsageError } from "./UsageError.js"
 
@@ -79,17 +80,18 @@ export const command = Command.make("serve", {
       return yield* Effect.fail(new UsageError({ message: `--port: expected 0 to 65535, got ${port}` }))
     }
     const secret = yield* tokenFrom(token)
+    const path = yield* Database.location(db)
     const server = OutboxAdmin.layerServer({
       port,
       host,
       readOnly,
       live: false,
       token: Option.getOrUndefined(secret)
-    }).pipe(Layer.provide(openOutbox(db, readOnly ? "read" : "write")))
+    }).pipe(Layer.provide(openOutbox(path, readOnly ? "read" : "write")))
     yield* Effect.scoped(Effect.gen(function*() {
       const listening = yield* Effect.map(Layer.build(server), (ctx) => Context.get(ctx, HttpServer.HttpServer).address)
       yield* Console.log(
-        `${Help.NAME} serve: the board of ${db} is on ${where(listening)}` +
+        `${Help.NAME} serve: the board of ${Database.display(path)} is on ${where(listening)}` +
           `${readOnly ? " (read-only)" : ""}${Option.isSome(secret) ? " (token required)" : ""}; Ctrl-C stops it`
       )
       return yield* Effect.never

@@ -46,34 +46,66 @@ const describe = (e: SqlError): string => {
   return cause ? `${e.message}: ${cause}` : e.message
 }
 
+/**
+ * `sql.withTransaction`, with a lost connection as a failure. @effect/sql turns a failed COMMIT or ROLLBACK into a
+ * defect; on a connection that dropped mid-transaction the ROLLBACK after the failed statement fails too, so without
+ * this every connection loss would kill its callers instead of giving them `StoreError`. A failed COMMIT leaves the
+ * outcome unknown to the caller (the server may have committed before the connection went): a retry of an insert
+ * with the same id or idempotency key then finds the row (`Duplicate`).
+ */
+export const transaction = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  sql.withTransaction(effect).pipe(
+    Effect.catchSomeDefect((defect) => isSqlError(defect) ? Option.some(Effect.fail(defect)) : Option.none())
+  )
+
+const isSqlError = (u: unknown): u is SqlError =>
+  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "SqlError"
+
 /** Database order of a batch's new rows: enqueue time, then id (the order `seq` numbers them in). */
 const byEnqueuedThenId = (a: OutboxEntry, b: OutboxEntry) =>
   a.enqueuedAt - b.enqueuedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
 
-/** Whether a write makes a row claimable for other processes: worth a NOTIFY. */
-const wakes = (op: WriteOp, result: WriteResult): boolean =>
+/**
+ * What a write means to other processes' workers: "claimable" (a new row to claim), "finished" (a row left
+ * `in_flight`: its conversation's next row may be due), or nothing.
+ */
+const wakes = (op: WriteOp, result: WriteResult): "claimable" | "finished" | undefined =>
   op._tag === "Insert"
-    ? result._tag === "Inserted" && result.entry.state !== "in_flight"
+    ? result._tag === "Inserted" && result.entry.state !== "in_flight" ? "claimable" : undefined
     : result._tag === "Updated" && op.spec.before.state === "in_flight" && op.spec.next.state !== "in_flight"
+    ? "finished"
+    : undefined
 
 /** The store's operations over `sql`. */
 export const makeShape = (
   sql: SqlClient.SqlClient,
-  options: { readonly heartbeatStaleMs: number; readonly channel: string }
+  options: {
+    readonly heartbeatStaleMs: number
+    readonly channel: string
+    /** false when the connections already default to READ COMMITTED: one statement less per transaction */
+    readonly setIsolation: boolean
+  }
 ): OutboxRepoShape => {
   const run = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) =>
     effect.pipe(
       Effect.catchIf(
-        (e): e is SqlError => (e as { _tag?: string })._tag === "SqlError",
+        (e): e is SqlError => isSqlError(e),
         (e) => Effect.fail(new StoreError({ operation, message: describe(e), cause: e }))
       ),
       Effect.withSpan(`OutboxRepo.${operation}`, { captureStackTrace: false })
     ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
 
+  const inTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => transaction(sql, effect)
+
   // every statement of these transactions must see what committed before it (the claim protocol relies on it),
   // whatever default_transaction_isolation the gateway's database has
   const tx = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    sql.withTransaction(Effect.zipRight(sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`, effect))
+    inTransaction(
+      options.setIsolation ? Effect.zipRight(sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`, effect) : effect
+    )
 
   const notify = sql`SELECT pg_notify(${options.channel}, 'w')`
 
@@ -204,24 +236,63 @@ export const makeShape = (
         results[at] ??
           (updated.has(op._tag === "Update" ? op.spec.guard.id : "") ? { _tag: "Updated" } : { _tag: "Rejected" })
       )
-      if (ops.some((op, at) => wakes(op, out[at]!))) yield* notify
+      // a finished row wakes the other workers only when its conversation still has a pending row: most live replies
+      // are alone in their conversation, and a NOTIFY for each of their acks would send every worker claiming
+      const woken = ops.map((op, at) => wakes(op, out[at]!))
+      if (woken.includes("claimable")) yield* notify
+      else if (woken.includes("finished")) {
+        const keys = [
+          ...new Set(
+            ops.flatMap((op, at) =>
+              woken[at] === "finished" && op._tag === "Update" ? [orderingKey(op.spec.before)] : []
+            )
+          )
+        ]
+        yield* sql`SELECT pg_notify(${options.channel}, 'w') WHERE EXISTS (SELECT 1 FROM outbox_entries
+          WHERE ordering_key = ANY(${keys}::text[]) AND pending = 1)`
+      }
       return out
     })
 
-  /** Decodes claimed rows and runs the Claim transition on each; a row that does not decode is reported, not leased. */
+  /**
+   * Decodes leased rows (as they were before the lease) and runs the Claim transition on each: a row that does not
+   * decode is reported in `malformed`; it and a row the transition refuses are in `refused`, to be put back.
+   */
   const claimRows = (rows: ReadonlyArray<Row>, event: EntryEvent, now: number) => {
     const pairs: Array<readonly [OutboxEntry, OutboxEntry]> = []
     const malformed: Array<MalformedRow> = []
+    const refused: Array<Row> = []
     for (const row of rows) {
       const decoded = fromRow(row)
       if (Either.isLeft(decoded)) {
         malformed.push({ id: String(row.id) as EntryId, message: decoded.left })
+        refused.push(row)
         continue
       }
       const next = Machine.transition(decoded.right, event, now)
       if (Either.isRight(next)) pairs.push([decoded.right, next.right])
+      else refused.push(row)
     }
-    return { pairs, malformed }
+    return { pairs, malformed, refused }
+  }
+
+  /** Puts rows back as they were before a claim leased them (the columns a claim sets). */
+  const restore = (rows: ReadonlyArray<Row>) => {
+    const before = rows.map((r) => ({
+      id: r.id,
+      state: r.state,
+      lease_owner: r.lease_owner,
+      lease_expires_at: r.lease_expires_at,
+      next_attempt_at: r.next_attempt_at,
+      last_attempt_at: r.last_attempt_at,
+      updated_at: r.updated_at
+    }))
+    return sql`UPDATE outbox_entries u SET state = v.state, lease_owner = v.lease_owner,
+        lease_expires_at = v.lease_expires_at, next_attempt_at = v.next_attempt_at,
+        last_attempt_at = v.last_attempt_at, updated_at = v.updated_at
+      FROM jsonb_to_recordset(${JSON.stringify(before)}::jsonb) AS v(id text, state text, lease_owner text,
+        lease_expires_at bigint, next_attempt_at bigint, last_attempt_at bigint, updated_at bigint)
+      WHERE u.id = v.id`
   }
 
   // a head: due, and no pending row of its conversation before it
@@ -256,26 +327,34 @@ export const makeShape = (
           SELECT id FROM c WHERE pg_try_advisory_xact_lock(${CONVERSATION_LOCK}, hashtext(ordering_key))
           ORDER BY next_attempt_at, seq`
         if (candidates.length === 0) return { claimed: [], malformed: [] }
-        // 2. a new snapshot, taken under the locks: still the head, and no other row of it holds a live lease
-        const values = yield* sql`SELECT ${sql.literal(SELECT)},
-            EXISTS (SELECT 1 FROM outbox_entries n WHERE n.ordering_key = e.ordering_key AND n.pending = 1 AND n.seq > e.seq) AS followed
-          FROM outbox_entries e
-          WHERE e.id IN ${sql.in(candidates.map((c) => c.id))} AND ${isHead(now)}
-            AND NOT EXISTS (SELECT 1 FROM outbox_entries l WHERE l.ordering_key = e.ordering_key AND l.id <> e.id
-              AND l.pending = 1 AND l.state = 'in_flight' AND l.lease_expires_at > ${now})
-          ORDER BY e.next_attempt_at, e.seq
-          FOR UPDATE OF e SKIP LOCKED`.values
+        // 2. a new snapshot, taken under the locks: still the head, and no other row of it holds a live lease; leased
+        //    in the same statement (every row gets the same columns), which returns the rows as they were before
         const claim = Machine.EntryEvent.Claim({ owner, leaseUntil: now + leaseMs })
-        const { malformed, pairs } = claimRows(values.map(rowFromValues), claim, now)
-        // 3. every accepted row gets the same columns: one UPDATE
         const set = Machine.claimWrite(claim, now)
-        if (pairs.length > 0) {
-          yield* sql`UPDATE outbox_entries SET state = ${set.state}, lease_owner = ${set.leaseOwner},
-            lease_expires_at = ${set.leaseExpiresAt}, next_attempt_at = ${set.nextAttemptAt},
-            last_attempt_at = ${set.lastAttemptAt}, updated_at = ${set.updatedAt}
-            WHERE id IN ${sql.in(pairs.map(([, after]) => after.id))}`
-        }
-        const followed = new Set(values.filter((v) => v[v.length - 1] === true).map((v) => String(v[0])))
+        const values = yield* sql`WITH picked AS (
+            SELECT ${sql.literal(SELECT)},
+              EXISTS (SELECT 1 FROM outbox_entries n
+                WHERE n.ordering_key = e.ordering_key AND n.pending = 1 AND n.seq > e.seq) AS followed,
+              e.seq AS claim_seq
+            FROM outbox_entries e
+            WHERE e.id IN ${sql.in(candidates.map((c) => c.id))} AND ${isHead(now)}
+              AND NOT EXISTS (SELECT 1 FROM outbox_entries l WHERE l.ordering_key = e.ordering_key AND l.id <> e.id
+                AND l.pending = 1 AND l.state = 'in_flight' AND l.lease_expires_at > ${now})
+            FOR UPDATE OF e SKIP LOCKED),
+          leased AS (UPDATE outbox_entries u SET state = ${set.state}, lease_owner = ${set.leaseOwner},
+              lease_expires_at = ${set.leaseExpiresAt}, next_attempt_at = ${set.nextAttemptAt},
+              last_attempt_at = ${set.lastAttemptAt}, updated_at = ${set.updatedAt}
+            FROM picked WHERE u.id = picked.id)
+          SELECT * FROM picked ORDER BY next_attempt_at, claim_seq`.values
+        const { malformed, pairs, refused } = claimRows(
+          values.map((v) => rowFromValues(v.slice(0, ROW_COLUMNS.length))),
+          claim,
+          now
+        )
+        // 3. rare: a row that does not decode (or that the state machine refuses) was leased with the others; it is
+        //    put back as it was, so it stays claimable (and the claimer quarantines it)
+        if (refused.length > 0) yield* restore(refused)
+        const followed = new Set(values.filter((v) => v[ROW_COLUMNS.length] === true).map((v) => String(v[0])))
         const claimed: Array<ClaimedEntry> = pairs.map(([before, after]) => ({
           entry: after,
           reclaimed: before.state === "in_flight",
@@ -320,7 +399,7 @@ export const makeShape = (
     },
 
     prune: (now, retention) =>
-      sql.withTransaction(Effect.gen(function*() {
+      inTransaction(Effect.gen(function*() {
         const terminalStates = (["failed_terminal", "expired"] as const).filter(Machine.isPrunable)
         const [delivered] = yield* sql<{ n: number }>`WITH d AS (DELETE FROM outbox_entries
           WHERE pending IS NULL AND state = 'delivered' AND updated_at <= ${now - retention.deliveredMs} RETURNING 1)
@@ -395,7 +474,7 @@ export const makeShape = (
       }).pipe(run("activity")),
 
     requeue: (id, now, expiresAt) =>
-      sql.withTransaction(Effect.gen(function*() {
+      inTransaction(Effect.gen(function*() {
         const [row] = yield* sql`SELECT ${sql.literal(SELECT)} FROM outbox_entries e WHERE e.id = ${id} FOR UPDATE`
           .values
         if (row === undefined) return yield* Effect.fail(new EntryNotFound({ id }))

@@ -50,7 +50,7 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
     expect(run.stderr).toContain(
       "effect-outbox: --state: expected one of queued, in_flight, delivered, failed_retryable, failed_terminal, expired, got \"sent\""
     )
-    expect(run.stderr).toContain("usage: effect-outbox list [--db <file>]")
+    expect(run.stderr).toContain("usage: effect-outbox list [--db <db>]")
     // piped, not a terminal: no colour codes
     expect(run.stderr).not.toContain("\x1b[")
   })
@@ -66,7 +66,7 @@ describe.concurrent("usage errors exit 2 with the usage on stderr", OPTIONS, () 
     const run = await cli(["retry", "--db", db])
     expect(run.code).toBe(2)
     expect(run.stderr).toContain("effect-outbox: retry needs an entry id or --state failed_terminal|expired")
-    expect(run.stderr).toContain("usage: effect-outbox retry [--db <file>]")
+    expect(run.stderr).toContain("usage: effect-outbox retry [--db <db>]")
   })
 })
 

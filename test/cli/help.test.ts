@@ -80,8 +80,8 @@ describe.concurrent("argument errors name the flag and the value, then the comma
   const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string, string]> = [
     [["list", "--limit", "abc"], "effect-outbox: --limit: expected a whole number ≥ 1, got \"abc\"", "list"],
     [["list", "--limit=0"], "effect-outbox: --limit: expected a whole number ≥ 1, got \"0\"", "list"],
-    [["list", "--db"], "effect-outbox: --db needs a file path", "list"],
-    [["stats", "--db", "--json"], "effect-outbox: --db needs a file path", "stats"],
+    [["list", "--db"], "effect-outbox: --db needs a file path or a postgres:// URL", "list"],
+    [["stats", "--db", "--json"], "effect-outbox: --db needs a file path or a postgres:// URL", "stats"],
     [["show"], "effect-outbox: show needs an entry id (<id>)", "show"],
     [["stats", "--nope"], "effect-outbox: unknown option --nope for stats", "stats"],
     [

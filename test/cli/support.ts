@@ -107,7 +107,10 @@ export interface Seeded {
  * Creates an outbox file through the library (real clock): 3 delivered and 1 queued on `healthy`, 2 failed_terminal
  * on `broken`, 1 failed_retryable on `down`, 1 expired on `healthy`. No worker runs, so nothing moves afterwards.
  */
-export const seed = (filename: string): Promise<Seeded> =>
+export const seed = (filename: string): Promise<Seeded> => seedStore(SqliteOutboxRepo.layerFile({ filename }))
+
+/** `seed` into any store (a PostgreSQL schema, say). */
+export const seedStore = <E>(store: Layer.Layer<OutboxRepo, E>): Promise<Seeded> =>
   Effect.gen(function*() {
     const outbox = yield* Outbox.Outbox
     const repo = yield* OutboxRepo
@@ -138,7 +141,7 @@ export const seed = (filename: string): Promise<Seeded> =>
   }).pipe(
     Effect.provide(
       Outbox.layer.pipe(Layer.provideMerge(Layer.mergeAll(
-        SqliteOutboxRepo.layerFile({ filename }),
+        store,
         ChannelRegistry.layer(adapters),
         OutboxConfig.layer({ retryJitter: false, nodeId: "seeder" })
       )))
@@ -152,9 +155,12 @@ export const seed = (filename: string): Promise<Seeded> =>
 export const stdoutJson = <A = unknown>(run: Run): A => JSON.parse(run.stdout) as A
 
 /** Reads a database through the library (in process: cheaper than another CLI run). */
-export const inspect = (filename: string) =>
+export const inspect = (filename: string) => inspectStore(SqliteOutboxRepo.layerFile({ filename }))
+
+/** `inspect` of any store. */
+export const inspectStore = <E>(store: Layer.Layer<OutboxRepo, E>) =>
   Effect.gen(function*() {
     const repo = yield* OutboxRepo
     const now = yield* Clock.currentTimeMillis
     return { stats: yield* repo.stats(now), entries: yield* repo.list({ limit: 10_000 }) }
-  }).pipe(Effect.provide(SqliteOutboxRepo.layerFile({ filename })), Effect.runPromise)
+  }).pipe(Effect.provide(store), Effect.runPromise)

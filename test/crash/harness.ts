@@ -56,7 +56,7 @@ interface Esbuild {
   readonly build: (options: Record<string, unknown>) => Promise<unknown>
 }
 
-let bundle: Promise<ReadonlyArray<string>> | undefined
+const bundles = new Map<string, Promise<ReadonlyArray<string>>>()
 
 /**
  * The node arguments that run the gateway. `node --import tsx gateway.ts` costs ~2 s of start-up per boot on a
@@ -65,39 +65,47 @@ let bundle: Promise<ReadonlyArray<string>> | undefined
  * the bundle (~0.2 s). The bundle lives in node_modules/.cache so that better-sqlite3 (native, kept external)
  * resolves. If esbuild cannot be found, the gateway runs through tsx.
  */
-export const gatewayArgs: Effect.Effect<ReadonlyArray<string>> = Effect.promise(() => {
-  bundle ??= (async () => {
-    try {
-      const fromTsx = createRequire(createRequire(import.meta.url).resolve("tsx/package.json"))
-      const esbuild = fromTsx("esbuild") as Esbuild
-      const outDir = path.join(repoRoot, "node_modules", ".cache", "effect-outbox-crash")
-      fs.mkdirSync(outDir, { recursive: true })
-      // built under a private name and renamed: test files building at once each replace it whole
-      const outfile = path.join(outDir, "gateway.mjs")
-      const building = path.join(outDir, `gateway-${process.pid}-${crypto.randomUUID()}.mjs`)
-      await esbuild.build({
-        entryPoints: [gatewaySource],
-        outfile: building,
-        bundle: true,
-        platform: "node",
-        format: "esm",
-        target: "node20",
-        external: ["better-sqlite3"],
-        // CommonJS dependencies inside an ESM bundle still call require
-        banner: {
-          js:
-            "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
-        },
-        logLevel: "silent"
-      })
-      fs.renameSync(building, outfile)
-      return [outfile]
-    } catch {
-      return ["--import", "tsx", gatewaySource]
-    }
-  })()
-  return bundle
-})
+export const gatewayArgs: Effect.Effect<ReadonlyArray<string>> = Effect.suspend(() => bundledArgs(gatewaySource))
+
+/** The node arguments that run the program at `source` (a .ts file) from a bundle built once per test process. */
+export const bundledArgs = (source: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.promise(() => {
+    const existing = bundles.get(source)
+    if (existing !== undefined) return existing
+    const bundle = (async () => {
+      try {
+        const fromTsx = createRequire(createRequire(import.meta.url).resolve("tsx/package.json"))
+        const esbuild = fromTsx("esbuild") as Esbuild
+        const outDir = path.join(repoRoot, "node_modules", ".cache", "effect-outbox-crash")
+        fs.mkdirSync(outDir, { recursive: true })
+        const name = path.basename(source, ".ts")
+        // built under a private name and renamed: test files building at once each replace it whole
+        const outfile = path.join(outDir, `${name}.mjs`)
+        const building = path.join(outDir, `${name}-${process.pid}-${crypto.randomUUID()}.mjs`)
+        await esbuild.build({
+          entryPoints: [source],
+          outfile: building,
+          bundle: true,
+          platform: "node",
+          format: "esm",
+          target: "node20",
+          external: ["better-sqlite3"],
+          // CommonJS dependencies inside an ESM bundle still call require
+          banner: {
+            js:
+              "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
+          },
+          logLevel: "silent"
+        })
+        fs.renameSync(building, outfile)
+        return [outfile]
+      } catch {
+        return ["--import", "tsx", source]
+      }
+    })()
+    bundles.set(source, bundle)
+    return bundle
+  })
 
 /** A running gateway and what it has said so far. */
 interface Gateway {

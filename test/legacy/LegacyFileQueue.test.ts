@@ -22,6 +22,7 @@ import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as SqliteOutboxRepo from "../../src/SqliteOutboxRepo.js"
 import { entryId } from "../support/entries.js"
 import { snapshot } from "../support/files.js"
+import { freshStore } from "../support/pg.js"
 import { memoryStoreWith } from "../support/stores.js"
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/legacy-delivery-queue/", import.meta.url))
@@ -438,6 +439,7 @@ const legacyImportSuite = (name: string, makeStore: () => Layer.Layer<OutboxRepo
 
 legacyImportSuite("memory", () => MemoryOutboxRepo.layer)
 legacyImportSuite("sqlite file", () => SqliteOutboxRepo.layerFile({ filename: path.join(root, `legacy-${++n}.db`) }))
+legacyImportSuite("postgresql", () => freshStore().layer)
 
 describe("LegacyFileQueue.importDirectory: store failures", () => {
   it.effect("a StoreError from the insert passes through and no marker is written, so the next start retries", () => {

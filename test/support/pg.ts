@@ -42,3 +42,31 @@ export const freshStore = (options: PgOutboxRepo.Options & { readonly maxConnect
       .pipe(Layer.provide(schema.layer))
   }
 }
+
+/** Runs `f` with a one-connection client on the test server (for tests written with Promises). */
+export const withServer = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>): Promise<A> =>
+  Effect.flatMap(PgClient.PgClient, f).pipe(
+    Effect.provide(PgClient.layer({ url: Redacted.make(PG_URL), maxConnections: 1 })),
+    Effect.scoped,
+    Effect.runPromise
+  )
+
+/** A new, empty schema for tests written with Promises: its name, a URL whose connections use it, and `drop`. */
+export const createSchema = async () => {
+  const name = `${RUN}_${++counter}`
+  await withServer((sql) => sql`CREATE SCHEMA ${sql(name)}`)
+  return {
+    name,
+    url: urlFor(name),
+    /** the names of the schema's tables */
+    tables: () =>
+      withServer((sql) =>
+        Effect.map(
+          sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables
+            WHERE table_schema = ${name} ORDER BY table_name`,
+          (rows) => rows.map((r) => r.table_name)
+        )
+      ),
+    drop: () => withServer((sql) => sql`DROP SCHEMA ${sql(name)} CASCADE`)
+  }
+}
