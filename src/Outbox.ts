@@ -46,6 +46,7 @@ import * as Deliveries from "./internal/Deliveries.js"
 import { onFairScheduler } from "./internal/fairScheduler.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
+import * as RateLimiter from "./internal/RateLimiter.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
 import * as SharedStore from "./internal/SharedStore.js"
 import * as Metrics from "./Metrics.js"
@@ -59,8 +60,11 @@ import * as Sender from "./Sender.js"
 export type DeliveryOutcome = Data.TaggedEnum<{
   /** sent and acked */
   Delivered: { readonly entryId: EntryId; readonly results: ReadonlyArray<DeliveredPart> }
-  /** stored behind an older pending reply of the same conversation: sent as soon as that one finishes */
-  Deferred: { readonly entryId: EntryId; readonly reason: "conversation_busy" }
+  /**
+   * stored, sent later by the outbox: behind an older pending reply of the same conversation (sent as soon as that
+   * one finishes), or because its rate-limit token is further away than `maxRateWait` (sent when it comes)
+   */
+  Deferred: { readonly entryId: EntryId; readonly reason: "conversation_busy" | "rate_limited" }
   /** the idempotency key was seen before: nothing was sent */
   Duplicate: { readonly entryId: EntryId; readonly state: EntryState }
 }>
@@ -80,6 +84,16 @@ export type OutboxEvent = Data.TaggedEnum<{
   }
   terminal: { readonly entryId: EntryId; readonly reason: TerminalReason; readonly error: string }
   expired: { readonly entryId: EntryId }
+  /** a send waits for its rate-limit token (about `waitMs`); not an attempt, not a failure */
+  throttled: { readonly entryId: EntryId; readonly channel: string; readonly waitMs: number }
+  /** the channel answered 429 with a retry-after: its (account's) limiter is paused until `until` */
+  rate_limited: {
+    readonly entryId: EntryId
+    readonly channel: string
+    readonly accountId: string | undefined
+    readonly retryAfterMs: number
+    readonly until: number
+  }
 }>
 /** Constructors and matchers for `OutboxEvent`. */
 export const OutboxEvent = Data.taggedEnum<OutboxEvent>()
@@ -162,6 +176,21 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       const signalWork = Effect.asVoid(Queue.offer(work, undefined))
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
       yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
+      const limiter = yield* RateLimiter.make({
+        config,
+        events: {
+          throttled: (entry, waitMs) =>
+            emit(OutboxEvent.throttled({ entryId: entry.id, channel: entry.channel, waitMs })),
+          rateLimited: (entry, retryAfterMs, until) =>
+            emit(OutboxEvent.rate_limited({
+              entryId: entry.id,
+              channel: entry.channel,
+              accountId: entry.accountId,
+              retryAfterMs,
+              until
+            }))
+        }
+      })
 
       const deliverEntry = DeliverEntry.make({
         journal,
@@ -170,6 +199,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         config,
         owner,
         pendingAcks,
+        limiter,
         events: {
           sent: (entry, parts) => emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts })),
           delivered: (entry) => emit(OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })),
@@ -297,6 +327,8 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
                   message: `failed for good: ${outcome.reason}`
                 })
               )
+            case "Postponed":
+              return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "rate_limited" })
             case "LeaseLost":
               return yield* Effect.fail(
                 new SendFailed({
