@@ -10,6 +10,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import type { AdapterV1, SendContext, SendResult } from "../../src/ChannelAdapter.js"
+import * as TelegramChannel from "../../src/channels/Telegram.js"
 import { SendError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
 import type { OutboxEvent } from "../../src/Outbox.js"
@@ -17,7 +18,7 @@ import { Outbox } from "../../src/Outbox.js"
 import type * as OutboxConfig from "../../src/OutboxConfig.js"
 import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import { advance, settle } from "../support/clock.js"
-import { outboxLayer, reply } from "./harness.js"
+import { outboxLayer, reply, testConfig } from "./harness.js"
 
 const SEC = 1000
 const MIN = 60 * SEC
@@ -273,4 +274,93 @@ describe("channel rate limits", () => {
         rateLimits: { chat: { perSecond: 1, perConversation: { count: 1, per: "1 second" } } }
       })))
     }))
+
+  describe("where the limits come from", () => {
+    /** `texts` sent to `to`; the times of each recipient's calls. */
+    const timesOf = (sent: ReadonlyArray<Sent>, to: string) => sent.filter((s) => s.to === to).map((s) => s.at)
+
+    it.scoped("an adapter's suggested limits apply without a config entry; an entry replaces them, \"none\" removes them", () =>
+      Effect.gen(function*() {
+        const run = (config: OutboxConfig.OutboxConfigInput) =>
+          Effect.gen(function*() {
+            const start = yield* Clock.currentTimeMillis
+            const chat = recorder(undefined, { rateLimit: { perConversation: { count: 1, per: "1 second" } } })
+            yield* Effect.gen(function*() {
+              const outbox = yield* Outbox
+              for (const i of range(3)) yield* outbox.enqueue(reply(`r${i}`))
+              yield* advance(5 * SEC)
+              yield* outbox.awaitIdle
+            }).pipe(Effect.provide(withWorker({ chat: chat.adapter }, config)))
+            return timesOf(chat.sent, "user-1").map((t) => t - start)
+          }).pipe(Effect.scoped)
+        expect(yield* run({})).toEqual([0, SEC, 2 * SEC])
+        expect(yield* run({ rateLimits: { chat: { perSecond: 2 } } })).toEqual([0, 500, 1000])
+        expect(yield* run({ rateLimits: { chat: "none" } })).toEqual([0, 0, 0])
+      }))
+
+    it.scoped("an account has its own budget: accounts[id] overrides the channel's rate for that account", () =>
+      Effect.gen(function*() {
+        const chat = recorder()
+        const config: OutboxConfig.OutboxConfigInput = {
+          rateLimits: { chat: { perSecond: 1, accounts: { big: { perSecond: 10 } } } }
+        }
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          for (const i of range(5)) {
+            yield* outbox.enqueue(reply(`big ${i}`, { to: `b${i}`, accountId: "big" }))
+            yield* outbox.enqueue(reply(`small ${i}`, { to: `s${i}` }))
+          }
+          // the worker starts on the backlog: its first pass claims all ten
+          yield* Layer.build(RecoveryWorker.layer.pipe(Layer.provide(testConfig(config))))
+          yield* advance(10 * SEC)
+          yield* outbox.awaitIdle
+          const at = (prefix: string) => chat.sent.filter((s) => s.text.startsWith(prefix)).map((s) => s.at)
+          expect(at("big")).toEqual([0, 100, 200, 300, 400])
+          expect(at("small")).toEqual([0, SEC, 2 * SEC, 3 * SEC, 4 * SEC])
+        }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter }, { config })))
+      }))
+
+    it.scoped("a burst: after a quiet time `burst` sends go at once, then the rate holds", () =>
+      Effect.gen(function*() {
+        const chat = recorder()
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          for (const i of range(6)) yield* outbox.enqueue(reply(`r${i}`, { to: `c${i}` }))
+          yield* advance(10 * SEC)
+          yield* outbox.awaitIdle
+          expect(chat.sent.map((s) => s.at)).toEqual([0, 0, 0, SEC, 2 * SEC, 3 * SEC])
+        }).pipe(
+          Effect.provide(withWorker({ chat: chat.adapter }, { rateLimits: { chat: { perSecond: 1, burst: 3 } } }))
+        )
+      }))
+
+    it.scoped("Telegram's shipped limits: a group (negative chat id) gets 20 a minute, a private chat 1 a second", () =>
+      Effect.gen(function*() {
+        const tg = recorder()
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          for (const i of range(25)) {
+            yield* outbox.enqueue(reply(`g${i}`, { channel: "tg", to: "-1001234567890" }))
+            yield* outbox.enqueue(reply(`p${i}`, { channel: "tg", to: "42" }))
+          }
+          yield* advance(2 * MIN)
+          yield* outbox.awaitIdle
+          const group = timesOf(tg.sent, "-1001234567890")
+          const direct = timesOf(tg.sent, "42")
+          expect(group).toHaveLength(25)
+          expect(direct).toHaveLength(25)
+          for (const times of [group, direct]) {
+            times.slice(1).forEach((t, i) => expect(t - times[i]!).toBeGreaterThanOrEqual(SEC))
+          }
+          // in the group, never more than 20 in a minute: the 21st waits for the first to leave the window
+          group.slice(20).forEach((t, i) => expect(t - group[i]!).toBeGreaterThanOrEqual(MIN))
+          expect(group[20]! - group[0]!).toBeLessThan(MIN + SEC)
+          // the private chat is not held to 20 a minute
+          expect(direct[24]! - direct[0]!).toBeLessThan(30 * SEC)
+          // and the bot as a whole to 30 a second: no two sends closer than 1/30 s
+          const all = tg.sent.map((s) => s.at)
+          all.slice(1).forEach((t, i) => expect(t - all[i]!).toBeGreaterThanOrEqual(33))
+        }).pipe(Effect.provide(withWorker({ tg: tg.adapter }, { rateLimits: { tg: TelegramChannel.limits } })))
+      }))
+  })
 })

@@ -13,17 +13,34 @@ import * as TestClock from "effect/TestClock"
 /** One turn of Node's event loop (what the outbox's fibers wait for between two steps). */
 const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
-/** Lets pending fibers run until the clock's sleeps have not changed for 6 turns in a row (at least 10 turns). */
+/** The clock's time and pending sleeps, as one comparable text. */
+const snapshot = Effect.gen(function*() {
+  const now = yield* Clock.currentTimeMillis
+  return `${now}:${Chunk.toReadonlyArray(yield* TestClock.sleeps()).join(",")}`
+})
+
+/**
+ * Lets pending fibers run: event loop turns until the clock's sleeps have not changed for 4 turns, confirmed by
+ * TestClock's own idle check (`adjust(0)`) and one more turn leaving them unchanged.
+ */
 export const settle: Effect.Effect<void> = Effect.gen(function*() {
-  let last = ""
+  let last = yield* snapshot
   let stable = 0
-  for (let i = 0; i < 10_000; i++) {
+  for (let i = 0; i < 100_000; i++) {
     yield* turn
-    const now = yield* Clock.currentTimeMillis
-    const key = `${now}:${Chunk.toReadonlyArray(yield* TestClock.sleeps()).join(",")}`
-    stable = key === last ? stable + 1 : 0
-    last = key
-    if (i >= 10 && stable >= 6) return
+    const now = yield* snapshot
+    if (now !== last) {
+      last = now
+      stable = 0
+      continue
+    }
+    if (++stable < 4) continue
+    yield* TestClock.adjust(0)
+    yield* turn
+    const confirmed = yield* snapshot
+    if (confirmed === last) return
+    last = confirmed
+    stable = 0
   }
 })
 
