@@ -178,6 +178,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
       const limiter = yield* RateLimiter.make({
         config,
+        store: repo.rateBuckets,
         events: {
           throttled: (entry, waitMs) =>
             emit(OutboxEvent.throttled({ entryId: entry.id, channel: entry.channel, waitMs })),

@@ -23,6 +23,9 @@
  *   never takes a live replica's rows, even one configured with the same `nodeId`.
  * - **Wake-ups.** A write or insert that makes a row claimable (an enqueue, a row leaving `in_flight`) sends
  *   `pg_notify(channel, …)` in its transaction, delivered at commit; `notifications` is the stream to wake on.
+ * - **Rate limits** (`rateBuckets`): an account's bucket is a row of `outbox_rate_buckets`, reserved by one
+ *   `UPDATE … RETURNING` per send, so a channel's limit holds for all processes together; a 429's pause is written to
+ *   the row and announced on `<channel>_rate` (see `RateLimits`).
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Migrator from "@effect/sql/Migrator"
@@ -34,6 +37,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import { StoreError } from "./DeliveryError.js"
+import * as PgRateBuckets from "./internal/pgRateBuckets.js"
 import { makeShape } from "./internal/pgStore.js"
 import type { OutboxRepoShape } from "./OutboxRepo.js"
 import { OutboxRepo } from "./OutboxRepo.js"
@@ -100,7 +104,9 @@ export const migrations = {
     yield* sql`CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`
     yield* sql`INSERT INTO outbox_meta (key, value) VALUES ('schema', 'effect-outbox')`
     yield* sql`CREATE TABLE outbox_nodes (owner TEXT PRIMARY KEY, heartbeat_at BIGINT NOT NULL)`
-  })
+  }),
+  // rate limit buckets shared by the processes (see internal/pgRateBuckets.ts)
+  "0002_rate_buckets": Effect.flatMap(SqlClient.SqlClient, PgRateBuckets.createTable)
 }
 
 const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
@@ -150,7 +156,10 @@ export const make = (options: Options = {}): Effect.Effect<OutboxRepoShape, neve
     const sql = yield* SqlClient.SqlClient
     const pg = yield* Effect.serviceOption(PgClient.PgClient)
     const channel = options.channel ?? DEFAULT_CHANNEL
-    const shape = makeShape(sql, { heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS, channel })
+    const shape = {
+      ...makeShape(sql, { heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS, channel }),
+      rateBuckets: PgRateBuckets.make(sql, { channel, pg: pg._tag === "Some" ? pg.value : undefined })
+    }
     if (pg._tag === "None") return shape
     return { ...shape, wakeups: notifications(channel).pipe(Stream.provideService(PgClient.PgClient, pg.value)) }
   })

@@ -37,9 +37,12 @@
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
+import type { StoreError } from "./DeliveryError.js"
 
 /** At most `count` sends to one recipient in any window of length `per`; with `match`, only where `to` matches it. */
 export interface ConversationLimit {
@@ -213,3 +216,38 @@ export const config = (name = "RATE_LIMITS"): Config.Config<RateLimitsInput> =>
       "channel rate limits as JSON: { channelId: { perSecond, burst, perConversation, accounts } }"
     )
   )
+
+/** The spacing of one bucket (from `Rules`). */
+export interface Spacing {
+  /** millis between two sends; undefined: no rate, only pauses */
+  readonly intervalMs: number | undefined
+  readonly toleranceMs: number
+}
+
+/** A reservation: `slot` is the send's time; `before`/`after` let an unused one be given back. */
+export type Reservation =
+  | { readonly _tag: "Reserved"; readonly slot: number; readonly before: number; readonly after: number }
+  /** no slot until after the horizon: nothing was reserved; come back at `until` */
+  | { readonly _tag: "Full"; readonly until: number }
+
+/**
+ * Where the account buckets live: in the process (the default), or in a store that several processes share, so a
+ * limit holds for the gateway as a whole (`PgOutboxRepo` offers one as its `rateBuckets`).
+ */
+export interface BucketStore {
+  /** Reserves the first slot at or after `at` if it is at or before `latest` (else `Full`, nothing reserved). */
+  readonly reserve: (
+    key: string,
+    spacing: Spacing,
+    at: number,
+    latest: number
+  ) => Effect.Effect<Reservation, StoreError>
+  /** Pauses the bucket until `until` (never shortens a pause); true when the pause was extended. */
+  readonly pause: (key: string, until: number) => Effect.Effect<boolean, StoreError>
+  /** Gives back a reservation nothing was sent for, if no later one was made (best effort: else a slot is lost). */
+  readonly cancel: (key: string, reservation: Reservation) => Effect.Effect<void>
+  /** Pauses made by other processes (bucket key and end), for a shared store: the limiter wakes its waiters. */
+  readonly pauses?: Stream.Stream<{ readonly key: string; readonly until: number }, StoreError> | undefined
+  /** A name for logs: "memory", "postgresql". */
+  readonly kind: string
+}

@@ -100,6 +100,19 @@ const EPSILON = 1e-6
 /** The millis to sleep from `now` (integer) until `slot`, so the clock stays on whole millis. */
 const millisUntil = (slot: number, now: number) => Math.max(0, Math.ceil(slot - now - EPSILON))
 
+/** An account's bucket key: `["channel","account"]` (JSON: unambiguous, and storable as PostgreSQL text). */
+const bucketKey = (entry: OutboxEntry) => JSON.stringify([entry.channel, entry.accountId ?? null])
+
+/** The channel of a bucket key (for a pause another process announced). */
+const channelOfKey = (key: string): string => {
+  try {
+    const parsed: unknown = JSON.parse(key)
+    return Array.isArray(parsed) && typeof parsed[0] === "string" ? parsed[0] : key
+  } catch {
+    return key
+  }
+}
+
 /** Makes the limiter; pauses announced by other processes (a shared store) are followed for as long as `scope` lives. */
 export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -174,7 +187,7 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
 
     if (store.pauses !== undefined) {
       // a pause another process made: its channel is the key's first part
-      yield* Stream.runForEach(store.pauses, ({ key, until }) => applyPause(key, key.split("\u0000")[0]!, until)).pipe(
+      yield* Stream.runForEach(store.pauses, ({ key, until }) => applyPause(key, channelOfKey(key), until)).pipe(
         Effect.zipRight(Effect.logWarning("the rate limit pause notifications ended; listening again")),
         Effect.catchAllCause((cause) =>
           Effect.logWarning(`rate limit pause notifications failed; listening again: ${Cause.pretty(cause)}`)
@@ -319,7 +332,7 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
 
     return {
       gate: (entry, channel, live) => {
-        const key = `${entry.channel}\u0000${entry.accountId ?? ""}`
+        const key = bucketKey(entry)
         let first = true
         return {
           before: () =>

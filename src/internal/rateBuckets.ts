@@ -10,40 +10,9 @@
  * `pgRateBuckets`), so the limit holds for the gateway as a whole.
  */
 import * as Effect from "effect/Effect"
-import type * as Stream from "effect/Stream"
-import type { StoreError } from "../DeliveryError.js"
+import type { BucketStore, Reservation, Spacing } from "../RateLimits.js"
 
-/** The spacing of one bucket (from `RateLimits.Rules`). */
-export interface Spacing {
-  /** millis between two sends; undefined: no rate, only pauses */
-  readonly intervalMs: number | undefined
-  readonly toleranceMs: number
-}
-
-/** A reservation: `slot` is the send's time; `before`/`after` let an unused one be given back. */
-export type Reservation =
-  | { readonly _tag: "Reserved"; readonly slot: number; readonly before: number; readonly after: number }
-  /** no slot until after the horizon: nothing was reserved; come back at `until` */
-  | { readonly _tag: "Full"; readonly until: number }
-
-/** Where buckets live. */
-export interface BucketStore {
-  /** Reserves the first slot at or after `at` if it is at or before `latest` (else `Full`, nothing reserved). */
-  readonly reserve: (
-    key: string,
-    spacing: Spacing,
-    at: number,
-    latest: number
-  ) => Effect.Effect<Reservation, StoreError>
-  /** Pauses the bucket until `until` (never shortens a pause); true when the pause was extended. */
-  readonly pause: (key: string, until: number) => Effect.Effect<boolean, StoreError>
-  /** Gives back a reservation nothing was sent for, if no later one was made (best effort: else a slot is lost). */
-  readonly cancel: (key: string, reservation: Reservation) => Effect.Effect<void>
-  /** Pauses made by other processes (bucket key and end), for a shared store: the limiter wakes its waiters. */
-  readonly pauses?: Stream.Stream<{ readonly key: string; readonly until: number }, StoreError> | undefined
-  /** A name for logs: "memory", "postgresql". */
-  readonly kind: string
-}
+export type { BucketStore, Reservation, Spacing } from "../RateLimits.js"
 
 interface Bucket {
   tat: number
