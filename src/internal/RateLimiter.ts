@@ -34,10 +34,11 @@ import type { OutboxEntry } from "../Delivery.js"
 import type { SendError, StoreError } from "../DeliveryError.js"
 import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
-import type { Rules, Window } from "../RateLimits.js"
+import type { Rules } from "../RateLimits.js"
 import { rulesOf } from "../RateLimits.js"
 import type { BucketStore, Reservation } from "./rateBuckets.js"
 import { memory } from "./rateBuckets.js"
+import * as RateWindows from "./rateWindows.js"
 
 /**
  * A send that would wait past its horizon: nothing was sent. Its token comes at `until`; the row is claimable again
@@ -82,14 +83,8 @@ interface Local {
   pausedUntil: number
   epoch: number
   readonly waiters: Set<Deferred.Deferred<void>>
-}
-
-/** A recipient's recent sends (for its windows), taken under its lock. */
-interface Recipient {
-  readonly times: Array<number>
-  readonly lock: Effect.Semaphore
-  users: number
-  keepUntil: number
+  /** when this process last sent on the bucket (for the spacing guard) */
+  lastSentAt: number
 }
 
 const NO_RULES: Rules = { intervalMs: undefined, toleranceMs: 0, windows: [] }
@@ -130,8 +125,14 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
     )
     const rulesCache = new Map<string, Rules | null>()
     const locals = new Map<string, Local>()
-    const recipients = new Map<string, Recipient>()
-    let sweepAt = 1024
+    const recipients = RateWindows.make(() => clock.unsafeCurrentTimeMillis())
+    // a tagged metric is a new object each time it is made: one per channel is kept for the sends' hot path
+    const waitMetrics = new Map<string, ReturnType<typeof Metrics.rateWait>>()
+    const waitMetric = (channel: string) => {
+      let metric = waitMetrics.get(channel)
+      if (metric === undefined) waitMetrics.set(channel, metric = Metrics.rateWait(channel))
+      return metric
+    }
     const postponed = (until: number) =>
       Effect.fail(
         new Postponed(until, Math.max(clock.unsafeCurrentTimeMillis(), Math.ceil(until - EPSILON) - workerHorizon))
@@ -154,7 +155,12 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
     const localOf = (key: string): Local => {
       let local = locals.get(key)
       if (local === undefined) {
-        local = { pausedUntil: Number.NEGATIVE_INFINITY, epoch: 0, waiters: new Set() }
+        local = {
+          pausedUntil: Number.NEGATIVE_INFINITY,
+          epoch: 0,
+          waiters: new Set(),
+          lastSentAt: Number.NEGATIVE_INFINITY
+        }
         locals.set(key, local)
       }
       return local
@@ -213,15 +219,33 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
           Effect.orDie(local)
         ))
 
+    /**
+     * The spacing guard: a send whose timer fired late (a busy event loop) would go out right before the next one,
+     * whose timer did not, and a strict API counts both in one second. Without a burst, a send also waits until an
+     * interval after this process's previous send on the bucket, and the slots after a late one shift by its delay.
+     * A send on time counts from its slot (the clock's whole millis would otherwise add up to a slower rate).
+     */
+    const spaced = (local: Local, rules: Rules, slot: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (rules.intervalMs === undefined || rules.toleranceMs > 0) return Effect.void
+        const now = clock.unsafeCurrentTimeMillis()
+        const due = Math.max(slot, local.lastSentAt + rules.intervalMs)
+        const wait = millisUntil(due, now)
+        if (wait > 0) return Effect.zipRight(Clock.sleep(wait), spaced(local, rules, due))
+        local.lastSentAt = Math.max(due, now - 1)
+        return Effect.void
+      })
+
     /** Waits for a slot of the account's bucket no later than `latest` (else `Postponed`); follows pauses. */
     const takeSlot = (
       key: string,
       rules: Rules,
-      latest: number,
+      horizon: { latest: number; readonly renewed: number | undefined },
       onWait: (waitMs: number) => Effect.Effect<void>
     ): Effect.Effect<void, Postponed> =>
       Effect.gen(function*() {
         const local = localOf(key)
+        let latest = horizon.latest
         while (true) {
           const epoch = local.epoch
           const now = clock.unsafeCurrentTimeMillis()
@@ -232,7 +256,7 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
           )
           if (reservation._tag === "Full") return yield* postponed(reservation.until)
           const wait = millisUntil(reservation.slot, now)
-          if (wait === 0) return
+          if (wait === 0) return yield* spaced(local, rules, reservation.slot)
           yield* onWait(wait)
           const wake = Deferred.unsafeMake<void>(FiberId.none)
           local.waiters.add(wake)
@@ -240,54 +264,27 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
             Effect.ensuring(Effect.sync(() => local.waiters.delete(wake))),
             Effect.onInterrupt(() => store.cancel(key, reservation))
           )
-          // woken by a pause: the queue restarted after it, so this send reserves again
-          if (local.epoch === epoch) return
+          // woken by a pause: the queue restarted after it, so this send reserves again (a worker row that already
+          // holds its slot may wait a horizon from now: putting it back and claiming it again would only cost writes)
+          if (local.epoch === epoch) return yield* spaced(local, rules, reservation.slot)
+          if (horizon.renewed !== undefined) {
+            latest = Math.max(latest, clock.unsafeCurrentTimeMillis() + horizon.renewed)
+          }
         }
       })
 
-    const recipientOf = (key: string): Recipient => {
-      let recipient = recipients.get(key)
-      if (recipient === undefined) {
-        if (recipients.size >= sweepAt) sweepRecipients()
-        recipient = { times: [], lock: Effect.unsafeMakeSemaphore(1), users: 0, keepUntil: 0 }
-        recipients.set(key, recipient)
-      }
-      recipient.users++
-      return recipient
-    }
-
-    /** Forgets recipients nobody is sending to whose windows have all passed (amortized: when the map doubled). */
-    const sweepRecipients = () => {
-      const now = clock.unsafeCurrentTimeMillis()
-      for (const [key, r] of recipients) if (r.users === 0 && r.keepUntil <= now) recipients.delete(key)
-      sweepAt = Math.max(1024, recipients.size * 2)
-    }
-
-    /** The earliest time the recipient's windows allow its next send. */
-    const earliest = (recipient: Recipient, windows: ReadonlyArray<Window>, now: number) => {
-      let at = now
-      const { times } = recipient
-      for (const w of windows) if (times.length >= w.count) at = Math.max(at, times[times.length - w.count]! + w.perMs)
-      return at
-    }
-
-    const recordSend = (recipient: Recipient, windows: ReadonlyArray<Window>, at: number) => {
-      let keep = 0
-      let longest = 0
-      for (const w of windows) {
-        keep = Math.max(keep, w.count)
-        longest = Math.max(longest, w.perMs)
-      }
-      recipient.times.push(at)
-      if (recipient.times.length > keep) recipient.times.splice(0, recipient.times.length - keep)
-      recipient.keepUntil = at + longest
-    }
-
     /** Waits for the recipient's windows, then for a bucket slot; at most until `latest`. */
-    const acquire = (entry: OutboxEntry, key: string, rules: Rules, horizon: number): Effect.Effect<void, Postponed> =>
+    const acquire = (
+      entry: OutboxEntry,
+      key: string,
+      rules: Rules,
+      horizon: number,
+      live: boolean
+    ): Effect.Effect<void, Postponed> =>
       Effect.gen(function*() {
         const start = clock.unsafeCurrentTimeMillis()
         const latest = start + horizon + EPSILON
+        const slotHorizon = { latest, renewed: live || !Number.isFinite(horizon) ? undefined : horizon }
         let announced = false
         const onWait = (waitMs: number) => {
           if (announced) return Effect.void
@@ -295,22 +292,22 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
           return events.throttled(entry, waitMs)
         }
         const windows = rules.windows.filter((w) => w.match === undefined || w.match.test(entry.to))
-        if (windows.length === 0) yield* takeSlot(key, rules, latest, onWait)
+        if (windows.length === 0) yield* takeSlot(key, rules, slotHorizon, onWait)
         else {
-          const recipient = recipientOf(`${key}\u0000${entry.to}`)
-          yield* recipient.lock.withPermits(1)(Effect.gen(function*() {
-            const at = earliest(recipient, windows, clock.unsafeCurrentTimeMillis())
-            if (at > latest) return yield* postponed(at)
-            const wait = millisUntil(at, clock.unsafeCurrentTimeMillis())
-            if (wait > 0) {
-              yield* onWait(wait)
-              yield* Clock.sleep(wait)
-            }
-            yield* takeSlot(key, rules, latest, onWait)
-            recordSend(recipient, windows, clock.unsafeCurrentTimeMillis())
-          })).pipe(Effect.ensuring(Effect.sync(() => void recipient.users--)))
+          yield* recipients.with(`${key}\u0000${entry.to}`, (recipient) =>
+            Effect.gen(function*() {
+              const at = RateWindows.earliest(recipient, windows, clock.unsafeCurrentTimeMillis())
+              if (at > latest) return yield* postponed(at)
+              const wait = millisUntil(at, clock.unsafeCurrentTimeMillis())
+              if (wait > 0) {
+                yield* onWait(wait)
+                yield* Clock.sleep(wait)
+              }
+              yield* takeSlot(key, rules, slotHorizon, onWait)
+              RateWindows.recordSend(recipient, windows, clock.unsafeCurrentTimeMillis())
+            }))
         }
-        yield* Metric.update(Metrics.rateWait(entry.channel), clock.unsafeCurrentTimeMillis() - start)
+        yield* Metric.update(waitMetric(entry.channel), clock.unsafeCurrentTimeMillis() - start)
       }).pipe(
         Effect.tapError(() => Metric.increment(Metrics.ratePostponed(entry.channel)))
       )
@@ -344,9 +341,9 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
                 // no limits: only a pause (a 429) holds it
                 const local = locals.get(key)
                 if (local === undefined || local.pausedUntil <= clock.unsafeCurrentTimeMillis()) return Effect.void
-                return acquire(entry, key, NO_RULES, horizon)
+                return acquire(entry, key, NO_RULES, horizon, live)
               }
-              return acquire(entry, key, rules, horizon)
+              return acquire(entry, key, rules, horizon, live)
             }),
           failed: (error) =>
             error.retryAfterMs === undefined || !(error.retryAfterMs > 0)

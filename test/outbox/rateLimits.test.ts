@@ -11,13 +11,16 @@ import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import type { AdapterV1, SendContext, SendResult } from "../../src/ChannelAdapter.js"
 import * as TelegramChannel from "../../src/channels/Telegram.js"
-import { SendError } from "../../src/DeliveryError.js"
+import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
 import type { OutboxEvent } from "../../src/Outbox.js"
 import { Outbox } from "../../src/Outbox.js"
 import type * as OutboxConfig from "../../src/OutboxConfig.js"
+import type { OutboxRepo } from "../../src/OutboxRepo.js"
+import type { BucketStore, Reservation } from "../../src/RateLimits.js"
 import * as RecoveryWorker from "../../src/RecoveryWorker.js"
 import { advance, settle } from "../support/clock.js"
+import { memoryStoreWith } from "../support/stores.js"
 import { outboxLayer, reply, testConfig } from "./harness.js"
 
 const SEC = 1000
@@ -54,6 +57,13 @@ const withWorker = (
   adapters: Parameters<typeof outboxLayer>[0],
   config: OutboxConfig.OutboxConfigInput
 ) => RecoveryWorker.layer.pipe(Layer.provideMerge(outboxLayer(adapters, { config })))
+
+/** An outbox with its worker over `store`. */
+const withWorkerOn = (
+  store: Layer.Layer<OutboxRepo>,
+  adapters: Parameters<typeof outboxLayer>[0],
+  config: OutboxConfig.OutboxConfigInput
+) => RecoveryWorker.layer.pipe(Layer.provideMerge(outboxLayer(adapters, { config, store })))
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 
@@ -361,6 +371,65 @@ describe("channel rate limits", () => {
           const all = tg.sent.map((s) => s.at)
           all.slice(1).forEach((t, i) => expect(t - all[i]!).toBeGreaterThanOrEqual(33))
         }).pipe(Effect.provide(withWorker({ tg: tg.adapter }, { rateLimits: { tg: TelegramChannel.limits } })))
+      }))
+  })
+
+  describe("buckets in a store shared by processes", () => {
+    /** A shared store double: slots from `reserve`, pauses recorded. */
+    const sharedStore = (reserve: BucketStore["reserve"]) => {
+      const pauses: Array<{ readonly key: string; readonly until: number }> = []
+      const store: BucketStore = {
+        kind: "test",
+        reserve,
+        pause: (key, until) => Effect.sync(() => (pauses.push({ key, until }), true)),
+        cancel: () => Effect.void
+      }
+      return { store, pauses }
+    }
+
+    it.scoped("a send whose slot came late is still spaced an interval after this process's previous send", () =>
+      Effect.gen(function*() {
+        // a store that hands every send its own time as its slot, as if other processes' sends had made them late
+        const { pauses, store } = sharedStore((_, __, at) =>
+          Effect.succeed<Reservation>({ _tag: "Reserved", slot: at, before: 0, after: 0 })
+        )
+        const chat = recorder((_, n) =>
+          n === 5
+            ? Effect.fail(new SendError({ message: "429", retryable: true, status: 429, retryAfterMs: 2000 }))
+            : undefined
+        )
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          for (const i of range(5)) yield* outbox.enqueue(reply(`r${i}`, { to: `c${i}` }))
+          yield* advance(10 * SEC)
+          yield* outbox.awaitIdle
+          expect(chat.sent.slice(0, 5).map((s) => s.at)).toEqual([0, 100, 200, 300, 400])
+          // the 429 went to the shared store, keyed by channel and account
+          expect(pauses).toEqual([{ key: JSON.stringify(["chat", null]), until: 2400 }])
+        }).pipe(Effect.provide(withWorkerOn(
+          memoryStoreWith(() => ({ rateBuckets: store })),
+          { chat: chat.adapter },
+          { rateLimits: { chat: { perSecond: 10 } } }
+        )))
+      }))
+
+    it.scoped("a shared store that fails: the process limits alone meanwhile, and says so (log, metric)", () =>
+      Effect.gen(function*() {
+        const { store } = sharedStore(() => Effect.fail(new StoreError({ operation: "reserve", message: "gone" })))
+        const chat = recorder()
+        yield* Effect.gen(function*() {
+          const outbox = yield* Outbox
+          const failures = (yield* Metric.value(Metrics.writeFailures("rate_reserve"))).count
+          for (const i of range(3)) yield* outbox.enqueue(reply(`r${i}`, { to: `c${i}` }))
+          yield* advance(5 * SEC)
+          yield* outbox.awaitIdle
+          expect(chat.sent.map((s) => s.at)).toEqual([0, 500, 1000])
+          expect((yield* Metric.value(Metrics.writeFailures("rate_reserve"))).count - failures).toBe(3)
+        }).pipe(Effect.provide(withWorkerOn(
+          memoryStoreWith(() => ({ rateBuckets: store })),
+          { chat: chat.adapter },
+          { rateLimits: { chat: { perSecond: 2 } } }
+        )))
       }))
   })
 })
