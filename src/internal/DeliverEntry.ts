@@ -329,6 +329,15 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
           return { _tag: "Expired", finished: true } as const
         }
         case "Postponed": {
+          // a progress message is only meaningful live: it is not kept for a later token (nor replayed by recovery)
+          if (entry.kind !== "final") {
+            return yield* record(held, {
+              _tag: "Skip",
+              reason: "non_final_recovery_skip",
+              message:
+                `a ${entry.kind} message whose rate-limit token is further away than maxRateWait is not sent later`
+            })
+          }
           // not an attempt: the row waits in the store for its token, so no lease or send slot is held meanwhile
           const until = Math.ceil(attempt.until)
           const written = yield* Effect.either(

@@ -11,6 +11,7 @@ import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import type { AdapterV1, SendContext, SendResult } from "../../src/ChannelAdapter.js"
 import * as TelegramChannel from "../../src/channels/Telegram.js"
+import type { EntryId } from "../../src/Delivery.js"
 import { SendError, StoreError } from "../../src/DeliveryError.js"
 import * as Metrics from "../../src/Metrics.js"
 import type { OutboxEvent } from "../../src/Outbox.js"
@@ -282,6 +283,27 @@ describe("channel rate limits", () => {
       }).pipe(Effect.provide(withWorker({ chat: chat.adapter }, {
         maxRateWait: "2 seconds",
         rateLimits: { chat: { perSecond: 1, perConversation: { count: 1, per: "1 second" } } }
+      })))
+    }))
+
+  it.scoped("a live progress (tool) message whose token is further than maxRateWait is not kept for later: failed for good", () =>
+    Effect.gen(function*() {
+      const chat = recorder()
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        expect((yield* outbox.deliver(reply("answer")))._tag).toBe("Delivered")
+        const failed = yield* Effect.flip(outbox.deliver(reply("thinking…", { kind: "tool" })))
+        expect(failed).toMatchObject({ _tag: "SendFailed", retryable: false })
+        const row = yield* outbox.get((failed as { readonly entryId: EntryId }).entryId)
+        expect(row).toMatchObject({
+          _tag: "Some",
+          value: { state: "failed_terminal", terminalReason: "non_final_recovery_skip", attemptCount: 0 }
+        })
+        yield* advance(10 * SEC)
+        expect(chat.sent.map((s) => s.text)).toEqual(["answer"])
+      }).pipe(Effect.provide(withWorker({ chat: chat.adapter }, {
+        maxRateWait: "2 seconds",
+        rateLimits: { chat: { perConversation: { count: 1, per: "5 seconds" } } }
       })))
     }))
 
