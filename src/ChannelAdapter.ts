@@ -21,6 +21,8 @@ import type { ReplyPayload } from "./Delivery.js"
 import { SendError } from "./DeliveryError.js"
 import { classify } from "./internal/classify.js"
 import * as Deadlines from "./internal/Deadlines.js"
+import type { ChannelLimit } from "./RateLimits.js"
+import { channelProblems } from "./RateLimits.js"
 
 export { classify, permanentPatterns } from "./internal/classify.js"
 
@@ -78,6 +80,8 @@ export interface AdapterV1 {
   readonly chunkerMode?: ChunkerMode
   readonly textChunkLimit?: number
   readonly reconcile?: ReconcileMethod
+  /** the channel's published limits, used when `OutboxConfig.rateLimits` has no entry for its id (see `RateLimits`) */
+  readonly rateLimit?: ChannelLimit
 }
 
 /** The v2 contract: the adapter takes each payload whole; any v1 methods it also has are never called. */
@@ -85,6 +89,8 @@ export interface AdapterV2 {
   readonly outboundContract: "v2"
   readonly sendFinal: SendMethod
   readonly reconcile?: ReconcileMethod
+  /** the channel's published limits, used when `OutboxConfig.rateLimits` has no entry for its id (see `RateLimits`) */
+  readonly rateLimit?: ChannelLimit
   readonly sendText?: SendMethod
   readonly sendMedia?: SendMethod
   readonly sendPayload?: SendMethod
@@ -128,6 +134,8 @@ export interface Channel {
   /** the native whole-payload send: v2 `sendFinal` or a v1 adapter's own `sendPayload`; never inferred */
   readonly sendPayload: Option.Option<Send>
   readonly reconcile: Option.Option<Reconcile>
+  /** the adapter's suggested rate limits (`OutboxConfig.rateLimits` overrides them) */
+  readonly rateLimit?: ChannelLimit | undefined
 }
 
 /** The adapter registered for `channel` breaks its contract; raised at registration, before anything is sent. */
@@ -320,6 +328,12 @@ export const normalize = (adapter: Adapter, channel: string): Effect.Effect<Chan
     const reconcile = optionalMethod<ReconcileMethod>(raw, "reconcile")
     if (!reconcile.ok) return invalid(reconcile.reason)
     const reconcileOption = Option.map(Option.fromNullable(reconcile.value), (m) => toReconcile(channel, m))
+    const rateLimit = raw["rateLimit"]
+    if (rateLimit !== undefined) {
+      const problems = isRecord(rateLimit) ? channelProblems("rateLimit", rateLimit) : ["rateLimit must be an object"]
+      if (problems.length > 0) return invalid(problems.join("; "))
+    }
+    const limits = rateLimit === undefined ? {} : { rateLimit: rateLimit as ChannelLimit }
 
     if (declared === "v2") {
       // rule 3: saying "v2" is not enough; treating it as v2 would send nothing, treating it as v1 would hide the mistake
@@ -335,7 +349,8 @@ export const normalize = (adapter: Adapter, channel: string): Effect.Effect<Chan
         sendText: Option.none(),
         sendMedia: Option.none(),
         sendPayload: Option.some(toSend(channel, "sendFinal", raw["sendFinal"] as SendMethod)),
-        reconcile: reconcileOption
+        reconcile: reconcileOption,
+        ...limits
       })
     }
 
@@ -371,7 +386,8 @@ export const normalize = (adapter: Adapter, channel: string): Effect.Effect<Chan
       sendText: Option.some(toSend(channel, "sendText", raw["sendText"] as SendMethod)),
       sendMedia: Option.map(Option.fromNullable(sendMedia.value), (m) => toSend(channel, "sendMedia", m)),
       sendPayload: Option.map(Option.fromNullable(sendPayload.value), (m) => toSend(channel, "sendPayload", m)),
-      reconcile: reconcileOption
+      reconcile: reconcileOption,
+      ...limits
     }
     if (declared === "v1") return Effect.succeed(normalized)
     // logged here, at registration, so a busy channel does not repeat it on every send

@@ -36,8 +36,11 @@ export type EntryEvent = Data.TaggedEnum<{
     readonly reason: TerminalReason
     readonly partsDelivered: number
   }
-  /** give the lease back without an attempt (shutdown, budget exhausted) */
-  Release: { readonly owner: string }
+  /**
+   * give the lease back without an attempt (shutdown, budget exhausted); with `until`, the row is not claimable before
+   * then (a send waiting for its rate-limit token)
+   */
+  Release: { readonly owner: string; readonly until?: number }
   /** make a dead boot's lease claimable at once */
   Reclaim: {}
   /** the row is past its TTL; an in-flight row only by its own lease owner, before sending */
@@ -179,7 +182,7 @@ export const transition = (
       if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
       return next({
         state: entry.attemptCount === 0 ? "queued" : "failed_retryable",
-        nextAttemptAt: now,
+        nextAttemptAt: Math.max(now, event.until ?? now),
         leaseOwner: null,
         leaseExpiresAt: null
       })

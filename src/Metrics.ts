@@ -76,3 +76,35 @@ export const deliveryLatency = Metric.histogram(
   MetricBoundaries.exponential({ start: 1, factor: 2, count: 24 }),
   "enqueue to delivered, milliseconds"
 )
+
+const rateWaitHistogram = Metric.histogram(
+  "outbox_rate_wait_ms",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 20 }),
+  "time a send of a rate-limited channel waited for its token, milliseconds"
+)
+
+/** Milliseconds a send of a rate-limited channel waited for its token (0 when it had one at once), by channel. */
+export const rateWait = (channel: string) => Metric.tagged(rateWaitHistogram, "channel", channel)
+
+const ratePauseGauge = Metric.gauge("outbox_rate_pause_ms", {
+  description: "the pause a 429 put on the channel, in milliseconds, as it started (0 once it ended)"
+})
+
+/** The pause of a channel's limiter (from a 429's retry-after) when it started; 0 once it ended. */
+export const ratePause = (channel: string) => Metric.tagged(ratePauseGauge, "channel", channel)
+
+const ratePausesCounter = Metric.counter("outbox_rate_limited_total", {
+  description: "429s with a retry-after that paused a channel's limiter",
+  incremental: true
+})
+
+/** 429s that paused a channel's (account's) limiter, by channel. */
+export const ratePauses = (channel: string) => Metric.tagged(ratePausesCounter, "channel", channel)
+
+const ratePostponedCounter = Metric.counter("outbox_rate_postponed_total", {
+  description: "sends put back because their token was further away than their horizon (no attempt counted)",
+  incremental: true
+})
+
+/** Sends put back to wait in the store for their token (a live `deliver` answered `Deferred`), by channel. */
+export const ratePostponed = (channel: string) => Metric.tagged(ratePostponedCounter, "channel", channel)

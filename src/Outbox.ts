@@ -47,6 +47,7 @@ import { onFairScheduler } from "./internal/fairScheduler.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
 import * as Journal from "./internal/Journal.js"
 import * as LiveDelivery from "./internal/LiveDelivery.js"
+import * as RateLimiter from "./internal/RateLimiter.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
 import * as SharedStore from "./internal/SharedStore.js"
 import { withSpan } from "./internal/tracing.js"
@@ -61,8 +62,11 @@ import * as Sender from "./Sender.js"
 export type DeliveryOutcome = Data.TaggedEnum<{
   /** sent and acked */
   Delivered: { readonly entryId: EntryId; readonly results: ReadonlyArray<DeliveredPart> }
-  /** stored behind an older pending reply of the same conversation: sent as soon as that one finishes */
-  Deferred: { readonly entryId: EntryId; readonly reason: "conversation_busy" }
+  /**
+   * stored, sent later by the outbox: behind an older pending reply of the same conversation (sent as soon as that
+   * one finishes), or because its rate-limit token is further away than `maxRateWait` (sent when it comes)
+   */
+  Deferred: { readonly entryId: EntryId; readonly reason: "conversation_busy" | "rate_limited" }
   /** the idempotency key was seen before: nothing was sent */
   Duplicate: { readonly entryId: EntryId; readonly state: EntryState }
 }>
@@ -82,6 +86,16 @@ export type OutboxEvent = Data.TaggedEnum<{
   }
   terminal: { readonly entryId: EntryId; readonly reason: TerminalReason; readonly error: string }
   expired: { readonly entryId: EntryId }
+  /** a send waits for its rate-limit token (about `waitMs`); not an attempt, not a failure */
+  throttled: { readonly entryId: EntryId; readonly channel: string; readonly waitMs: number }
+  /** the channel answered 429 with a retry-after: its (account's) limiter is paused until `until` */
+  rate_limited: {
+    readonly entryId: EntryId
+    readonly channel: string
+    readonly accountId: string | undefined
+    readonly retryAfterMs: number
+    readonly until: number
+  }
 }>
 /** Constructors and matchers for `OutboxEvent`. */
 export const OutboxEvent = Data.taggedEnum<OutboxEvent>()
@@ -169,6 +183,22 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       const signalWork = Effect.asVoid(Queue.offer(work, undefined))
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
       yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
+      const limiter = yield* RateLimiter.make({
+        config,
+        store: repo.rateBuckets,
+        events: {
+          throttled: (entry, waitMs) =>
+            emit(OutboxEvent.throttled({ entryId: entry.id, channel: entry.channel, waitMs })),
+          rateLimited: (entry, retryAfterMs, until) =>
+            emit(OutboxEvent.rate_limited({
+              entryId: entry.id,
+              channel: entry.channel,
+              accountId: entry.accountId,
+              retryAfterMs,
+              until
+            }))
+        }
+      })
 
       const subscribe = Effect.zipRight(
         Effect.acquireRelease(Effect.sync(() => subscribers++), () => Effect.sync(() => subscribers--)),
@@ -182,6 +212,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         config,
         owner,
         pendingAcks,
+        limiter,
         events: {
           sent: (entry, parts) => emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts })),
           delivered: (entry) => emit(OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })),
@@ -257,6 +288,9 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
           const exit = yield* Fiber.await(started.fiber)
           if (Exit.isFailure(exit)) {
             return yield* Exit.failCause(exit.cause)
+          }
+          if (exit.value._tag === "Postponed") {
+            return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "rate_limited" })
           }
           const results = yield* LiveDelivery.answer(exit.value, entry)
           return DeliveryOutcome.Delivered({ entryId: entry.id, results })

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as os from "node:os"
 import type { ChunkConfig } from "./Chunking.js"
+import * as RateLimits from "./RateLimits.js"
 
 /** The resolved configuration. */
 export interface OutboxConfigShape {
@@ -45,6 +46,13 @@ export interface OutboxConfigShape {
   /** the most writes the group-commit writer puts in one transaction */
   readonly writeBatch: number
   readonly chunking: ChunkConfig
+  /** channel id → its rate limits (see `RateLimits`); a channel without an entry uses its adapter's suggestion */
+  readonly rateLimits: RateLimits.RateLimitsInput
+  /**
+   * the longest a live `deliver` waits for a rate-limit token; a reply whose token is further away is stored and
+   * `Deferred` (the worker sends it when its token comes). A worker row waits at most a worker interval.
+   */
+  readonly maxRateWait: Duration.Duration
 }
 
 /** The defaults (DESIGN.md "Defaults"). */
@@ -68,7 +76,9 @@ export const defaults: OutboxConfigShape = {
   shutdownGrace: Duration.seconds(10),
   nodeId: os.hostname(),
   writeBatch: 500,
-  chunking: {}
+  chunking: {},
+  rateLimits: {},
+  maxRateWait: Duration.seconds(5)
 }
 
 /** What `layer` takes: any field of the configuration, durations as any `Duration.DurationInput` ("5 seconds", millis…). */
@@ -87,7 +97,8 @@ const durationFields = [
   "deliveredRetention",
   "terminalRetention",
   "pruneInterval",
-  "shutdownGrace"
+  "shutdownGrace",
+  "maxRateWait"
 ] as const satisfies ReadonlyArray<keyof OutboxConfigShape>
 
 /** Decodes a duration input, or throws a message naming the field (`Duration.decode` throws on a bad string). */
@@ -128,6 +139,10 @@ const validate = (config: OutboxConfigShape): OutboxConfigShape => {
   }
   if (config.nodeId.length === 0 || config.nodeId.includes("/")) {
     problems.push("nodeId must be non-empty and contain no '/'")
+  }
+  problems.push(...RateLimits.problems(config.rateLimits))
+  if (Duration.greaterThan(Duration.times(config.maxRateWait, 2), config.leaseDuration)) {
+    problems.push("maxRateWait must be at most half the leaseDuration (a row waits for its token under its lease)")
   }
   if (problems.length > 0) throw new Error(`invalid OutboxConfig: ${problems.join("; ")}`)
   return config
@@ -181,7 +196,9 @@ export const config: Config.Config<OutboxConfigShape> = Config.nested("OUTBOX")(
   shutdownGrace: duration("SHUTDOWN_GRACE", defaults.shutdownGrace, "wait for in-flight sends on shutdown"),
   nodeId: Config.string("NODE_ID").pipe(Config.withDefault(defaults.nodeId), Config.withDescription("stable node id")),
   writeBatch: Config.integer("WRITE_BATCH").pipe(Config.withDefault(defaults.writeBatch)),
-  chunking: Config.succeed(defaults.chunking)
+  chunking: Config.succeed(defaults.chunking),
+  rateLimits: RateLimits.config("RATE_LIMITS"),
+  maxRateWait: duration("MAX_RATE_WAIT", defaults.maxRateWait, "longest a live deliver waits for a rate-limit token")
 }))
 
 /** The configuration from the environment (`OUTBOX_*`), defaults for what is not set. */

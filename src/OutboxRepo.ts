@@ -11,6 +11,7 @@ import type * as Stream from "effect/Stream"
 import type { EntryId, EntryState, OutboxEntry, OutboxStats } from "./Delivery.js"
 import type { EntryNotFound, StoreError, TransitionRejected } from "./DeliveryError.js"
 import type { WriteSpec } from "./EntryStateMachine.js"
+import type { BucketStore } from "./RateLimits.js"
 
 /** What an insert did: a new row, or the row that already had this id or idempotency key (nothing written). */
 export type InsertResult = Data.TaggedEnum<{
@@ -152,6 +153,11 @@ export interface OutboxRepoShape {
    * interval covers whatever was missed meanwhile.
    */
   readonly wakeups?: Stream.Stream<void, StoreError> | undefined
+  /**
+   * Optional: rate limit buckets shared by every process using this store, so a channel's limit holds for the gateway
+   * as a whole (see `RateLimits`). Without it, each process limits its own sends.
+   */
+  readonly rateBuckets?: BucketStore | undefined
   /**
    * Expires waiting rows (queued, failed_retryable) past their `expiresAt`, without reading their data (a row that no
    * longer decodes expires too). In-flight rows are expired by their lease owner, through `write`.

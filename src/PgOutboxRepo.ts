@@ -25,6 +25,9 @@
  *   conversation has another pending row) sends `pg_notify(channel, …)` in its transaction, delivered at commit;
  *   `notifications` is the stream to wake on. A finished row alone in its conversation (most live replies) wakes
  *   nobody.
+ * - **Rate limits** (`rateBuckets`): an account's bucket is a row of `outbox_rate_buckets`, reserved by one
+ *   `UPDATE … RETURNING` per send, so a channel's limit holds for all processes together; a 429's pause is written to
+ *   the row and announced on `<channel>_rate` (see `RateLimits`).
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Migrator from "@effect/sql/Migrator"
@@ -38,6 +41,7 @@ import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as crypto from "node:crypto"
 import { StoreError } from "./DeliveryError.js"
+import * as PgRateBuckets from "./internal/pgRateBuckets.js"
 import { makeShape, transaction } from "./internal/pgStore.js"
 import type { OutboxRepoShape } from "./OutboxRepo.js"
 import { OutboxRepo } from "./OutboxRepo.js"
@@ -110,7 +114,9 @@ export const migrations = {
     // the admin listing, newest first: unfiltered (a key that never changes after the insert), and by finished state
     yield* sql`CREATE INDEX outbox_entries_enqueued ON outbox_entries (enqueued_at, id)`
     yield* sql`CREATE INDEX outbox_entries_finished_order ON outbox_entries (state, enqueued_at, id) WHERE pending IS NULL`
-  })
+  }),
+  // rate limit buckets shared by the processes (see internal/pgRateBuckets.ts)
+  "0003_rate_buckets": Effect.flatMap(SqlClient.SqlClient, PgRateBuckets.createTable)
 }
 
 const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number.parseInt(name, 10)))
@@ -167,11 +173,15 @@ export const make = (options: Options = {}): Effect.Effect<OutboxRepoShape, neve
     // (or cannot be read) every transaction sets it
     const isolation = yield* sql<{ level: string }>`SELECT current_setting('default_transaction_isolation') AS level`
       .pipe(Effect.map((rows) => rows[0]?.level), Effect.orElseSucceed(() => undefined))
-    const shape = makeShape(sql, {
+    const base = makeShape(sql, {
       heartbeatStaleMs: options.heartbeatStaleMs ?? DEFAULT_HEARTBEAT_STALE_MS,
       channel,
       setIsolation: isolation !== "read committed"
     })
+    const shape = {
+      ...base,
+      rateBuckets: PgRateBuckets.make(sql, { channel, pg: pg._tag === "Some" ? pg.value : undefined })
+    }
     if (pg._tag === "None") return shape
     const wakeups = notifications(channel, { probeEveryMs: shape.heartbeatEveryMs })
     return { ...shape, wakeups: wakeups.pipe(Stream.provideService(PgClient.PgClient, pg.value)) }

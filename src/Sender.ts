@@ -81,6 +81,16 @@ export interface SendReport {
 /** Called after each accepted part that moves the resume point, with the new `partsDelivered` (never after the last part). */
 export type OnProgress<E> = (partsDelivered: number) => Effect.Effect<void, E>
 
+/**
+ * Hooks around each part's adapter call (the outbox's rate limiter): `before` runs before the call and its failure
+ * stops the send (it is the send's failure; parts sent so far were reported through `onProgress`); `failed` sees
+ * each failed call.
+ */
+export interface PartHooks<E> {
+  readonly before: (partIndex: number) => Effect.Effect<void, E>
+  readonly failed: (error: SendError) => Effect.Effect<void>
+}
+
 /** Sends entries through normalized channels. */
 export class Sender extends Context.Tag("effect-outbox/Sender")<Sender, {
   /** the plan `send` follows (the same for the live path and recovery) */
@@ -89,7 +99,7 @@ export class Sender extends Context.Tag("effect-outbox/Sender")<Sender, {
   readonly send: <E = never>(
     entry: SendEntry,
     channel: Channel,
-    options: SendOptions & { readonly onProgress?: OnProgress<E> }
+    options: SendOptions & { readonly onProgress?: OnProgress<E>; readonly parts?: PartHooks<E> }
   ) => Effect.Effect<SendReport, SendError | PartialDeliveryFailure | E>
   /** asks the adapter whether the first undelivered part went out; `"unknown"` if it cannot tell, fails or times out */
   readonly reconcile: (entry: SendEntry, channel: Channel, options: SendOptions) => Effect.Effect<ReconcileResult>
@@ -228,7 +238,7 @@ const makeWith = (options: SenderOptions, deadlines: Deadlines.Deadlines): Conte
   const send = <E = never>(
     entry: SendEntry,
     channel: Channel,
-    sendOptions: SendOptions & { readonly onProgress?: OnProgress<E> }
+    sendOptions: SendOptions & { readonly onProgress?: OnProgress<E>; readonly parts?: PartHooks<E> }
   ): Effect.Effect<SendReport, SendError | PartialDeliveryFailure | E> =>
     Effect.gen(function*() {
       const { parts, warnings } = plan(entry, channel)
@@ -245,8 +255,11 @@ const makeWith = (options: SenderOptions, deadlines: Deadlines.Deadlines): Conte
       const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> =
         []
       let resumePoint = start
+      const hooks = sendOptions.parts
       for (const part of remaining) {
+        if (hooks !== undefined) yield* hooks.before(part.index)
         const sent = yield* Effect.either(sendPart(entry, channel, part, parts.length, sendOptions.attempt))
+        if (Either.isLeft(sent) && hooks !== undefined) yield* hooks.failed(sent.left)
         if (Either.isLeft(sent)) {
           if (!entry.bestEffort) return yield* Effect.fail(withProgress(sent.left, part.index, part.index))
           failures.push({ index: part.index, kind: part.kind, error: sent.left })

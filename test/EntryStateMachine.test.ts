@@ -41,6 +41,7 @@ const event: FastCheck.Arbitrary<EntryEvent> = FastCheck.oneof(
   ),
   w(1, FastCheck.record({ owner, error: FastCheck.constant("no"), reason, partsDelivered: parts }).map(Ev.Fail)),
   w(2, FastCheck.record({ owner }).map(Ev.Release)),
+  w(1, FastCheck.record({ owner, until: time }).map(Ev.Release)),
   w(1, FastCheck.constant(Ev.Reclaim())),
   w(1, FastCheck.oneof(FastCheck.constant(Ev.Expire({})), owner.map((o) => Ev.Expire({ owner: o })))),
   w(2, FastCheck.oneof(FastCheck.constant(null), time).map((expiresAt) => Ev.Requeue({ expiresAt }))),

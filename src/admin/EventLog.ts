@@ -49,6 +49,15 @@ const describe = (event: OutboxEvent): { readonly channel: string | null; readon
       return { channel: null, detail: `${event.reason}: ${event.error}` }
     case "expired":
       return { channel: null, detail: null }
+    case "throttled":
+      return { channel: event.channel, detail: `waiting ${event.waitMs} ms for a rate-limit token` }
+    case "rate_limited":
+      return {
+        channel: event.channel,
+        detail: `the channel asked to wait ${event.retryAfterMs} ms (429): paused until ${
+          new Date(event.until).toISOString()
+        }`
+      }
   }
 }
 

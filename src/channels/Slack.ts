@@ -32,6 +32,7 @@ import type { AdapterV1, SendContext, SendResult } from "../ChannelAdapter.js"
 import { InvalidAdapter } from "../ChannelAdapter.js"
 import { chunkByLength, DEFAULT_TEXT_CHUNK_LIMIT } from "../Chunking.js"
 import type { SendError } from "../DeliveryError.js"
+import type { ChannelLimit } from "../RateLimits.js"
 import * as Http from "./internal/http.js"
 
 /** The channel's options; `token` is a bot token (`xoxb-…`) with the `chat:write` scope. */
@@ -43,6 +44,13 @@ export const Options = Schema.Struct({
 
 /** The channel's options, as `make` takes them. */
 export interface Options extends Schema.Schema.Type<typeof Options> {}
+
+/**
+ * Slack's published limit for `chat.postMessage` (https://api.slack.com/methods/chat.postMessage#rate_limiting), the
+ * adapter's suggested `rateLimit`: about 1 message per second per channel (a thread is in its channel), with no
+ * published limit across channels. Override it in `OutboxConfig.rateLimits` under the channel's id.
+ */
+export const limits: ChannelLimit = { perConversation: { count: 1, per: "1 second" } }
 
 /** The default Web API base URL. */
 export const DEFAULT_API_URL = "https://slack.com/api"
@@ -188,6 +196,7 @@ export const make = (options: Options): Effect.Effect<AdapterV1, InvalidAdapter,
 
     return {
       outboundContract: "v1",
+      rateLimit: limits,
       textChunkLimit: TEXT_LIMIT,
       chunkerMode: "markdown",
       sendText: (ctx) => Effect.annotateLogs(post(ctx, ctx.text), { channel: ctx.channel, entryId: ctx.entryId }),

@@ -35,6 +35,7 @@ import type { AdapterV1, SendContext, SendResult } from "../ChannelAdapter.js"
 import { InvalidAdapter } from "../ChannelAdapter.js"
 import { chunkByLength } from "../Chunking.js"
 import type { SendError } from "../DeliveryError.js"
+import type { ChannelLimit } from "../RateLimits.js"
 import * as Http from "./internal/http.js"
 
 /** The channel's options; `token` is the bot token from @BotFather. */
@@ -54,6 +55,22 @@ export const TEXT_LIMIT = 4096
 
 /** The Bot API's limit on a media caption. */
 export const CAPTION_LIMIT = 1024
+
+/**
+ * Telegram's published limits (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this),
+ * the adapter's suggested `rateLimit`: 30 messages per second per bot, evenly spaced; 1 per second per chat; and
+ * 20 per minute in a group. A group cannot be told from a private chat by anything but its id: a group's, a
+ * supergroup's and a channel's `chat_id` is negative or a `@username`, a user's is positive, so the 20-per-minute
+ * window applies to those (`match`). A reply split into several messages goes out one per second. Override it in
+ * `OutboxConfig.rateLimits` under the channel's id (a bot with paid broadcasts allows more, for instance).
+ */
+export const limits: ChannelLimit = {
+  perSecond: 30,
+  perConversation: [
+    { count: 1, per: "1 second" },
+    { count: 20, per: "1 minute", match: "^[-@]" }
+  ]
+}
 
 /** The default Bot API server. */
 export const DEFAULT_API_URL = "https://api.telegram.org"
@@ -212,6 +229,7 @@ export const make = (options: Options): Effect.Effect<AdapterV1, InvalidAdapter,
 
     return {
       outboundContract: "v1",
+      rateLimit: limits,
       textChunkLimit: TEXT_LIMIT,
       chunkerMode: options.parseMode === "MarkdownV2" ? "markdown" : "text",
       sendText: (ctx) => Effect.annotateLogs(sendText(ctx), { channel: ctx.channel, entryId: ctx.entryId }),

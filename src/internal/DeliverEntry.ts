@@ -35,6 +35,8 @@ import type { Held } from "./HeldRow.js"
 import * as HeldRow from "./HeldRow.js"
 import type { Journal } from "./Journal.js"
 import * as LeaseKeeper from "./LeaseKeeper.js"
+import type { RateLimiter } from "./RateLimiter.js"
+import { Postponed } from "./RateLimiter.js"
 import { withSpan } from "./tracing.js"
 
 /**
@@ -52,6 +54,8 @@ type Result =
   | { readonly _tag: "AckFailed"; readonly error: AckFailed; readonly finished: false }
   /** another owner holds the row now (its lease ran out): this process stopped */
   | { readonly _tag: "LeaseLost"; readonly finished: false }
+  /** its rate-limit token was too far away: put back (no attempt), due at `until` */
+  | { readonly _tag: "Postponed"; readonly until: number; readonly finished: false }
 
 /** A row to deliver: written by live `deliver` just now, or claimed (`reclaimed` from an expired lease: a possible duplicate). */
 export interface Claimed {
@@ -72,6 +76,8 @@ export interface Deps {
   readonly events: Events
   /** sent rows whose ack is not written yet: never sent again by this process; the next pass writes them */
   readonly pendingAcks: Map<EntryId, { readonly entry: OutboxEntry; readonly partsDelivered: number }>
+  /** each part waits for its rate-limit token (see `RateLimiter`) */
+  readonly limiter: RateLimiter
 }
 
 /** The announcements the program makes (the outbox's event stream). */
@@ -94,6 +100,7 @@ type Attempt =
   | { readonly _tag: "SendFailed"; readonly error: SendError | PartialDeliveryFailure }
   | { readonly _tag: "Expired" }
   | { readonly _tag: "Skip"; readonly reason: TerminalReason; readonly message: string }
+  | { readonly _tag: "Postponed"; readonly until: number; readonly claimAt: number }
 
 const sent = (report: SendReport): Either.Either<Attempt, LeaseLost> => Either.right({ _tag: "Sent", report })
 const skip = (reason: TerminalReason, message: string): Either.Either<Attempt, LeaseLost> =>
@@ -193,16 +200,24 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         if (Either.isLeft(settled)) return Either.left(settled.left)
         if (settled.right !== undefined) return Either.right(settled.right)
       }
-      hooks.onCall()
       const current = held.entry
-      return yield* sender.send(current, channel.right, {
+      const gate = deps.limiter.gate(current, channel.right, claimed.live)
+      return yield* sender.send<LeaseLost | Postponed>(current, channel.right, {
         attempt: current.attemptCount + 1,
         // a crash after this write replays only the parts not yet accepted
-        onProgress: (partsDelivered) => progress(held, partsDelivered)
+        onProgress: (partsDelivered) => progress(held, partsDelivered),
+        // a call may reach the channel once the part has its token (before, an interruption releases the row)
+        parts: { before: (i) => Effect.zipRight(gate.before(i), Effect.sync(hooks.onCall)), failed: gate.failed }
       }).pipe(
         Effect.map((report): Either.Either<Attempt, LeaseLost> => Either.right({ _tag: "Sent", report })),
         Effect.catchAll((error): Effect.Effect<Either.Either<Attempt, LeaseLost>> =>
-          Effect.succeed(error instanceof LeaseLost ? Either.left(error) : Either.right({ _tag: "SendFailed", error }))
+          Effect.succeed(
+            error instanceof LeaseLost
+              ? Either.left(error)
+              : error instanceof Postponed
+              ? Either.right({ _tag: "Postponed", until: error.until, claimAt: error.claimAt })
+              : Either.right({ _tag: "SendFailed", error })
+          )
         )
       )
     })
@@ -277,6 +292,25 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
             yield* Effect.logWarning(`entry ${entry.id} expired before sending`)
           } else yield* writeFailed("expire", entry, written)
           return { _tag: "Expired", finished: true } as const
+        }
+        case "Postponed": {
+          // a progress message is only meaningful live: it is not kept for a later token (nor replayed by recovery)
+          if (entry.kind !== "final") {
+            return yield* record(held, {
+              _tag: "Skip",
+              reason: "non_final_recovery_skip",
+              message:
+                `a ${entry.kind} message whose rate-limit token is further away than maxRateWait is not sent later`
+            })
+          }
+          // not an attempt: the row waits in the store for its token, so no lease or send slot is held meanwhile
+          const until = Math.ceil(attempt.until)
+          const written = yield* Effect.either(
+            writeHeld(held, Machine.EntryEvent.Release({ owner, until: Math.ceil(attempt.claimAt) }))
+          )
+          if (Either.isLeft(written) || !written.right) yield* writeFailed("release", entry, written)
+          else yield* Effect.logDebug(`entry ${entry.id} waits for its rate-limit token (at ${until})`)
+          return { _tag: "Postponed", until, finished: false } as const
         }
         case "Skip": {
           const written = yield* Effect.either(

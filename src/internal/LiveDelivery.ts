@@ -53,7 +53,7 @@ export const newEntry = (
 
 /** What a live `deliver` of `entry` answers for the delivery's outcome: the parts sent, or the caller's error. */
 export const answer = (
-  outcome: Outcome,
+  outcome: Exclude<Outcome, { readonly _tag: "Postponed" }>,
   entry: OutboxEntry
 ): Effect.Effect<ReadonlyArray<DeliveredPart>, SendFailed | PartialDeliveryFailure | AckFailed> => {
   const failed = (message: string, retryable: boolean) =>

@@ -150,13 +150,21 @@ export const closedPort: Effect.Effect<string> = Effect.scoped(
 /** An adapter built over the HTTP client, as the shipped channels' `make` returns it. */
 export type HttpAdapter = Effect.Effect<Adapter, InvalidAdapter | ConfigError.ConfigError, HttpClient.HttpClient>
 
-/** The outbox over the memory store with `channels` on `NodeHttpClient` (undici); jitter off. */
+/**
+ * The outbox over the memory store with `channels` on `NodeHttpClient` (undici); jitter off. The channels' own rate
+ * limits are off unless `config.rateLimits` is given: these tests are about each API's requests and answers, and the
+ * TestClock would have to move for every message to a chat (the limits are tested in test/outbox/rateLimits.test.ts
+ * and, for the shipped defaults, by the channels' own tests that pass `rateLimits: {}`).
+ */
 export const outboxWith = (channels: Readonly<Record<string, HttpAdapter>>, config: OutboxConfigInput = {}) =>
   Outbox.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(
       MemoryOutboxRepo.layer,
       ChannelRegistry.layer(channels).pipe(Layer.provide(NodeHttpClient.layerUndici), Layer.orDie),
-      testConfig(config)
+      testConfig({
+        rateLimits: Object.fromEntries(Object.keys(channels).map((id) => [id, "none"] as const)),
+        ...config
+      })
     ))
   )
 

@@ -5,12 +5,16 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
 import { InvalidAdapter } from "../../src/ChannelAdapter.js"
@@ -368,6 +372,42 @@ describe("TelegramChannel", () => {
       expect(spans.filter((s) => s.name.startsWith("http.client"))).toEqual([])
       const recorded = spans.flatMap((s) => [s.name, ...[...s.attributes.values()].map(String)]).join("\n")
       expect(recorded).not.toContain(TOKEN)
+    }))
+
+  it.scoped("the adapter's own rate limits (no entry in rateLimits): a reply of three messages to a chat goes out one per second", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(T0)
+      const arrived = yield* Queue.unbounded<number>()
+      const server = yield* startServer(botApi((_, n) => {
+        Queue.unsafeOffer(arrived, n)
+        return undefined
+      }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox.Outbox
+        const throttled = yield* Queue.unbounded<Outbox.OutboxEvent>()
+        yield* Effect.forkScoped(Stream.runForEach(
+          outbox.events,
+          (event) => event._tag === "throttled" ? Queue.offer(throttled, event) : Effect.void
+        ))
+        yield* Effect.yieldNow()
+        const delivering = yield* Effect.fork(outbox.deliver(reply({ payloads: [{ text: longText(9000) }] })))
+        const times: Array<number> = []
+        for (const n of [1, 2, 3]) {
+          yield* Queue.take(arrived)
+          times.push(yield* Clock.currentTimeMillis)
+          if (n === 3) break
+          // the next message waits for the chat's token, a second after this one
+          expect(yield* Queue.take(throttled)).toMatchObject({ channel: "telegram", waitMs: SEC })
+          yield* TestClock.adjust(SEC)
+        }
+        expect(times).toEqual([T0, T0 + SEC, T0 + 2 * SEC])
+        expect(yield* Fiber.join(delivering)).toMatchObject({ _tag: "Delivered" })
+        expect(calls(server.received()).map(([method]) => method)).toEqual([
+          "sendMessage",
+          "sendMessage",
+          "sendMessage"
+        ])
+      }).pipe(Effect.provide(outboxWith({ telegram: telegram(server.url) }, { rateLimits: {} })))
     }))
 
   it.scoped("parseMode sets parse_mode on texts and captions", () =>
