@@ -20,7 +20,7 @@ import * as Stream from "effect/Stream"
 import { StoreError } from "../DeliveryError.js"
 import type { BucketStore, Reservation } from "../RateLimits.js"
 
-/** The table, created by `PgOutboxRepo`'s migration 0002. */
+/** The table, created by `PgOutboxRepo`'s migration 0003. */
 export const createTable = (sql: SqlClient.SqlClient) =>
   sql`CREATE TABLE outbox_rate_buckets (
     key TEXT PRIMARY KEY,
