@@ -167,11 +167,15 @@ const checkPgSchema = (url: string) =>
     yield* checkSchema(display(url))
   })
 
-/** An admin process is no gateway: it holds no lease, so it neither heartbeats nor listens for wake-ups. */
+/**
+ * An admin process is no gateway: it holds no lease and sends nothing, so it neither heartbeats, listens for wake-ups
+ * nor takes part in the shared rate limits (whose pause notifications it would listen for).
+ */
 const adminStore = (repo: OutboxRepoShape): OutboxRepoShape => ({
   ...repo,
   heartbeatEveryMs: undefined,
-  wakeups: undefined
+  wakeups: undefined,
+  rateBuckets: undefined
 })
 
 /**
