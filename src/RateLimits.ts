@@ -242,8 +242,11 @@ export interface BucketStore {
     at: number,
     latest: number
   ) => Effect.Effect<Reservation, StoreError>
-  /** Pauses the bucket until `until` (never shortens a pause); true when the pause was extended. */
-  readonly pause: (key: string, until: number) => Effect.Effect<boolean, StoreError>
+  /**
+   * Pauses the bucket until `until` (never shortens a pause); true when the pause was extended. The queue restarts at
+   * `until`, and sends already told to come back later (`Full`) keep their order: the plan moves by the extension.
+   */
+  readonly pause: (key: string, until: number, now: number) => Effect.Effect<boolean, StoreError>
   /** Gives back a reservation nothing was sent for, if no later one was made (best effort: else a slot is lost). */
   readonly cancel: (key: string, reservation: Reservation) => Effect.Effect<void>
   /** Pauses made by other processes (bucket key and end), for a shared store: the limiter wakes its waiters. */

@@ -314,8 +314,9 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
 
     const pause = (entry: OutboxEntry, key: string, retryAfterMs: number) =>
       Effect.gen(function*() {
-        const until = clock.unsafeCurrentTimeMillis() + retryAfterMs
-        const extended = yield* withFallback("rate_pause", store.pause(key, until), fallback.pause(key, until))
+        const now = clock.unsafeCurrentTimeMillis()
+        const until = now + retryAfterMs
+        const extended = yield* withFallback("rate_pause", store.pause(key, until, now), fallback.pause(key, until, now))
         yield* applyPause(key, entry.channel, until)
         if (!extended) return
         yield* Metric.increment(Metrics.ratePauses(entry.channel))

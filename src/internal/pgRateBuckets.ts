@@ -89,12 +89,14 @@ export const make = (
         : { _tag: "Full", until: row.planned - iv } satisfies Reservation
     }).pipe(run("reserve"))
 
-  const pause: BucketStore["pause"] = (key, until) =>
+  const pause: BucketStore["pause"] = (key, until, now) =>
     Effect.gen(function*() {
       yield* ensure(key)
       // the pause and its announcement in one statement: the NOTIFY goes out when it commits, only if it extended it
       const rows = yield* sql`WITH paused AS (
-          UPDATE outbox_rate_buckets SET paused_until = ${until}::float8, tat = ${until}::float8, planned = ${until}::float8
+          UPDATE outbox_rate_buckets SET paused_until = ${until}::float8, tat = ${until}::float8,
+            planned = CASE WHEN planned > ${now}::float8
+              THEN planned + ${until}::float8 - greatest(${now}::float8, paused_until) ELSE ${until}::float8 END
           WHERE key = ${key} AND paused_until < ${until}::float8
           RETURNING key
         )

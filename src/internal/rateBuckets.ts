@@ -57,14 +57,16 @@ export const memory = (): BucketStore => {
         if (spacing.intervalMs !== undefined) bucket.tat = Math.max(bucket.tat, slot) + interval
         return { _tag: "Reserved", slot, before, after: bucket.tat }
       }),
-    pause: (key, until) =>
+    pause: (key, until, now) =>
       Effect.sync(() => {
         const bucket = get(key)
         if (until <= bucket.pausedUntil) return false
+        // the sends planned for later move by as much as the pause grew, so the ones planned next still come first
+        const extension = until - Math.max(now, bucket.pausedUntil)
+        bucket.planned = bucket.planned > now ? bucket.planned + extension : until
         // the queue restarts at the pause's end: waiting sends reserve again, in order, after it
         bucket.pausedUntil = until
         bucket.tat = until
-        bucket.planned = until
         return true
       }),
     cancel: (key, reservation) =>

@@ -12,6 +12,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { performance } from "node:perf_hooks"
+import * as RateBuckets from "../../src/internal/rateBuckets.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as PgOutboxRepo from "../../src/PgOutboxRepo.js"
 import type { BucketStore, Reservation } from "../../src/RateLimits.js"
@@ -99,14 +100,14 @@ describe("PgRateBuckets", () => {
         // LISTEN starts in the background: pause (a little longer each time) until the other process hears one
         let until = 5_000
         while ((yield* Fiber.poll(heard))._tag === "None" && until < 5_050) {
-          expect(yield* a!.buckets.pause(key, ++until)).toBe(true)
+          expect(yield* a!.buckets.pause(key, ++until, 0)).toBe(true)
           yield* Effect.sleep("100 millis")
         }
         const received = yield* Fiber.join(heard)
         expect(received).toMatchObject({ _tag: "Some", value: { key } })
         if (received._tag === "Some") expect(received.value.until).toBeGreaterThan(5_000)
         // a shorter pause changes nothing; every reservation starts after the pause, from either process
-        expect(yield* b!.buckets.pause(key, 1_000)).toBe(false)
+        expect(yield* b!.buckets.pause(key, 1_000, 0)).toBe(false)
         const after = yield* b!.buckets.reserve(key, spacing, 0, Number.POSITIVE_INFINITY)
         expect(slotOf(after)).toBeGreaterThan(5_000)
         const next = yield* a!.buckets.reserve(key, spacing, 0, Number.POSITIVE_INFINITY)
@@ -114,4 +115,26 @@ describe("PgRateBuckets", () => {
       })),
     30_000
   )
+
+  /** A pause restarts the queue at its end and moves the sends planned for later by as much: the same in both stores. */
+  const pausePlan = (store: BucketStore) =>
+    Effect.gen(function*() {
+      const key = "[\"plan\",null]"
+      const second = { intervalMs: 1000, toleranceMs: 0 }
+      expect(yield* store.reserve(key, second, 0, 500)).toMatchObject({ _tag: "Reserved", slot: 0 })
+      expect(yield* store.reserve(key, second, 0, 500)).toEqual({ _tag: "Full", until: 1000 })
+      expect(yield* store.reserve(key, second, 0, 500)).toEqual({ _tag: "Full", until: 2000 })
+      expect(yield* store.pause(key, 5000, 100)).toBe(true)
+      // the queue starts again at 5 s; what was planned (up to 3 s) moved by 4.9 s: the next comes after it
+      expect(yield* store.reserve(key, second, 200, 5000)).toMatchObject({ _tag: "Reserved", slot: 5000 })
+      expect(yield* store.reserve(key, second, 200, 500)).toEqual({ _tag: "Full", until: 7900 })
+    })
+
+  it.live(
+    "a pause moves the plan of the sends turned away before it (PostgreSQL)",
+    () => Effect.scoped(Effect.flatMap(processes(1), ([a]) => pausePlan(a!.buckets))),
+    30_000
+  )
+
+  it.effect("a pause moves the plan of the sends turned away before it (memory)", () => pausePlan(RateBuckets.memory()))
 })
