@@ -316,7 +316,11 @@ export const make = (deps: Deps): Effect.Effect<RateLimiter, never, Scope.Scope>
       Effect.gen(function*() {
         const now = clock.unsafeCurrentTimeMillis()
         const until = now + retryAfterMs
-        const extended = yield* withFallback("rate_pause", store.pause(key, until, now), fallback.pause(key, until, now))
+        const extended = yield* withFallback(
+          "rate_pause",
+          store.pause(key, until, now),
+          fallback.pause(key, until, now)
+        )
         yield* applyPause(key, entry.channel, until)
         if (!extended) return
         yield* Metric.increment(Metrics.ratePauses(entry.channel))
