@@ -61,8 +61,10 @@ export const make = (repo: OutboxRepoShape, maxBatch: number): Effect.Effect<Jou
       }).pipe(Effect.uninterruptible)
 
     const loop = waiting.await.pipe(
-      Effect.zipRight(take),
-      Effect.flatMap((batch) => batch.length === 0 ? Effect.void : writeBatch(batch)),
+      // taken and written in one uninterruptible step: a batch taken is always answered, even at shutdown
+      Effect.zipRight(
+        Effect.uninterruptible(Effect.flatMap(take, (batch) => batch.length === 0 ? Effect.void : writeBatch(batch)))
+      ),
       Effect.zipRight(yieldToEventLoop),
       Effect.forever
     )
