@@ -112,8 +112,11 @@ describe("fairness", () => {
       const { turns } = yield* countingTurns(
         Effect.gen(function*() {
           const outbox = yield* Outbox
-          // the worker wakes at start and on every finished row until nothing is left
-          while ((yield* outbox.stats).byState.delivered < 2_000) yield* outbox.awaitWork
+          // the worker wakes at start and on every finished row until nothing is left; the worker takes the same
+          // wake-ups, so the last one may be its own: look again at least every 50 ms
+          while ((yield* outbox.stats).byState.delivered < 2_000) {
+            yield* Effect.race(outbox.awaitWork, Effect.sleep("50 millis"))
+          }
         }).pipe(
           Effect.provide(
             RecoveryWorker.layer.pipe(Layer.provideMerge(Outboxes.layer), Layer.provideMerge(base), Layer.orDie)
