@@ -230,9 +230,15 @@ export const open = (settings: SessionSettings): Effect.Effect<Session, ConnectF
           wires.stopping = true
         }).pipe(
           // stop() sends the final ack and closes the stream, each step bounded by the library's 2 s timeout
-          Effect.zipRight(Effect.promise(() => xmpp.stop().then(() => undefined, () => undefined))),
+          Effect.zipRight(Effect.promise(() => xmpp.stop().then(() => undefined, (error: unknown) => error))),
           Effect.timeout(Duration.seconds(10)),
-          Effect.ignore
+          // the connection is going away either way: a stop that failed or hung is said, not raised
+          Effect.flatMap((error) =>
+            error === undefined
+              ? Effect.void
+              : Effect.logWarning(`the XMPP connection did not stop cleanly: ${String(error)}`)
+          ),
+          Effect.catchAll(() => Effect.logWarning("the XMPP connection did not stop within 10 s; it is dropped"))
         )
     )
     const failed = (reason: string) =>
