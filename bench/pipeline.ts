@@ -23,7 +23,8 @@
  *
  * Run: npm run bench:pipeline. Env: ONLY=live512,drain (sections), RUNS=3 (rounds), BACKLOG=100000, LIVE=50000,
  * BURST_CHATS=200, BURST_SIZE=20, BURST_PARALLEL=10, SYNC=FULL, WAL_PAGES=<pages>, ALLOC=1 (also KB allocated per
- * message in live/drain sections, from V8's sampling heap profiler; it slows the run, so CPU figures are then off).
+ * message in live/drain sections, from V8's sampling heap profiler; it slows the run, so CPU figures are then off;
+ * ALLOC_OUT=<file> also writes that profile, for DevTools).
  * COMPARE=<another checkout>: runs the same sections against that checkout's build too, interleaved (A B, then B A in
  * the next round), and adds a ratio column; that checkout must hold this bench compiled against its own src
  * (copy bench/pipeline.ts and bench/probes.ts there, then `npx tsc -p tsconfig.bench.json` in it).
@@ -108,6 +109,7 @@ const allocationProbe = Effect.promise(async (): Promise<(messages: number) => E
       const { profile } = await post<{ profile: { head: Node } }>("HeapProfiler.stopSampling")
       const total = (n: Node): number => n.selfSize + n.children.reduce((s, c) => s + total(c), 0)
       session.disconnect()
+      if (env.ALLOC_OUT !== undefined) fs.writeFileSync(env.ALLOC_OUT, JSON.stringify(profile))
       return { "allocated KB/msg": total(profile.head) / 1024 / messages }
     })
 })

@@ -10,12 +10,15 @@
  * (claimable at once); interrupted during a call, it stays in flight under this lease (the call may have reached the
  * channel): this node's next start, or the lease's expiry, hands it to a worker that reconciles or replays it.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
+import type * as MetricLabel from "effect/MetricLabel"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { Channel } from "../ChannelAdapter.js"
@@ -94,17 +97,34 @@ class LeaseLost {
   readonly _tag = "LeaseLost"
 }
 
-/** An attempt's result before it is recorded. */
+/** An attempt's result before it is recorded (`LeaseLost`: another owner took the row on the way). */
 type Attempt =
   | { readonly _tag: "Sent"; readonly report: SendReport }
   | { readonly _tag: "SendFailed"; readonly error: SendError | PartialDeliveryFailure }
   | { readonly _tag: "Expired" }
   | { readonly _tag: "Skip"; readonly reason: TerminalReason; readonly message: string }
   | { readonly _tag: "Postponed"; readonly until: number; readonly claimAt: number }
+  | LeaseLost
 
-const sent = (report: SendReport): Either.Either<Attempt, LeaseLost> => Either.right({ _tag: "Sent", report })
-const skip = (reason: TerminalReason, message: string): Either.Either<Attempt, LeaseLost> =>
-  Either.right({ _tag: "Skip", reason, message })
+/** What the attempt learnt on the way: whether an adapter call may have started, whether it replays a possible duplicate. */
+interface AttemptFlags {
+  calling: boolean
+  possibleDuplicate: boolean
+}
+
+const skip = (reason: TerminalReason, message: string): Effect.Effect<Attempt> =>
+  Effect.succeed({ _tag: "Skip", reason, message })
+
+/** Updates several metrics in one step, with the fiber's metric labels (what `Metric.update` reads for each). */
+const updateMetrics = (update: (labels: ReadonlyArray<MetricLabel.MetricLabel>) => void): Effect.Effect<void> =>
+  Effect.withFiberRuntime((fiber) => {
+    update(fiber.getFiberRef(FiberRef.currentMetricLabels))
+    return Effect.void
+  })
+
+/** `effect` with its log lines annotated with the row's id and channel. */
+const annotated = (entry: OutboxEntry) => <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.annotateLogs(effect, { entryId: entry.id, channel: entry.channel })
 
 /** Builds the delivery program over the outbox's journal, sender and configuration; its lease keeper lives in `scope`. */
 export const make = (deps: Deps, scope: Scope.Scope) => {
@@ -117,42 +137,65 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
   const ackRetriesAfterFirst = Schedule.exponential(Duration.times(config.ackRetryBase, 2)).pipe(
     Schedule.intersect(Schedule.recurs(Math.max(0, config.ackRetries - 1)))
   )
-  const retryAck = <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  /** The ack write, retried on failure; `onGiveUp` runs when the retries are interrupted (the caller left, a shutdown). */
+  const retryAck = <A, E>(write: Effect.Effect<A, E>, onGiveUp: Effect.Effect<void>): Effect.Effect<A, E> =>
     config.ackRetries <= 0 ? write : Effect.catchAll(
       write,
-      () => Effect.zipRight(Effect.sleep(config.ackRetryBase), Effect.retry(write, ackRetriesAfterFirst))
+      () =>
+        Effect.zipRight(Effect.sleep(config.ackRetryBase), Effect.retry(write, ackRetriesAfterFirst)).pipe(
+          Effect.onInterrupt(() => onGiveUp)
+        )
     )
 
-  /** One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. */
+  /**
+   * One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. The lease keeper's
+   * registration and the release of an interrupted row are one uninterruptible region around the attempt (the hot
+   * path of every delivery: one region rather than an `acquireUseRelease` and an `onInterrupt` layered).
+   */
   const deliverEntry = (claimed: Claimed): Effect.Effect<Outcome> =>
-    Effect.gen(function*() {
-      const held: Held = { entry: claimed.entry }
-      let calling = false
-      let possibleDuplicate = false
-      const attempt = yield* keeper.hold(
-        renewLease(held),
-        attemptSend(held, claimed, {
-          onCall: () => void (calling = true),
-          onPossibleDuplicate: () => void (possibleDuplicate = true)
-        })
-      ).pipe(
-        // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
-        Effect.onInterrupt(() =>
-          calling ?
-            Effect.void :
-            Effect.catchAll(writeHeld(held, Machine.EntryEvent.Release({ owner })), (error) =>
-              Effect.zipRight(
-                Metric.increment(Metrics.writeFailures("release")),
-                Effect.logWarning(`could not release the row (it is retried after its lease): ${error.message}`)
-              ))
+    traced(claimed)(Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.uninterruptibleMask((restore) => {
+        const held: Held = { entry: claimed.entry }
+        const flags: AttemptFlags = { calling: false, possibleDuplicate: false }
+        const lease = keeper.register(renewLease(held), now)
+        return Effect.zipRight(
+          lease.start,
+          Effect.matchCauseEffect(restore(attemptSend(held, claimed, flags)), {
+            onFailure: (cause) => {
+              lease.release()
+              // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
+              return flags.calling || !Cause.isInterruptedOnly(cause)
+                ? Effect.failCause(cause)
+                : Effect.zipRight(releaseInterrupted(held), Effect.failCause(cause))
+            },
+            onSuccess: (attempt): Effect.Effect<Outcome> => {
+              lease.release()
+              if (attempt._tag === "LeaseLost") {
+                return Effect.as(
+                  annotated(claimed.entry)(Effect.logWarning(
+                    `entry ${claimed.entry.id}: its lease was taken over while it was delivered; stopped`
+                  )),
+                  { _tag: "LeaseLost", finished: false, possibleDuplicate: flags.possibleDuplicate } as const
+                )
+              }
+              return Effect.map(
+                restore(record(held, attempt)),
+                (result) => ({ ...result, possibleDuplicate: flags.possibleDuplicate })
+              )
+            }
+          })
         )
-      )
-      if (Either.isLeft(attempt)) {
-        yield* Effect.logWarning(`entry ${claimed.entry.id}: its lease was taken over while it was delivered; stopped`)
-        return { _tag: "LeaseLost", finished: false, possibleDuplicate } as const
-      }
-      return { ...(yield* record(held, attempt.right)), possibleDuplicate }
-    }).pipe(Effect.annotateLogs({ entryId: claimed.entry.id, channel: claimed.entry.channel }), traced(claimed))
+      })))
+
+  /** Puts back a row whose delivery was interrupted before any adapter call (a failure is logged and counted). */
+  const releaseInterrupted = (held: Held) =>
+    Effect.catchAll(writeHeld(held, Machine.EntryEvent.Release({ owner })), (error) =>
+      Effect.zipRight(
+        Metric.increment(Metrics.writeFailures("release")),
+        annotated(held.entry)(
+          Effect.logWarning(`could not release the row (it is retried after its lease): ${error.message}`)
+        )
+      ))
 
   const writeHeld = HeldRow.writer(journal)
 
@@ -165,76 +208,70 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       Effect.catchAll((error) =>
         Effect.zipRight(
           Metric.increment(Metrics.writeFailures("renew")),
-          Effect.logWarning(`could not renew the lease: ${error.message}`)
+          annotated(held.entry)(Effect.logWarning(`could not renew the lease: ${error.message}`))
         )
       ),
       Effect.asVoid
     )
 
-  /** Everything up to the adapter's last answer; `Left` when the lease was lost on the way. */
-  const attemptSend = (
-    held: Held,
-    claimed: Claimed,
-    hooks: { readonly onCall: () => void; readonly onPossibleDuplicate: () => void }
-  ): Effect.Effect<Either.Either<Attempt, LeaseLost>> =>
+  /** Everything up to the adapter's last answer (`LeaseLost` when the lease was lost on the way). */
+  const attemptSend = (held: Held, claimed: Claimed, flags: AttemptFlags): Effect.Effect<Attempt> =>
     Effect.gen(function*() {
       const entry = claimed.entry
       const pendingAck = deps.pendingAcks.get(entry.id)
       if (pendingAck !== undefined) {
         // it went out already: only its ack is missing
         const parts = pendingAck.partsDelivered
-        return sent({ entryId: entry.id, partsTotal: parts, partsDelivered: parts, outcomes: [] })
+        return { _tag: "Sent", report: { entryId: entry.id, partsTotal: parts, partsDelivered: parts, outcomes: [] } }
       }
       if (entry.kind !== "final" && !claimed.live) {
         // progress messages are only meaningful live; replaying them after the fact confuses the chat
-        return skip("non_final_recovery_skip", `a ${entry.kind} message is not replayed by recovery`)
+        return yield* skip("non_final_recovery_skip", `a ${entry.kind} message is not replayed by recovery`)
       }
       const channel = yield* Effect.either(deps.registry.get(entry.channel))
-      if (Either.isLeft(channel)) return skip("unknown_channel", channel.left.message)
+      if (Either.isLeft(channel)) return yield* skip("unknown_channel", channel.left.message)
       const now = yield* Clock.currentTimeMillis
       if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") {
-        return Either.right<Attempt>({ _tag: "Expired" })
+        return { _tag: "Expired" }
       }
       if (claimed.reclaimed) {
-        const settled = yield* reconcile(held, channel.right, hooks.onPossibleDuplicate)
-        if (Either.isLeft(settled)) return Either.left(settled.left)
-        if (settled.right !== undefined) return Either.right(settled.right)
+        const settled = yield* reconcile(held, channel.right, flags)
+        if (settled !== undefined) return settled
       }
       const current = held.entry
       const gate = deps.limiter.gate(current, channel.right, claimed.live)
+      const onCall = Effect.sync(() => void (flags.calling = true))
       return yield* sender.send<LeaseLost | Postponed>(current, channel.right, {
         attempt: current.attemptCount + 1,
         // a crash after this write replays only the parts not yet accepted
         onProgress: (partsDelivered) => progress(held, partsDelivered),
         // a call may reach the channel once the part has its token (before, an interruption releases the row)
-        parts: { before: (i) => Effect.zipRight(gate.before(i), Effect.sync(hooks.onCall)), failed: gate.failed }
+        parts: { before: (i) => Effect.zipRight(gate.before(i), onCall), failed: gate.failed }
       }).pipe(
-        Effect.map((report): Either.Either<Attempt, LeaseLost> => Either.right({ _tag: "Sent", report })),
-        Effect.catchAll((error): Effect.Effect<Either.Either<Attempt, LeaseLost>> =>
-          Effect.succeed(
-            error instanceof LeaseLost
-              ? Either.left(error)
-              : error instanceof Postponed
-              ? Either.right({ _tag: "Postponed", until: error.until, claimAt: error.claimAt })
-              : Either.right({ _tag: "SendFailed", error })
-          )
-        )
+        Effect.matchEffect({
+          onSuccess: (report): Effect.Effect<Attempt> => Effect.succeed({ _tag: "Sent", report }),
+          onFailure: (error): Effect.Effect<Attempt> =>
+            Effect.succeed(
+              error instanceof LeaseLost
+                ? error
+                : error instanceof Postponed
+                ? { _tag: "Postponed", until: error.until, claimAt: error.claimAt }
+                : { _tag: "SendFailed", error }
+            )
+        })
       )
     })
 
   /** A `Progress` write; a store failure is logged and counted (the send goes on), a lost lease stops the send. */
-  const progress = (
-    held: Held,
-    partsDelivered: number
-  ): Effect.Effect<void, LeaseLost> =>
+  const progress = (held: Held, partsDelivered: number): Effect.Effect<void, LeaseLost> =>
     writeHeld(held, Machine.EntryEvent.Progress({ owner, partsDelivered })).pipe(
       Effect.catchAll((error) =>
         Effect.as(
           Effect.zipRight(
             Metric.increment(Metrics.writeFailures("progress")),
-            Effect.logWarning(
+            annotated(held.entry)(Effect.logWarning(
               `could not record ${partsDelivered} parts delivered (a crash now would resend them): ${error.message}`
-            )
+            ))
           ),
           true
         )
@@ -244,44 +281,45 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
 
   /**
    * Asks the adapter whether the part in flight at the crash went out. "sent" settles that part alone and the rest are
-   * sent; "unknown" (or no reconcile) replays it and counts a possible duplicate. `Right(undefined)`: go on sending.
+   * sent; "unknown" (or no reconcile) replays it and counts a possible duplicate. `undefined`: go on sending.
    */
-  const reconcile = (
-    held: Held,
-    channel: Channel,
-    onPossibleDuplicate: () => void
-  ): Effect.Effect<Either.Either<Attempt | undefined, LeaseLost>> =>
+  const reconcile = (held: Held, channel: Channel, flags: AttemptFlags): Effect.Effect<Attempt | undefined> =>
     Effect.gen(function*() {
       const entry = held.entry
       const verdict = yield* sender.reconcile(entry, channel, { attempt: entry.attemptCount + 1 })
       if (verdict === "unknown") {
-        onPossibleDuplicate()
+        flags.possibleDuplicate = true
         yield* Metric.increment(Metrics.possibleDuplicates)
-        yield* Effect.logWarning(
-          `entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`
+        yield* annotated(entry)(
+          Effect.logWarning(`entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`)
         )
-        return Either.right<Attempt | undefined>(undefined)
+        return undefined
       }
-      if (verdict === "not_sent") return Either.right<Attempt | undefined>(undefined)
+      if (verdict === "not_sent") return undefined
       const total = sender.plan(entry, channel).parts.length
       const settled = Math.min(total, entry.partsDelivered + 1)
       if (settled >= total) {
-        return Either.right<Attempt | undefined>({
+        return {
           _tag: "Sent",
           report: { entryId: entry.id, partsTotal: total, partsDelivered: total, outcomes: [] }
-        })
+        } satisfies Attempt
       }
       const moved = yield* Effect.either(progress(held, settled))
-      return Either.isLeft(moved) ? Either.left(moved.left) : Either.right<Attempt | undefined>(undefined)
+      return Either.isLeft(moved) ? moved.left : undefined
     })
 
   /** Records an attempt's outcome on the held row (each write is uninterruptible; an interrupted ack is kept, see `ack`). */
-  const record = (held: Held, attempt: Attempt): Effect.Effect<Result> =>
+  const record = (held: Held, attempt: Exclude<Attempt, LeaseLost>): Effect.Effect<Result> =>
+    attempt._tag === "Sent" ? ack(held, held.entry, attempt.report) : annotated(held.entry)(recordUnsent(held, attempt))
+
+  /** Records an attempt that sent nothing more: a failure, an expiry, a postponement or a skip. */
+  const recordUnsent = (
+    held: Held,
+    attempt: Exclude<Attempt, LeaseLost | { readonly _tag: "Sent" }>
+  ): Effect.Effect<Result> =>
     Effect.gen(function*() {
       const entry = held.entry
       switch (attempt._tag) {
-        case "Sent":
-          return yield* ack(held, entry, attempt.report)
         case "SendFailed":
           return yield* recordFailure(held, entry, attempt.error)
         case "Expired": {
@@ -296,7 +334,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         case "Postponed": {
           // a progress message is only meaningful live: it is not kept for a later token (nor replayed by recovery)
           if (entry.kind !== "final") {
-            return yield* record(held, {
+            return yield* recordUnsent(held, {
               _tag: "Skip",
               reason: "non_final_recovery_skip",
               message:
@@ -358,16 +396,18 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         void deps.pendingAcks.set(entry.id, { entry, partsDelivered: report.partsDelivered })
       )
       const written = yield* Effect.either(
-        retryAck(writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now)).pipe(
+        retryAck(
+          writeHeld(held, Machine.EntryEvent.Ack({ owner, partsDelivered: report.partsDelivered }), now),
           // given up while retrying (its caller left, a shutdown): the message went out, so the ack is kept
-          Effect.onInterrupt(() => keep),
-          withSpan("Outbox.ack", { captureStackTrace: false })
-        )
+          keep
+        ).pipe(withSpan("Outbox.ack", { captureStackTrace: false }))
       )
       if (Either.isRight(written) && written.right) {
         deps.pendingAcks.delete(entry.id)
-        yield* Metric.increment(Metrics.delivered)
-        yield* Metric.update(Metrics.deliveryLatency, Math.max(0, now - entry.enqueuedAt))
+        yield* updateMetrics((labels) => {
+          Metrics.delivered.unsafeUpdate(1, labels)
+          Metrics.deliveryLatency.unsafeUpdate(Math.max(0, now - entry.enqueuedAt), labels)
+        })
         yield* deps.events.delivered(entry)
         return { _tag: "Delivered", report, finished: true } as const
       }
@@ -376,7 +416,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         : "sent, but the row is no longer leased to this process (another worker may send it again)"
       if (Either.isLeft(written)) yield* keep
       yield* Metric.increment(Metrics.ackFailures)
-      yield* Effect.logError(`entry ${entry.id}: ${message}`)
+      yield* annotated(entry)(Effect.logError(`entry ${entry.id}: ${message}`))
       return { _tag: "AckFailed", error: new AckFailed({ entryId: entry.id, message }), finished: false } as const
     })
 

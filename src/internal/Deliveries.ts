@@ -25,7 +25,6 @@ import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
 import type { OutboxRepoShape } from "../OutboxRepo.js"
 import type { Claimed, Outcome } from "./DeliverEntry.js"
-import { onFairScheduler } from "./fairScheduler.js"
 import { yieldToEventLoop } from "./Journal.js"
 
 /** The most conversations one lane claim takes. */
@@ -96,8 +95,10 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
       let handOff: LaneItem | undefined
       return FiberSet.run(
         running,
-        // its first steps too are a task of the time-sliced scheduler: a pass starts hundreds of rows at once
-        Effect.zipRight(Effect.yieldNow(), deps.deliverEntry(claimed)).pipe(
+        // a forked fiber's first step is already a task of its scheduler, and it inherits the time-sliced one from the
+        // fiber that starts it (a `deliver` caller, a pass, the lane claimer: each runs on it), so a pass that starts
+        // hundreds of rows does not run them in one go
+        deps.deliverEntry(claimed).pipe(
           Effect.tap((outcome) =>
             Effect.suspend(() => {
               const key = orderingKey(claimed.entry)
@@ -119,9 +120,7 @@ export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> 
           })),
           // started from uninterruptible regions (a claim, a lane), it must still be interruptible itself: its send
           // timeout and a shutdown interrupt it
-          Effect.interruptible,
-          // a live delivery is forked from the caller's fiber: it still runs in the outbox's time slices
-          onFairScheduler
+          Effect.interruptible
         )
       )
     }

@@ -8,10 +8,16 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 
-/** Registers a delivery's renewal for as long as an effect runs. */
+/** Registers a delivery's renewal for as long as it runs. */
 export interface LeaseKeeper {
-  /** Runs `effect` with `renew` called every half lease (from its registration) until it ends. */
-  readonly hold: <A, E, R>(renew: Effect.Effect<void>, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
+   * Registers `renew`, to be called every half lease from `now` until `release` (call both from one uninterruptible
+   * region, so a registration is never left behind); the effect starts the keeper's fiber when it is not running.
+   */
+  readonly register: (
+    renew: Effect.Effect<void>,
+    now: number
+  ) => { readonly start: Effect.Effect<void>; readonly release: () => void }
 }
 
 interface Held {
@@ -44,19 +50,18 @@ export const make = (halfLeaseMs: number, scope: Scope.Scope): LeaseKeeper => {
     )
   })
 
-  const register = (renew: Effect.Effect<void>) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const entry: Held = { renew, renewedAt: now }
-      held.add(entry)
-      if (running) return Effect.succeed(entry)
-      running = true
-      // a keeper that dies lets the next registration start another
-      const keeper = Effect.interruptible(loop).pipe(Effect.onExit(() => Effect.sync(() => void (running = false))))
-      return Effect.as(Effect.forkIn(keeper, scope), entry)
-    })
+  // a keeper that dies lets the next registration start another
+  const keeper = Effect.interruptible(loop).pipe(Effect.onExit(() => Effect.sync(() => void (running = false))))
+  const startKeeper = Effect.asVoid(Effect.forkIn(keeper, scope))
 
   return {
-    hold: (renew, effect) =>
-      Effect.acquireUseRelease(register(renew), () => effect, (entry) => Effect.sync(() => void held.delete(entry)))
+    register: (renew, now) => {
+      const entry: Held = { renew, renewedAt: now }
+      held.add(entry)
+      const release = () => void held.delete(entry)
+      if (running) return { start: Effect.void, release }
+      running = true
+      return { start: startKeeper, release }
+    }
   }
 }
