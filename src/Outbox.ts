@@ -179,6 +179,9 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       let subscribers = 0
       const emit = (event: OutboxEvent) =>
         Effect.suspend(() => subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(events, event)))
+      /** `emit` for the delivery path, checked when called: the event is built only when someone listens. */
+      const announce = (event: () => OutboxEvent) =>
+        subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(events, event()))
       const work = yield* Queue.sliding<void>(1)
       const signalWork = Effect.asVoid(Queue.offer(work, undefined))
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
@@ -214,8 +217,9 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         pendingAcks,
         limiter,
         events: {
-          sent: (entry, parts) => emit(OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts })),
-          delivered: (entry) => emit(OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })),
+          sent: (entry, parts) =>
+            announce(() => OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts })),
+          delivered: (entry) => announce(() => OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })),
           retryScheduled: (entry, error) =>
             emit(
               OutboxEvent.retry_scheduled({

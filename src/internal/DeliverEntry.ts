@@ -85,6 +85,7 @@ export interface Deps {
 
 /** The announcements the program makes (the outbox's event stream). */
 export interface Events {
+  /** `sent` and `delivered` are called as the program yields them (so they may look at who listens then) */
   readonly sent: (entry: OutboxEntry, parts: number) => Effect.Effect<void>
   readonly delivered: (entry: OutboxEntry) => Effect.Effect<void>
   readonly retryScheduled: (entry: OutboxEntry, error: string) => Effect.Effect<void>
@@ -160,7 +161,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
         const lease = keeper.register(renewLease(held), now)
         return Effect.zipRight(
           lease.start,
-          Effect.matchCauseEffect(restore(attemptSend(held, claimed, flags)), {
+          Effect.matchCauseEffect(restore(attemptSend(held, claimed, flags, now)), {
             onFailure: (cause) => {
               lease.release()
               // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
@@ -215,7 +216,7 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
     )
 
   /** Everything up to the adapter's last answer (`LeaseLost` when the lease was lost on the way). */
-  const attemptSend = (held: Held, claimed: Claimed, flags: AttemptFlags): Effect.Effect<Attempt> =>
+  const attemptSend = (held: Held, claimed: Claimed, flags: AttemptFlags, now: number): Effect.Effect<Attempt> =>
     Effect.gen(function*() {
       const entry = claimed.entry
       const pendingAck = deps.pendingAcks.get(entry.id)
@@ -230,7 +231,6 @@ export const make = (deps: Deps, scope: Scope.Scope) => {
       }
       const channel = yield* Effect.either(deps.registry.get(entry.channel))
       if (Either.isLeft(channel)) return yield* skip("unknown_channel", channel.left.message)
-      const now = yield* Clock.currentTimeMillis
       if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") {
         return { _tag: "Expired" }
       }

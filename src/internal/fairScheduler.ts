@@ -66,6 +66,18 @@ const make = (): Scheduler.Scheduler => {
 /** One scheduler for every outbox in the process: slices are fair across them. */
 const fair = make()
 
-/** Runs `effect`, and the fibers it forks, on the time-sliced scheduler. */
+/**
+ * Runs `effect`, and the fibers it forks, on the time-sliced scheduler. What `Effect.withScheduler` does, in fewer
+ * steps (it wraps every `deliver` and `enqueue`): nothing when the fiber is on it already, else set, and put back
+ * when `effect` ends.
+ */
 export const onFairScheduler = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withScheduler(effect, fair)
+  Effect.withFiberRuntime((fiber) => {
+    const previous = fiber.getFiberRef(FiberRef.currentScheduler)
+    if (previous === fair) return effect
+    // (an interruption between the two steps leaves the fiber on this scheduler: a scheduler like Effect's, only fairer)
+    return Effect.zipRight(
+      FiberRef.set(FiberRef.currentScheduler, fair),
+      Effect.onExit(effect, () => FiberRef.set(FiberRef.currentScheduler, previous))
+    )
+  })
