@@ -1,8 +1,9 @@
 /**
  * The admin commands over an outbox database: `stats`, `list`, `show`, `retry`, `prune`, `import-legacy`, on an SQLite
  * file or a PostgreSQL URL (`--db`, else `OUTBOX_DB`, else ./outbox.db; see `Database`).
- * Each prints an aligned table for people or, with `--json`, JSON for scripts. Reads open the database read-only and
- * never create it; writes go through the `Outbox` facade (or the importer) like the gateway's own code does.
+ * Each prints an aligned table for people (rendered by `AdminOutput`) or, with `--json`, JSON for scripts. Reads open
+ * the database read-only and never create it; writes go through the `Outbox` facade (or the importer) like the
+ * gateway's own code does.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -11,22 +12,33 @@ import type * as Usage from "@effect/cli/Usage"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { notRetryable, retryAll } from "../admin/Retry.js"
-import type { EntryState, OutboxEntry, OutboxStats, ReplyPayload } from "../Delivery.js"
 import { EntryId, entryStates } from "../Delivery.js"
 import { EntryNotFound } from "../DeliveryError.js"
 import * as LegacyFileQueue from "../LegacyFileQueue.js"
 import { Outbox } from "../Outbox.js"
 import type { OutboxShape } from "../Outbox.js"
 import * as OutboxConfig from "../OutboxConfig.js"
+import {
+  importSummary,
+  listTable,
+  pruneSummary,
+  requeuedAll,
+  requeuedOne,
+  showEntry,
+  statsHeadline,
+  statsTable
+} from "./AdminOutput.js"
 import * as Database from "./Database.js"
 import * as Format from "./Format.js"
 import * as Help from "./Help.js"
 import { UsageError } from "./UsageError.js"
+
+// public through effect-outbox/cli/Admin, where they were defined before AdminOutput existed
+export { importSummary, listTable, showEntry, statsTable } from "./AdminOutput.js"
 
 /** `--db <db>`, shared by every command; absent, `OUTBOX_DB` or ./outbox.db (`Database.location`). */
 export const db = Options.text("db").pipe(
@@ -65,19 +77,6 @@ const writeOutbox = <A, E, R>(db: Option.Option<string>, f: (outbox: OutboxShape
 // ---------------------------------------------------------------------------------------------------------------
 // stats
 
-/** The stats table: one row per channel and a total, a column per state. */
-export const statsTable = (stats: OutboxStats): string => {
-  const channels = Object.keys(stats.byChannel).sort()
-  const row = (name: string, counts: Readonly<Record<EntryState, number>>) => {
-    const values = entryStates.map((s) => counts[s] ?? 0)
-    return [name, ...values, values.reduce((a, b) => a + b, 0)]
-  }
-  return Format.table(
-    ["channel", ...entryStates, "total"],
-    [...channels.map((c) => row(c, stats.byChannel[c]!)), row("total", stats.byState)]
-  )
-}
-
 const statsCommand = Command.make(
   "stats",
   { db, json },
@@ -87,10 +86,7 @@ const statsCommand = Command.make(
         const stats = yield* outbox.stats
         const database = Database.display(yield* Database.location(db))
         if (json) return yield* print(Format.json({ database, ...stats }))
-        const pending = stats.oldestPendingAgeMs === null
-          ? "nothing pending"
-          : `oldest pending ${Format.duration(stats.oldestPendingAgeMs)}`
-        yield* print(`outbox ${database}: ${Format.count(stats.total, "entry", "entries")}, ${pending}`)
+        yield* print(statsHeadline(database, stats))
         if (stats.total > 0) yield* print(`\n${statsTable(stats)}`)
       }))
 ).pipe(Command.withDescription(Help.spec("stats").summary))
@@ -99,49 +95,6 @@ const statsCommand = Command.make(
 // list
 
 const DEFAULT_LIMIT = Help.DEFAULT_LIMIT
-
-/** What a listing shows about where an entry is, in one short line. */
-const detail = (e: OutboxEntry, now: number): string => {
-  const error = e.lastError === null ? "" : Format.clip(e.lastError, 70)
-  switch (e.state) {
-    case "queued":
-      return e.nextAttemptAt !== null && e.nextAttemptAt > now
-        ? `due in ${Format.duration(e.nextAttemptAt - now)}`
-        : "due"
-    case "in_flight":
-      return `leased by ${e.leaseOwner ?? "?"}${
-        e.leaseExpiresAt === null ? "" : ` until ${Format.time(e.leaseExpiresAt)}`
-      }`
-    case "failed_retryable":
-      return `${
-        e.nextAttemptAt !== null && e.nextAttemptAt > now
-          ? `retry in ${Format.duration(e.nextAttemptAt - now)}`
-          : "retry due"
-      }: ${error}`
-    case "failed_terminal":
-      return `${e.terminalReason ?? "?"}${error === "" ? "" : `: ${error}`}`
-    case "expired":
-      return error === "" ? "not sent: older than maxAge" : `not sent: older than maxAge; last error: ${error}`
-    case "delivered":
-      return e.deliveredAt === null ? "" : `delivered ${Format.duration(now - e.deliveredAt)} ago`
-  }
-}
-
-/** The listing table. */
-export const listTable = (entries: ReadonlyArray<OutboxEntry>, now: number): string =>
-  Format.table(
-    ["id", "state", "channel", "to", "kind", "attempts", "age", "detail"],
-    entries.map((e) => [
-      e.id,
-      e.state,
-      e.channel,
-      Format.clip(e.to, 24),
-      e.kind,
-      e.attemptCount,
-      Format.duration(now - e.enqueuedAt),
-      detail(e, now)
-    ])
-  )
 
 const positive = (name: string, n: number) =>
   Number.isInteger(n) && n > 0
@@ -178,46 +131,6 @@ const listCommand = Command.make("list", {
 // ---------------------------------------------------------------------------------------------------------------
 // show
 
-const payloadLines = (payloads: ReadonlyArray<ReplyPayload>): Array<string> =>
-  payloads.flatMap((p, i) => [
-    `  [${i}]${p.text === undefined ? "" : ` text: ${JSON.stringify(p.text)}`}`,
-    ...(p.mediaUrls ?? []).map((url) => `       media: ${url}`),
-    ...(p.channelData === undefined ? [] : [`       channelData: ${JSON.stringify(p.channelData)}`])
-  ])
-
-/** Every field of one entry, for people. */
-export const showEntry = (e: OutboxEntry, now: number): string => {
-  const opt = (v: string | undefined) => v ?? "-"
-  const at = (v: number | null) => (v === null ? "-" : Format.timeFrom(v, now))
-  return [
-    Format.fields([
-      ["id", e.id],
-      ["state", e.terminalReason === null ? e.state : `${e.state} (${e.terminalReason})`],
-      ["channel", e.channel],
-      ["to", e.to],
-      ["account", opt(e.accountId)],
-      ["thread", opt(e.threadId)],
-      ["reply to", opt(e.replyToId)],
-      ["kind", e.kind],
-      ["best effort", e.bestEffort ? "yes" : "no"],
-      ["silent", e.silent === undefined ? "-" : e.silent ? "yes" : "no"],
-      ["idempotency key", opt(e.idempotencyKey)],
-      ["attempts", String(e.attemptCount)],
-      ["parts delivered", String(e.partsDelivered)],
-      ["enqueued", at(e.enqueuedAt)],
-      ["next attempt", at(e.nextAttemptAt)],
-      ["last attempt", at(e.lastAttemptAt)],
-      ["delivered", at(e.deliveredAt)],
-      ["expires", at(e.expiresAt)],
-      ["lease", e.leaseOwner === null ? "-" : `${e.leaseOwner} until ${at(e.leaseExpiresAt)}`],
-      ["last error", e.lastError ?? "-"],
-      ["metadata", e.metadata === undefined ? "-" : JSON.stringify(e.metadata)]
-    ]),
-    `payloads (${e.payloads.length})`,
-    ...payloadLines(e.payloads)
-  ].join("\n")
-}
-
 const idArg = Args.text({ name: "id" }).pipe(Args.withDescription("the entry id"))
 
 const getOrFail = (outbox: OutboxShape, id: string) =>
@@ -239,8 +152,6 @@ const showCommand = Command.make(
 
 // ---------------------------------------------------------------------------------------------------------------
 // retry
-
-const SENT_BY_WORKER = "; a running gateway's recovery worker sends requeued entries at its next pass"
 
 const retryCommand = Command.make("retry", {
   db,
@@ -266,11 +177,7 @@ const retryCommand = Command.make("retry", {
           const refusal = notRetryable(entry)
           if (refusal !== undefined) return yield* Effect.fail(new UsageError({ message: refusal }))
           yield* outbox.retry(entry.id)
-          yield* print(
-            json
-              ? Format.json({ requeued: [entry.id], skipped: [] })
-              : `requeued ${entry.id} (was ${entry.state})${SENT_BY_WORKER}`
-          )
+          yield* print(json ? Format.json({ requeued: [entry.id], skipped: [] }) : requeuedOne(entry))
         }))
     }
     if (Option.isNone(state)) {
@@ -286,25 +193,7 @@ const retryCommand = Command.make("retry", {
         })
         if (json) return yield* print(Format.json(result))
         const scope = `${state.value}${Option.match(channel, { onNone: () => "", onSome: (c) => `, channel ${c}` })}`
-        yield* print(`requeued ${Format.count(result.requeued.length, "entry", "entries")} (${scope})${SENT_BY_WORKER}`)
-        if (skippedBy.decode_error > 0) {
-          yield* print(
-            `skipped ${
-              Format.count(
-                skippedBy.decode_error,
-                "quarantined (decode_error) entry",
-                "quarantined (decode_error) entries"
-              )
-            }`
-          )
-        }
-        if (skippedBy.non_final > 0) {
-          yield* print(
-            `skipped ${
-              Format.count(skippedBy.non_final, "tool/block progress message", "tool/block progress messages")
-            } (never replayed)`
-          )
-        }
+        for (const line of requeuedAll(result.requeued.length, skippedBy, scope)) yield* print(line)
       }))
   })).pipe(Command.withDescription(Help.spec("retry").summary))
 
@@ -320,48 +209,12 @@ const pruneCommand = Command.make(
         const config = yield* OutboxConfig.OutboxConfig
         const pruned = yield* outbox.prune
         if (json) return yield* print(Format.json({ pruned }))
-        yield* print(
-          `pruned ${Format.count(pruned, "entry", "entries")} (delivered older than ${
-            Duration.format(config.deliveredRetention)
-          }, ` +
-            `failed or expired older than ${Duration.format(config.terminalRetention)})`
-        )
+        yield* print(pruneSummary(pruned, config))
       }))
 ).pipe(Command.withDescription(Help.spec("prune").summary))
 
 // ---------------------------------------------------------------------------------------------------------------
 // import-legacy
-
-/** The import report for people. */
-export const importSummary = (
-  report: LegacyFileQueue.ImportReport,
-  path: string,
-  maxAge: Duration.Duration
-): string => {
-  if (report.alreadyImported) {
-    const previous = report.previous
-    return `${report.dir} was imported into ${path} already` +
-      (previous === null
-        ? ""
-        : ` at ${
-          Format.time(previous.importedAt)
-        } (${previous.imported} imported, ${previous.expired} expired, ${previous.failed} failed, ${previous.malformed} malformed)`) +
-      "; nothing to do (--force imports again; ids already present are kept as they are)"
-  }
-  const lines = [
-    `imported ${report.dir} into ${path}`,
-    Format.table(["result", "files", "meaning"], [
-      ["imported", report.imported.length, "queued or retrying: the recovery worker sends them"],
-      ["expired", report.expired.length, `older than maxAge (${Duration.format(maxAge)}): kept, never sent`],
-      ["failed", report.failed.length, "dead letters or out of attempts: kept as failed_terminal"],
-      ["duplicates", report.duplicates.length, "already in the outbox: left as they are"],
-      ["skipped", report.skipped.length, "not queue entries (.delivered markers, *.tmp, other files)"],
-      ["malformed", report.malformed.length, "not imported, left in place"]
-    ])
-  ]
-  for (const m of report.malformed) lines.push(`  ${m.file}: ${m.message}`)
-  return lines.join("\n")
-}
 
 const checkDirectory = (dir: string) =>
   Effect.gen(function*() {
