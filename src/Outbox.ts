@@ -28,8 +28,7 @@ import type {
   EntryId,
   EntryState,
   OutboxEntry,
-  OutboxStats,
-  TerminalReason
+  OutboxStats
 } from "./Delivery.js"
 import { decodeRequest } from "./Delivery.js"
 import type {
@@ -51,8 +50,10 @@ import * as RateLimiter from "./internal/RateLimiter.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
 import * as SharedStore from "./internal/SharedStore.js"
 import { withSpan } from "./internal/tracing.js"
+import * as Upkeep from "./internal/Upkeep.js"
 import * as Metrics from "./Metrics.js"
 import { OutboxConfig } from "./OutboxConfig.js"
+import { OutboxEvent } from "./OutboxEvent.js"
 import type { ClaimedEntry, InsertResult, ListFilter } from "./OutboxRepo.js"
 import { OutboxRepo, WriteOp } from "./OutboxRepo.js"
 import type { DeliveredPart } from "./Sender.js"
@@ -73,32 +74,7 @@ export type DeliveryOutcome = Data.TaggedEnum<{
 /** Constructors and matchers for `DeliveryOutcome`. */
 export const DeliveryOutcome = Data.taggedEnum<DeliveryOutcome>()
 
-/** What happened to a row, as a stream for observers. */
-export type OutboxEvent = Data.TaggedEnum<{
-  enqueued: { readonly entryId: EntryId; readonly channel: string }
-  sent: { readonly entryId: EntryId; readonly channel: string; readonly parts: number }
-  delivered: { readonly entryId: EntryId; readonly channel: string }
-  retry_scheduled: {
-    readonly entryId: EntryId
-    readonly attemptCount: number
-    readonly retryAt: number
-    readonly error: string
-  }
-  terminal: { readonly entryId: EntryId; readonly reason: TerminalReason; readonly error: string }
-  expired: { readonly entryId: EntryId }
-  /** a send waits for its rate-limit token (about `waitMs`); not an attempt, not a failure */
-  throttled: { readonly entryId: EntryId; readonly channel: string; readonly waitMs: number }
-  /** the channel answered 429 with a retry-after: its (account's) limiter is paused until `until` */
-  rate_limited: {
-    readonly entryId: EntryId
-    readonly channel: string
-    readonly accountId: string | undefined
-    readonly retryAfterMs: number
-    readonly until: number
-  }
-}>
-/** Constructors and matchers for `OutboxEvent`. */
-export const OutboxEvent = Data.taggedEnum<OutboxEvent>()
+export { OutboxEvent } from "./OutboxEvent.js"
 
 /** What one recovery pass did. */
 export type RecoveryReport = RecoveryPass.RecoveryReport
@@ -203,6 +179,8 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         }
       })
 
+      const upkeep = Upkeep.make({ repo, config, owner, emit })
+
       const subscribe = Effect.zipRight(
         Effect.acquireRelease(Effect.sync(() => subscribers++), () => Effect.sync(() => subscribers--)),
         Effect.map(PubSub.subscribe(events), (dequeue) => Stream.fromQueue(dequeue))
@@ -239,7 +217,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         repo,
         config,
         owner,
-        quarantine: (bad, now) => quarantine(bad, now),
+        quarantine: (bad, now) => upkeep.quarantine(bad, now),
         signalWork
       })
       const newEntry = (request: DeliveryRequest, now: number, live: boolean) =>
@@ -307,15 +285,6 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
           return stored.entry.id
         }).pipe(withSpan("Outbox.enqueue", SPAN_OPTIONS), onFairScheduler)
 
-      const quarantine = (bad: { readonly id: EntryId; readonly message: string }, now: number) =>
-        Effect.gen(function*() {
-          yield* repo.quarantine(bad.id, bad.message, now)
-          yield* Metric.increment(Metrics.quarantined)
-          yield* Metric.increment(Metrics.terminal("decode_error"))
-          yield* emit(OutboxEvent.terminal({ entryId: bad.id, reason: "decode_error", error: bad.message }))
-          yield* Effect.logError(`quarantined entry ${bad.id}: ${bad.message}`)
-        })
-
       /** Writes the acks kept from failed ack writes (the rows went out; this process never sends them again). */
       const flushPendingAcks = Effect.gen(function*() {
         let written = 0
@@ -340,26 +309,14 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         return written
       })
 
-      const prune = Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const result = yield* repo.prune(now, {
-          deliveredMs: Duration.toMillis(config.deliveredRetention),
-          terminalMs: Duration.toMillis(config.terminalRetention)
-        })
-        if (result.delivered + result.terminal > 0) {
-          yield* Effect.logInfo(`pruned ${result.delivered} delivered and ${result.terminal} failed/expired rows`)
-        }
-        return result.delivered + result.terminal
-      }).pipe(Effect.withSpan("Outbox.prune", SPAN_OPTIONS))
-
       const runPass = yield* RecoveryPass.make({
         repo,
         config,
         owner,
         start: (claimed: ClaimedEntry, finally_) => deliveries.start({ ...claimed, live: false }, finally_),
         flushPendingAcks,
-        prune,
-        quarantine,
+        prune: upkeep.prune,
+        quarantine: upkeep.quarantine,
         announceExpired: (expired) =>
           Effect.forEach(expired, (entryId) => emit(OutboxEvent.expired({ entryId })), { discard: true })
       })
@@ -399,18 +356,8 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         awaitIdle: deliveries.awaitIdle,
         awaitWork: Queue.take(work),
         drain,
-        prune,
-        reclaimPreviousBoots: Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          yield* repo.heartbeat(owner, now) // this boot is alive before it judges others
-          const reclaimed = yield* repo.reclaimPreviousBoots({ nodeId: config.nodeId, owner, now })
-          if (reclaimed.length > 0) {
-            yield* Effect.logWarning(
-              `reclaimed ${reclaimed.length} rows left in flight by a previous boot of ${config.nodeId}`
-            )
-          }
-          return reclaimed.length
-        }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS)),
+        prune: upkeep.prune,
+        reclaimPreviousBoots: upkeep.reclaimPreviousBoots,
         events: Stream.unwrapScoped(subscribe),
         subscribe,
         owner
