@@ -12,6 +12,7 @@ import * as AST from "effect/SchemaAST"
 import { isBlank } from "./Chunking.js"
 import { InvalidRequest } from "./DeliveryError.js"
 import { EntryId } from "./EntryId.js"
+import { commonRequest, isNonEmpty, isWellFormed, MAX_TEXT_BYTES, textFits } from "./internal/commonRequest.js"
 import type { JsonObject } from "./internal/jsonValue.js"
 import { copyRecord, isRecordObject, toJsonRecord } from "./internal/jsonValue.js"
 import { clip, formatError, formatValue } from "./internal/safeFormat.js"
@@ -49,10 +50,7 @@ export const TerminalReason = Schema.Literal(
 )
 export type TerminalReason = typeof TerminalReason.Type
 
-/** The largest text a single payload may carry (UTF-8 bytes). */
-export const MAX_TEXT_BYTES = 1024 * 1024
-
-const utf8 = new TextEncoder()
+export { MAX_TEXT_BYTES } from "./internal/commonRequest.js"
 
 /**
  * A string kept in its own column. Half of a surrogate pair is not well-formed Unicode: SQLite's TEXT (UTF-8)
@@ -60,19 +58,15 @@ const utf8 = new TextEncoder()
  * repeated idempotency key would no longer be found. Refused on entry instead.
  */
 const StoredString = Schema.String.pipe(
-  Schema.filter((s) => !/\p{Cs}/u.test(s) || "must be well-formed Unicode (it contains half of a surrogate pair)")
+  Schema.filter((s) => isWellFormed(s) || "must be well-formed Unicode (it contains half of a surrogate pair)")
 )
 
 const NonEmptyString = StoredString.pipe(
-  Schema.filter((s) => s.trim().length > 0 || "must be a non-empty string")
+  Schema.filter((s) => isNonEmpty(s) || "must be a non-empty string")
 )
 
 const Text = Schema.String.pipe(
-  Schema.filter((s) =>
-    // cheap length test first: a string of n UTF-16 units is at most 3n UTF-8 bytes
-    s.length * 3 <= MAX_TEXT_BYTES || utf8.encode(s).byteLength <= MAX_TEXT_BYTES ||
-    `text is larger than ${MAX_TEXT_BYTES} bytes`
-  )
+  Schema.filter((s) => textFits(s) || `text is larger than ${MAX_TEXT_BYTES} bytes`)
 )
 
 const isMediaUrl = (s: string): boolean => {
@@ -256,9 +250,14 @@ export const decodeRequestWithSchema = (input: unknown): Either.Either<DeliveryR
   }
 }
 
-/** Decodes untrusted input into a `DeliveryRequest` with the Schema, failing with an `InvalidRequest` that names the field. */
-export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> =>
-  decodeRequestWithSchema(input)
+/**
+ * Decodes untrusted input into a `DeliveryRequest`, failing with an `InvalidRequest` that names the field. The answer
+ * is the Schema's (`decodeRequestWithSchema`); the common request is checked by hand for it (`internal/commonRequest`).
+ */
+export const decodeRequest = (input: unknown): Effect.Effect<DeliveryRequest, InvalidRequest> => {
+  const common = commonRequest(input)
+  return common === undefined ? decodeRequestWithSchema(input) : Either.right(new DeliveryRequest(common, true))
+}
 
 /** The conversation a request belongs to; rows with the same key are delivered in enqueue order. */
 export const orderingKey = (
