@@ -203,11 +203,27 @@ const call = (
   deadline: CallDeadline | undefined
 ): Effect.Effect<unknown, SendError> =>
   Effect.async<unknown, SendError>((resume) => {
-    const controller = new AbortController()
+    // the signal is made when the plugin reads it (most never do): an AbortController is an EventTarget, the
+    // costliest object of a call; one read after the abort gets an aborted signal
+    let controller: AbortController | undefined
+    let aborted = false
+    const abort = () => {
+      aborted = true
+      controller?.abort()
+    }
+    const options: CallOptions = {
+      get signal() {
+        if (controller === undefined) {
+          controller = new AbortController()
+          if (aborted) controller.abort()
+        }
+        return controller.signal
+      }
+    }
     let out: unknown
     let then: unknown
     try {
-      out = method(ctx, { signal: controller.signal })
+      out = method(ctx, options)
       then = Effect.isEffect(out) ? undefined : thenOf(out)
     } catch (error) {
       return resume(Effect.fail(classifySafely(error)))
@@ -229,7 +245,7 @@ const call = (
     const disarm = deadline === undefined ? () => {} : deadline.arm(() => {
       if (done) return
       done = true
-      controller.abort()
+      abort()
       resume(Effect.fail(deadline.error()))
     })
     try {
@@ -246,7 +262,7 @@ const call = (
       // interrupted (a shutdown, the caller): the plugin's call is aborted
       done = true
       disarm()
-      controller.abort()
+      abort()
     })
   })
 
