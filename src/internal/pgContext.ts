@@ -3,9 +3,10 @@
  * mapping of `SqlError` to `StoreError` that each store operation goes through.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import { StoreError } from "../DeliveryError.js"
 
 /** Runs an effect in one transaction; a lost connection fails it with `SqlError`. */
@@ -14,7 +15,10 @@ export type Transact = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effec
 /** The store's client and options, as its statement modules need them. */
 export interface PgContext {
   readonly sql: SqlClient.SqlClient
-  /** a READ COMMITTED transaction: the claim protocol's statements must see what committed before each of them */
+  /**
+   * a READ COMMITTED transaction (the claim protocol's statements must see what committed before each of them) whose
+   * outcome is checked when its COMMIT fails (`verifiedTransaction`): the journal's batches and the claims
+   */
   readonly tx: Transact
   /** a transaction at the connections' default isolation */
   readonly inTransaction: Transact
@@ -33,8 +37,8 @@ const describe = (e: SqlError): string => {
  * `sql.withTransaction`, with a lost connection as a failure. @effect/sql turns a failed COMMIT or ROLLBACK into a
  * defect; on a connection that dropped mid-transaction the ROLLBACK after the failed statement fails too, so without
  * this every connection loss would kill its callers instead of giving them `StoreError`. A failed COMMIT leaves the
- * outcome unknown to the caller (the server may have committed before the connection went): a retry of an insert
- * with the same id or idempotency key then finds the row (`Duplicate`).
+ * outcome unknown to the caller (the server may have committed before the connection went): `verifiedTransaction`
+ * asks the server.
  */
 export const transaction = <A, E, R>(
   sql: SqlClient.SqlClient,
@@ -42,6 +46,68 @@ export const transaction = <A, E, R>(
 ): Effect.Effect<A, E | SqlError, R> =>
   sql.withTransaction(effect).pipe(
     Effect.catchSomeDefect((defect) => isSqlError(defect) ? Option.some(Effect.fail(defect)) : Option.none())
+  )
+
+/** How often, and how far apart, the server is asked whether a transaction whose COMMIT failed was committed. */
+const askAgain = Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(10)))
+
+/**
+ * `transaction` for writes whose callers must learn whether they were stored. Its last statement reads the
+ * transaction's id; when the COMMIT itself fails (the connection was lost while committing, so the server may have
+ * committed), the server is asked on another connection (`txid_status`, for about 2 s): committed, the results
+ * stand; aborted, the transaction fails as it did (nothing was written); no answer, it fails saying the outcome is
+ * unknown.
+ */
+export const verifiedTransaction = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  Effect.suspend(() => {
+    let xid: string | undefined
+    let done: Option.Option<A> = Option.none()
+    const body = Effect.gen(function*() {
+      const value = yield* effect
+      // read last: a transaction's first statement may have to be its SET TRANSACTION
+      const rows = yield* sql<{ readonly xid: string }>`SELECT txid_current()::text AS xid`
+      xid = rows[0]?.xid
+      done = Option.some(value) // from here on a failure is the COMMIT's
+      return value
+    })
+    return Effect.catchIf(
+      transaction(sql, body),
+      (error): error is SqlError => isSqlError(error),
+      (error) =>
+        Option.isNone(done) || xid === undefined ? Effect.fail(error) : commitOutcome(sql, xid, error, done.value)
+    )
+  })
+
+/** Whether transaction `xid`, whose COMMIT failed with `error`, was committed: `value` if it was, else a failure. */
+const commitOutcome = <A>(
+  sql: SqlClient.SqlClient,
+  xid: string,
+  error: SqlError,
+  value: A
+): Effect.Effect<A, SqlError> =>
+  sql<{ readonly status: string | null }>`SELECT txid_status(${xid}::bigint) AS status`.pipe(
+    Effect.map((rows) => rows[0]?.status ?? null),
+    // the backend of a lost connection may still be finishing its commit
+    Effect.filterOrFail((status) => status !== "in progress", () => new SqlError({ message: "still in progress" })),
+    Effect.retry(askAgain),
+    Effect.matchEffect({
+      onSuccess: (status) => status === "committed" ? Effect.succeed(value) : Effect.fail(error),
+      onFailure: (asked) =>
+        Effect.fail(
+          new SqlError({
+            message:
+              `${describe(error)}; the connection was lost while committing and the server could not say whether` +
+              ` it committed (${
+                describe(asked)
+              }): the rows may be stored (a retry with the same id or idempotency key` +
+              ` finds them)`,
+            cause: error
+          })
+        )
+    })
   )
 
 const isSqlError = (u: unknown): u is SqlError =>

@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import type { OutboxRepoShape } from "../OutboxRepo.js"
 import * as Claims from "./pgClaims.js"
 import type { PgContext } from "./pgContext.js"
-import { transaction } from "./pgContext.js"
+import { transaction, verifiedTransaction } from "./pgContext.js"
 import * as Maintenance from "./pgMaintenance.js"
 import * as Reads from "./pgReads.js"
 import * as Writes from "./pgWrites.js"
@@ -28,7 +28,8 @@ export const makeShape = (
     // every statement of these transactions must see what committed before it (the claim protocol relies on it),
     // whatever default_transaction_isolation the gateway's database has
     tx: (effect) =>
-      inTransaction(
+      verifiedTransaction(
+        sql,
         options.setIsolation ? Effect.zipRight(sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`, effect) : effect
       ),
     inTransaction,
