@@ -19,7 +19,7 @@ import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { StoreError } from "../DeliveryError.js"
-import { isBusy, unprepared } from "./sqliteLocks.js"
+import { isBusy, rollbackFailed, unprepared } from "./sqliteLocks.js"
 
 /** The process that holds a file's gateway lock. */
 export interface Holder {
@@ -71,7 +71,11 @@ const tryLock = (path: string): Effect.Effect<boolean, StoreError, Scope.Scope> 
       // nothing is ever written, and a rollback journal would put a -journal file beside the lock while it is held
       unprepared(lock`PRAGMA journal_mode = MEMORY`),
       // EXCLUSIVE on a file nobody writes: the lock is the whole point, the file stays empty
-      Effect.acquireRelease(unprepared(lock`BEGIN EXCLUSIVE`), () => Effect.ignore(unprepared(lock`ROLLBACK`)))
+      Effect.acquireRelease(
+        unprepared(lock`BEGIN EXCLUSIVE`),
+        // closing the lock's connection right after releases the lock whatever this answers
+        () => Effect.catchAll(unprepared(lock`ROLLBACK`), rollbackFailed)
+      )
     ]).pipe(
       // the caller runs inside the outbox's transaction, whose connection every SqlClient would otherwise use
       Effect.mapInputContext((context: Context.Context<Scope.Scope>) =>

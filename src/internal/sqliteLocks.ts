@@ -7,9 +7,11 @@ import { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+import * as Metrics from "../Metrics.js"
 
 /**
  * Runs `statement` without the client's statement cache, so that a failure is not kept for the next call. The client
@@ -54,6 +56,20 @@ export const enableWal = (timeoutMs: number): Effect.Effect<string, SqlError, Sq
  * connection and its `withTransaction` becomes a savepoint. Already inside a transaction, `effect` runs in it.
  * `effect`'s own scoped resources stay in the caller's scope.
  */
+/**
+ * A ROLLBACK that failed, logged and counted (a failed transaction's own error is what its caller gets). After a
+ * failed COMMIT SQLite may have ended the transaction already ("no transaction is active"): nothing to report then.
+ */
+export const rollbackFailed = (error: SqlError): Effect.Effect<void> => {
+  const message = error.cause instanceof Error ? error.cause.message : error.message
+  return /no transaction is active/i.test(message)
+    ? Effect.logDebug(`ROLLBACK after a failed transaction: ${message}`)
+    : Effect.zipRight(
+      Metric.increment(Metrics.writeFailures("rollback")),
+      Effect.logWarning(`ROLLBACK after a failed transaction failed too (the connection is closed with it): ${message}`)
+    )
+}
+
 export const withWriteLock = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> => {
@@ -71,8 +87,7 @@ export const withWriteLock = <A, E, R>(
             return yield* effect.pipe(
               Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
               Effect.zipLeft(exec("COMMIT")),
-              // after a failed COMMIT SQLite may have ended the transaction already: nothing left to roll back
-              Effect.onError(() => Effect.ignore(exec("ROLLBACK")))
+              Effect.onError(() => Effect.catchAll(exec("ROLLBACK"), rollbackFailed))
             )
           }),
         (connectionScope, exit) => Scope.close(connectionScope, exit)
