@@ -202,7 +202,7 @@ const call = (
   ctx: SendContext,
   deadline: CallDeadline | undefined
 ): Effect.Effect<unknown, SendError> =>
-  Effect.async<unknown, SendError>((resume) => {
+  Effect.suspend(() => {
     // the signal is made when the plugin reads it (most never do): an AbortController is an EventTarget, the
     // costliest object of a call; one read after the abort gets an aborted signal
     let controller: AbortController | undefined
@@ -226,43 +226,46 @@ const call = (
       out = method(ctx, options)
       then = Effect.isEffect(out) ? undefined : thenOf(out)
     } catch (error) {
-      return resume(Effect.fail(classifySafely(error)))
+      return Effect.fail(classifySafely(error))
     }
     if (Effect.isEffect(out)) {
+      // an Effect that is already its result (`Effect.succeed`, `Effect.fail`) cannot hang: no deadline, no fiber
+      if (Exit.isExit(out)) return Exit.isSuccess(out) ? Exit.succeed(out.value as unknown) : classified(out.cause)
       // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
       const effect = Effect.catchAllCause(out as Effect.Effect<unknown, unknown>, classified)
-      // an Effect that is already its result (`Effect.succeed`, `Effect.fail`) cannot hang: no deadline, no fiber
-      return resume(deadline === undefined || Exit.isExit(out) ? effect : Deadlines.within(effect, deadline))
+      return deadline === undefined ? effect : Deadlines.within(effect, deadline)
     }
-    if (typeof then !== "function") return resume(Effect.succeed(out))
-    let done = false
-    const settle = (result: Effect.Effect<unknown, SendError>) => {
-      if (done) return
-      done = true
-      disarm()
-      resume(result)
-    }
-    const disarm = deadline === undefined ? () => {} : deadline.arm(() => {
-      if (done) return
-      done = true
-      abort()
-      resume(Effect.fail(deadline.error()))
-    })
-    try {
-      then.call(
-        out,
-        (value: unknown) => settle(Effect.succeed(value)),
-        (error: unknown) => settle(Effect.fail(classifySafely(error)))
-      )
-    } catch (error) {
-      // a thenable whose `then` throws
-      settle(Effect.fail(classifySafely(error)))
-    }
-    return Effect.sync(() => {
-      // interrupted (a shutdown, the caller): the plugin's call is aborted
-      done = true
-      disarm()
-      abort()
+    if (typeof then !== "function") return Effect.succeed(out)
+    return Effect.async<unknown, SendError>((resume) => {
+      let done = false
+      const settle = (result: Effect.Effect<unknown, SendError>) => {
+        if (done) return
+        done = true
+        disarm()
+        resume(result)
+      }
+      const disarm = deadline === undefined ? () => {} : deadline.arm(() => {
+        if (done) return
+        done = true
+        abort()
+        resume(Effect.fail(deadline.error()))
+      })
+      try {
+        then.call(
+          out,
+          (value: unknown) => settle(Effect.succeed(value)),
+          (error: unknown) => settle(Effect.fail(classifySafely(error)))
+        )
+      } catch (error) {
+        // a thenable whose `then` throws
+        settle(Effect.fail(classifySafely(error)))
+      }
+      return Effect.sync(() => {
+        // interrupted (a shutdown, the caller): the plugin's call is aborted
+        done = true
+        disarm()
+        abort()
+      })
     })
   })
 
