@@ -67,9 +67,10 @@ export const verifiedTransaction = <A, E, R>(
     let done: Option.Option<A> = Option.none()
     const body = Effect.gen(function*() {
       const value = yield* effect
-      // read last: a transaction's first statement may have to be its SET TRANSACTION
-      const rows = yield* sql<{ readonly xid: string }>`SELECT txid_current()::text AS xid`
-      xid = rows[0]?.xid
+      // read last: a transaction's first statement may have to be its SET TRANSACTION; none when it wrote nothing
+      // (no transaction id spent on an empty claim, and then a failed COMMIT lost nothing)
+      const rows = yield* sql<{ readonly xid: string | null }>`SELECT txid_current_if_assigned()::text AS xid`
+      xid = rows[0]?.xid ?? undefined
       done = Option.some(value) // from here on a failure is the COMMIT's
       return value
     })
