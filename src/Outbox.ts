@@ -9,28 +9,16 @@
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Option from "effect/Option"
-import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ChannelRegistry } from "./ChannelRegistry.js"
-import type {
-  DeliveryRequest,
-  DeliveryRequestInput,
-  EntryId,
-  EntryState,
-  OutboxEntry,
-  OutboxStats
-} from "./Delivery.js"
-import { decodeRequest } from "./Delivery.js"
+import type { DeliveryRequestInput, EntryId, OutboxEntry, OutboxStats } from "./Delivery.js"
 import type {
   AckFailed,
   EntryNotFound,
@@ -39,40 +27,27 @@ import type {
   UnknownChannel
 } from "./DeliveryError.js"
 import { InvalidRequest, SendFailed, StoreError } from "./DeliveryError.js"
-import * as Machine from "./EntryStateMachine.js"
+import type { DeliveryOutcome } from "./DeliveryOutcome.js"
 import * as DeliverEntry from "./internal/DeliverEntry.js"
 import * as Deliveries from "./internal/Deliveries.js"
+import * as EventHub from "./internal/EventHub.js"
 import { onFairScheduler } from "./internal/fairScheduler.js"
 import { makeEntryIdGenerator } from "./internal/ids.js"
+import * as Intake from "./internal/Intake.js"
 import * as Journal from "./internal/Journal.js"
-import * as LiveDelivery from "./internal/LiveDelivery.js"
 import * as RateLimiter from "./internal/RateLimiter.js"
 import * as RecoveryPass from "./internal/RecoveryPass.js"
 import * as SharedStore from "./internal/SharedStore.js"
-import { withSpan } from "./internal/tracing.js"
 import * as Upkeep from "./internal/Upkeep.js"
 import * as Metrics from "./Metrics.js"
 import { OutboxConfig } from "./OutboxConfig.js"
 import { OutboxEvent } from "./OutboxEvent.js"
-import type { ClaimedEntry, InsertResult, ListFilter } from "./OutboxRepo.js"
-import { OutboxRepo, WriteOp } from "./OutboxRepo.js"
-import type { DeliveredPart } from "./Sender.js"
+import type { ClaimedEntry, ListFilter } from "./OutboxRepo.js"
+import type { OutboxRepoShape } from "./OutboxRepo.js"
+import { OutboxRepo } from "./OutboxRepo.js"
 import * as Sender from "./Sender.js"
 
-/** What `deliver` did. */
-export type DeliveryOutcome = Data.TaggedEnum<{
-  /** sent and acked */
-  Delivered: { readonly entryId: EntryId; readonly results: ReadonlyArray<DeliveredPart> }
-  /**
-   * stored, sent later by the outbox: behind an older pending reply of the same conversation (sent as soon as that
-   * one finishes), or because its rate-limit token is further away than `maxRateWait` (sent when it comes)
-   */
-  Deferred: { readonly entryId: EntryId; readonly reason: "conversation_busy" | "rate_limited" }
-  /** the idempotency key was seen before: nothing was sent */
-  Duplicate: { readonly entryId: EntryId; readonly state: EntryState }
-}>
-/** Constructors and matchers for `DeliveryOutcome`. */
-export const DeliveryOutcome = Data.taggedEnum<DeliveryOutcome>()
+export { DeliveryOutcome } from "./DeliveryOutcome.js"
 
 export { OutboxEvent } from "./OutboxEvent.js"
 
@@ -135,8 +110,39 @@ export interface OutboxShape {
 /** The `Outbox` service tag. */
 export class Outbox extends Context.Tag("effect-outbox/Outbox")<Outbox, OutboxShape>() {}
 
-const EVENT_BUFFER = 10_000
 const SPAN_OPTIONS = { captureStackTrace: false } as const
+
+/** The admin reads and writes: straight to the store, each in its span. */
+const adminOps = (
+  repo: OutboxRepoShape,
+  maxAgeMs: number,
+  signalWork: Effect.Effect<void>
+): Pick<OutboxShape, "get" | "list" | "stats" | "retry"> => ({
+  get: (id) => repo.get(id).pipe(Effect.withSpan("Outbox.get", SPAN_OPTIONS)),
+  list: (filter) => repo.list(filter).pipe(Effect.withSpan("Outbox.list", SPAN_OPTIONS)),
+  stats: Effect.flatMap(Clock.currentTimeMillis, repo.stats).pipe(Effect.withSpan("Outbox.stats", SPAN_OPTIONS)),
+  retry: (id) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      yield* repo.requeue(id, now, now + maxAgeMs)
+      yield* signalWork
+      yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
+    }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS))
+})
+
+/** `OutboxShape.drain`: waits for the deliveries within the grace, then writes what kept acks it can. */
+const drainThenFlush =
+  (deliveries: Deliveries.Deliveries, flushKeptAcks: Effect.Effect<number, StoreError>) =>
+  (grace: Duration.DurationInput): Effect.Effect<boolean> =>
+    Effect.zipLeft(
+      deliveries.drain(grace),
+      // acks that still cannot be written are lost with the process: their rows are replayed (possible duplicates)
+      Effect.catchAll(flushKeptAcks, (error) =>
+        Effect.zipRight(
+          Metric.increment(Metrics.ackFailures),
+          Effect.logError(`kept acks could not be written at shutdown: ${error.message}`)
+        ))
+    ).pipe(Effect.annotateLogs({ module: "Outbox" }))
 
 /** The outbox's construction (its journal and the deliveries in progress live as long as the scope). */
 const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | OutboxConfig | Scope.Scope> = Effect
@@ -150,41 +156,15 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       const leaseMs = Duration.toMillis(config.leaseDuration)
       const maxAgeMs = Duration.toMillis(config.maxAge)
       const journal = yield* Journal.make(repo, config.writeBatch)
-      const events = yield* PubSub.sliding<OutboxEvent>(EVENT_BUFFER)
-      // nothing is published while nobody listens (most gateways never do): a publish per event costs a delivery ~5 %
-      let subscribers = 0
-      const emit = (event: OutboxEvent) =>
-        Effect.suspend(() => subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(events, event)))
-      /** `emit` for the delivery path, checked when called: the event is built only when someone listens. */
-      const announce = (event: () => OutboxEvent) =>
-        subscribers === 0 ? Effect.void : Effect.asVoid(PubSub.publish(events, event()))
+      const hub = yield* EventHub.make
+      const emit = hub.emit
       const work = yield* Queue.sliding<void>(1)
       const signalWork = Effect.asVoid(Queue.offer(work, undefined))
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
       yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
-      const limiter = yield* RateLimiter.make({
-        config,
-        store: repo.rateBuckets,
-        events: {
-          throttled: (entry, waitMs) =>
-            emit(OutboxEvent.throttled({ entryId: entry.id, channel: entry.channel, waitMs })),
-          rateLimited: (entry, retryAfterMs, until) =>
-            emit(OutboxEvent.rate_limited({
-              entryId: entry.id,
-              channel: entry.channel,
-              accountId: entry.accountId,
-              retryAfterMs,
-              until
-            }))
-        }
-      })
+      const limiter = yield* RateLimiter.make({ config, store: repo.rateBuckets, events: EventHub.limiterEvents(hub) })
 
       const upkeep = Upkeep.make({ repo, config, owner, emit })
-
-      const subscribe = Effect.zipRight(
-        Effect.acquireRelease(Effect.sync(() => subscribers++), () => Effect.sync(() => subscribers--)),
-        Effect.map(PubSub.subscribe(events), (dequeue) => Stream.fromQueue(dequeue))
-      )
 
       const deliverEntry = DeliverEntry.make({
         journal,
@@ -194,22 +174,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         owner,
         pendingAcks,
         limiter,
-        events: {
-          sent: (entry, parts) =>
-            announce(() => OutboxEvent.sent({ entryId: entry.id, channel: entry.channel, parts })),
-          delivered: (entry) => announce(() => OutboxEvent.delivered({ entryId: entry.id, channel: entry.channel })),
-          retryScheduled: (entry, error) =>
-            emit(
-              OutboxEvent.retry_scheduled({
-                entryId: entry.id,
-                attemptCount: entry.attemptCount,
-                retryAt: entry.nextAttemptAt ?? 0,
-                error
-              })
-            ),
-          terminal: (entry, reason, error) => emit(OutboxEvent.terminal({ entryId: entry.id, reason, error })),
-          expired: (entry) => emit(OutboxEvent.expired({ entryId: entry.id }))
-        }
+        events: EventHub.deliveryEvents(hub)
       }, yield* Effect.scope)
 
       const deliveries: Deliveries.Deliveries = yield* Deliveries.make({
@@ -220,94 +185,19 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         quarantine: (bad, now) => upkeep.quarantine(bad, now),
         signalWork
       })
-      const newEntry = (request: DeliveryRequest, now: number, live: boolean) =>
-        Effect.map(ids.at(now), (id) => LiveDelivery.newEntry(request, { id, now, live, owner, leaseMs, maxAgeMs }))
-
-      /** Decodes, resolves the channel and writes the new row through the journal (`live`: in flight, leased to us). */
-      const store = (input: DeliverInput, live: boolean) =>
-        Effect.gen(function*() {
-          const request = yield* decodeRequest(input)
-          yield* registry.get(request.channel)
-          const entry = yield* newEntry(request, yield* Clock.currentTimeMillis, live)
-          const result = yield* journal.write(WriteOp.Insert({ entry, deferIfBusy: live }))
-          if (result._tag === "Invalid") return yield* Effect.fail(new InvalidRequest({ message: result.message }))
-          if (result._tag !== "Inserted" && result._tag !== "Duplicate") {
-            return yield* Effect.fail(
-              new StoreError({ operation: "insert", message: `the store answered ${result._tag} to an insert` })
-            )
-          }
-          if (result._tag === "Inserted") {
-            // a row stored to wait (enqueued, or behind its conversation's pending row): its lane sends it
-            if (result.entry.state === "queued") deliveries.noteWaiting(result.entry)
-            yield* Metric.increment(Metrics.enqueued)
-            yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: result.entry.channel }))
-          }
-          return result satisfies InsertResult
-        })
-
-      const deliver: OutboxShape["deliver"] = (input) =>
-        Effect.gen(function*() {
-          // stored and started in one step: a caller interrupted meanwhile never leaves a leased row nobody delivers
-          const started = yield* Effect.uninterruptible(Effect.flatMap(store(input, true), (stored) =>
-            stored._tag === "Inserted" && stored.entry.state === "in_flight"
-              ? Effect.map(
-                deliveries.start({ entry: stored.entry, live: true, reclaimed: false }),
-                (fiber) => ({ stored, fiber })
-              )
-              : Effect.succeed<{ stored: InsertResult; fiber: Fiber.RuntimeFiber<DeliverEntry.Outcome> | undefined }>({
-                stored,
-                fiber: undefined
-              })))
-          const { entry } = started.stored
-          if (started.stored._tag === "Duplicate") {
-            return DeliveryOutcome.Duplicate({ entryId: entry.id, state: entry.state })
-          }
-          if (started.fiber === undefined) {
-            return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "conversation_busy" })
-          }
-          // awaited, not joined (a join would merge the delivery fiber's refs into the caller's); a caller that gives up
-          // only stops waiting: the stored reply is still delivered
-          const exit = yield* Fiber.await(started.fiber)
-          if (Exit.isFailure(exit)) {
-            return yield* Exit.failCause(exit.cause)
-          }
-          if (exit.value._tag === "Postponed") {
-            return DeliveryOutcome.Deferred({ entryId: entry.id, reason: "rate_limited" })
-          }
-          const results = yield* LiveDelivery.answer(exit.value, entry)
-          return DeliveryOutcome.Delivered({ entryId: entry.id, results })
-        }).pipe(withSpan("Outbox.deliver", SPAN_OPTIONS), onFairScheduler)
-
-      const enqueue: OutboxShape["enqueue"] = (input) =>
-        Effect.gen(function*() {
-          const stored = yield* store(input, false)
-          if (stored._tag === "Inserted") yield* signalWork
-          return stored.entry.id
-        }).pipe(withSpan("Outbox.enqueue", SPAN_OPTIONS), onFairScheduler)
-
-      /** Writes the acks kept from failed ack writes (the rows went out; this process never sends them again). */
-      const flushPendingAcks = Effect.gen(function*() {
-        let written = 0
-        for (const [id, { entry, partsDelivered }] of pendingAcks) {
-          const now = yield* Clock.currentTimeMillis
-          const spec = Machine.writeSpec(entry, Machine.EntryEvent.Ack({ owner, partsDelivered }), now)
-          const result = spec._tag === "Right"
-            ? yield* journal.write(WriteOp.Update({ spec: spec.right }))
-            : { _tag: "Rejected" }
-          pendingAcks.delete(id)
-          if (result._tag !== "Updated") {
-            yield* Effect.logWarning(
-              `pending ack of entry ${id} was rejected: the row is no longer leased to this process`
-            )
-            continue
-          }
-          written++
-          yield* Metric.increment(Metrics.delivered)
-          yield* emit(OutboxEvent.delivered({ entryId: id, channel: entry.channel }))
-          yield* deliveries.continueConversation(entry)
-        }
-        return written
+      const { deliver, enqueue } = Intake.make({
+        registry,
+        journal,
+        deliveries,
+        ids,
+        owner,
+        leaseMs,
+        maxAgeMs,
+        emit,
+        signalWork
       })
+      const { continueConversation } = deliveries
+      const flushPendingAcks = Upkeep.flushKeptAcks({ journal, owner, pendingAcks, emit, continueConversation })
 
       const runPass = yield* RecoveryPass.make({
         repo,
@@ -321,19 +211,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
           Effect.forEach(expired, (entryId) => emit(OutboxEvent.expired({ entryId })), { discard: true })
       })
 
-      /** Drains the deliveries (see `OutboxShape.drain`), then writes what acks it can. */
-      const drain = (grace: Duration.DurationInput) =>
-        Effect.zipLeft(
-          deliveries.drain(grace),
-          // acks that still cannot be written are lost with the process: their rows are replayed (possible duplicates)
-          Effect.catchAll(flushPendingAcks, (error) =>
-            Effect.zipRight(
-              Metric.increment(Metrics.ackFailures),
-              Effect.logError(`kept acks could not be written at shutdown: ${error.message}`)
-            ))
-        ).pipe(
-          Effect.annotateLogs({ module: "Outbox" })
-        )
+      const drain = drainThenFlush(deliveries, flushPendingAcks)
 
       // a scope that closes without a worker (or after it) still lets live deliveries finish within the grace
       yield* Effect.addFinalizer(() => drain(config.shutdownGrace))
@@ -341,16 +219,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       return {
         deliver,
         enqueue,
-        get: (id) => repo.get(id).pipe(Effect.withSpan("Outbox.get", SPAN_OPTIONS)),
-        list: (filter) => repo.list(filter).pipe(Effect.withSpan("Outbox.list", SPAN_OPTIONS)),
-        stats: Effect.flatMap(Clock.currentTimeMillis, repo.stats).pipe(Effect.withSpan("Outbox.stats", SPAN_OPTIONS)),
-        retry: (id) =>
-          Effect.gen(function*() {
-            const now = yield* Clock.currentTimeMillis
-            yield* repo.requeue(id, now, now + maxAgeMs)
-            yield* signalWork
-            yield* Effect.logInfo(`entry ${id} requeued by admin retry`)
-          }).pipe(Effect.withSpan("Outbox.retry", SPAN_OPTIONS)),
+        ...adminOps(repo, maxAgeMs, signalWork),
         runRecoveryPass: onFairScheduler(runPass({ housekeeping: true })),
         runClaimPass: onFairScheduler(runPass({ housekeeping: false })),
         awaitIdle: deliveries.awaitIdle,
@@ -358,8 +227,8 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         drain,
         prune: upkeep.prune,
         reclaimPreviousBoots: upkeep.reclaimPreviousBoots,
-        events: Stream.unwrapScoped(subscribe),
-        subscribe,
+        events: Stream.unwrapScoped(hub.subscribe),
+        subscribe: hub.subscribe,
         owner
       }
     }

@@ -1,17 +1,21 @@
 /**
  * The outbox's upkeep besides delivering: quarantining a row that no longer decodes, pruning finished rows past their
- * retention, and taking back the rows an earlier boot of this node left in flight.
+ * retention, taking back the rows an earlier boot of this node left in flight, and writing the acks kept when their
+ * write failed.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import type { EntryId } from "../Delivery.js"
+import type { EntryId, OutboxEntry } from "../Delivery.js"
 import type { StoreError } from "../DeliveryError.js"
+import * as Machine from "../EntryStateMachine.js"
 import * as Metrics from "../Metrics.js"
 import type { OutboxConfigShape } from "../OutboxConfig.js"
 import { OutboxEvent } from "../OutboxEvent.js"
 import type { OutboxRepoShape } from "../OutboxRepo.js"
+import { WriteOp } from "../OutboxRepo.js"
+import type { Journal } from "./Journal.js"
 
 const SPAN_OPTIONS = { captureStackTrace: false } as const
 
@@ -69,3 +73,37 @@ export const make = (deps: {
     }).pipe(Effect.withSpan("Outbox.reclaimPreviousBoots", SPAN_OPTIONS))
   }
 }
+
+/**
+ * Writes the acks kept from failed ack writes (the rows went out; this process never sends them again); the number
+ * written. A kept ack the store refuses (the row is no longer leased to this process) is logged and dropped.
+ */
+export const flushKeptAcks = (deps: {
+  readonly journal: Journal
+  readonly owner: string
+  readonly pendingAcks: Map<EntryId, { readonly entry: OutboxEntry; readonly partsDelivered: number }>
+  readonly emit: (event: OutboxEvent) => Effect.Effect<void>
+  /** the row's conversation goes on (its lane starts the next due row) */
+  readonly continueConversation: (entry: OutboxEntry) => Effect.Effect<void>
+}): Effect.Effect<number, StoreError> =>
+  Effect.gen(function*() {
+    const { emit, journal, owner, pendingAcks } = deps
+    let written = 0
+    for (const [id, { entry, partsDelivered }] of pendingAcks) {
+      const now = yield* Clock.currentTimeMillis
+      const spec = Machine.writeSpec(entry, Machine.EntryEvent.Ack({ owner, partsDelivered }), now)
+      const result = spec._tag === "Right"
+        ? yield* journal.write(WriteOp.Update({ spec: spec.right }))
+        : { _tag: "Rejected" }
+      pendingAcks.delete(id)
+      if (result._tag !== "Updated") {
+        yield* Effect.logWarning(`pending ack of entry ${id} was rejected: the row is no longer leased to this process`)
+        continue
+      }
+      written++
+      yield* Metric.increment(Metrics.delivered)
+      yield* emit(OutboxEvent.delivered({ entryId: id, channel: entry.channel }))
+      yield* deps.continueConversation(entry)
+    }
+    return written
+  })
