@@ -93,172 +93,195 @@ interface AttemptFlags {
 const skip = (reason: TerminalReason, message: string): Effect.Effect<Attempt> =>
   Effect.succeed({ _tag: "Skip", reason, message })
 
-/** Builds the delivery program over the outbox's journal, sender and configuration; its lease keeper lives in `scope`. */
-export const make = (deps: Deps, scope: Scope.Scope) => {
-  const { config, journal, owner, sender } = deps
-  const leaseMs = Duration.toMillis(config.leaseDuration)
-  const keeper = LeaseKeeper.make(leaseMs / 2, scope)
-  const record = RecordAttempt.make(deps)
+/** What the delivery program's steps share: the outbox's parts, the lease keeper, the recorder, the row writer. */
+interface Program {
+  readonly deps: Deps
+  readonly owner: string
+  readonly leaseMs: number
+  readonly keeper: LeaseKeeper.LeaseKeeper
+  readonly record: ReturnType<typeof RecordAttempt.make>
+  readonly writeHeld: ReturnType<typeof HeldRow.writer>
+}
 
-  /**
-   * One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. The lease keeper's
-   * registration and the release of an interrupted row are one uninterruptible region around the attempt (the hot
-   * path of every delivery: one region rather than an `acquireUseRelease` and an `onInterrupt` layered).
-   */
-  const deliverEntry = (claimed: Claimed): Effect.Effect<Outcome> =>
-    traced(claimed)(Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.uninterruptibleMask((restore) => {
-        const held: Held = { entry: claimed.entry }
-        const flags: AttemptFlags = { calling: false, possibleDuplicate: false }
-        const lease = keeper.register(renewLease(held), now)
-        return Effect.zipRight(
-          lease.start,
-          Effect.matchCauseEffect(restore(attemptSend(held, claimed, flags, now)), {
-            onFailure: (cause) => {
-              lease.release()
-              // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
-              return flags.calling || !Cause.isInterruptedOnly(cause)
-                ? Effect.failCause(cause)
-                : Effect.zipRight(releaseInterrupted(held), Effect.failCause(cause))
-            },
-            onSuccess: (attempt): Effect.Effect<Outcome> => {
-              lease.release()
-              if (attempt._tag === "LeaseLost") {
-                return Effect.as(
-                  annotated(claimed.entry)(Effect.logWarning(
-                    `entry ${claimed.entry.id}: its lease was taken over while it was delivered; stopped`
-                  )),
-                  { _tag: "LeaseLost", finished: false, possibleDuplicate: flags.possibleDuplicate } as const
-                )
-              }
-              return Effect.map(
-                restore(record(held, attempt)),
-                (result) => ({ ...result, possibleDuplicate: flags.possibleDuplicate })
+/** Builds the delivery program over the outbox's journal, sender and configuration; its lease keeper lives in `scope`. */
+export const make = (deps: Deps, scope: Scope.Scope): (claimed: Claimed) => Effect.Effect<Outcome> => {
+  const leaseMs = Duration.toMillis(deps.config.leaseDuration)
+  const program: Program = {
+    deps,
+    owner: deps.owner,
+    leaseMs,
+    keeper: LeaseKeeper.make(leaseMs / 2, scope),
+    record: RecordAttempt.make(deps),
+    writeHeld: HeldRow.writer(deps.journal)
+  }
+  return (claimed) => deliverEntry(program, claimed)
+}
+
+/**
+ * One delivery of `claimed`; never fails: every failure is recorded and returned as an outcome. The lease keeper's
+ * registration and the release of an interrupted row are one uninterruptible region around the attempt (the hot
+ * path of every delivery: one region rather than an `acquireUseRelease` and an `onInterrupt` layered).
+ */
+const deliverEntry = (p: Program, claimed: Claimed): Effect.Effect<Outcome> =>
+  traced(claimed)(Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.uninterruptibleMask((restore) => {
+      const held: Held = { entry: claimed.entry }
+      const flags: AttemptFlags = { calling: false, possibleDuplicate: false }
+      const lease = p.keeper.register(renewLease(p, held), now)
+      return Effect.zipRight(
+        lease.start,
+        Effect.matchCauseEffect(restore(attemptSend(p, held, claimed, flags, now)), {
+          onFailure: (cause) => {
+            lease.release()
+            // before any adapter call nothing can have reached the channel: the row goes back, claimable at once
+            return flags.calling || !Cause.isInterruptedOnly(cause)
+              ? Effect.failCause(cause)
+              : Effect.zipRight(releaseInterrupted(p, held), Effect.failCause(cause))
+          },
+          onSuccess: (attempt): Effect.Effect<Outcome> => {
+            lease.release()
+            if (attempt._tag === "LeaseLost") {
+              return Effect.as(
+                annotated(claimed.entry)(Effect.logWarning(
+                  `entry ${claimed.entry.id}: its lease was taken over while it was delivered; stopped`
+                )),
+                { _tag: "LeaseLost", finished: false, possibleDuplicate: flags.possibleDuplicate } as const
               )
             }
-          })
-        )
-      })))
-
-  /** Puts back a row whose delivery was interrupted before any adapter call (a failure is logged and counted). */
-  const releaseInterrupted = (held: Held) =>
-    Effect.catchAll(writeHeld(held, Machine.EntryEvent.Release({ owner })), (error) =>
-      Effect.zipRight(
-        Metric.increment(Metrics.writeFailures("release")),
-        annotated(held.entry)(
-          Effect.logWarning(`could not release the row (it is retried after its lease): ${error.message}`)
-        )
-      ))
-
-  const writeHeld = HeldRow.writer(journal)
-
-  /** Extends the held row's lease by a full lease from now (the keeper calls it every half lease). */
-  const renewLease = (held: Held) =>
-    Effect.flatMap(
-      Clock.currentTimeMillis,
-      (now) => writeHeld(held, Machine.EntryEvent.Renew({ owner, leaseUntil: now + leaseMs }))
-    ).pipe(
-      Effect.catchAll((error) =>
-        Effect.zipRight(
-          Metric.increment(Metrics.writeFailures("renew")),
-          annotated(held.entry)(Effect.logWarning(`could not renew the lease: ${error.message}`))
-        )
-      ),
-      Effect.asVoid
-    )
-
-  /** Everything up to the adapter's last answer (`LeaseLost` when the lease was lost on the way). */
-  const attemptSend = (held: Held, claimed: Claimed, flags: AttemptFlags, now: number): Effect.Effect<Attempt> =>
-    Effect.gen(function*() {
-      const entry = claimed.entry
-      const pendingAck = deps.pendingAcks.get(entry.id)
-      if (pendingAck !== undefined) {
-        // it went out already: only its ack is missing
-        const parts = pendingAck.partsDelivered
-        return { _tag: "Sent", report: { entryId: entry.id, partsTotal: parts, partsDelivered: parts, outcomes: [] } }
-      }
-      if (entry.kind !== "final" && !claimed.live) {
-        // progress messages are only meaningful live; replaying them after the fact confuses the chat
-        return yield* skip("non_final_recovery_skip", `a ${entry.kind} message is not replayed by recovery`)
-      }
-      const channel = yield* Effect.either(deps.registry.get(entry.channel))
-      if (Either.isLeft(channel)) return yield* skip("unknown_channel", channel.left.message)
-      if (entry.expiresAt !== null && entry.expiresAt <= now && config.expireAction === "fail") {
-        return { _tag: "Expired" }
-      }
-      if (claimed.reclaimed) {
-        const settled = yield* reconcile(held, channel.right, flags)
-        if (settled !== undefined) return settled
-      }
-      const current = held.entry
-      const gate = deps.limiter.gate(current, channel.right, claimed.live)
-      const onCall = Effect.sync(() => void (flags.calling = true))
-      return yield* sender.send<LeaseLost | Postponed>(current, channel.right, {
-        attempt: current.attemptCount + 1,
-        // a crash after this write replays only the parts not yet accepted
-        onProgress: (partsDelivered) => progress(held, partsDelivered),
-        // a call may reach the channel once the part has its token (before, an interruption releases the row)
-        parts: { before: (i) => Effect.zipRight(gate.before(i), onCall), failed: gate.failed }
-      }).pipe(
-        Effect.matchEffect({
-          onSuccess: (report): Effect.Effect<Attempt> => Effect.succeed({ _tag: "Sent", report }),
-          onFailure: (error): Effect.Effect<Attempt> =>
-            Effect.succeed(
-              error instanceof LeaseLost
-                ? error
-                : error instanceof Postponed
-                ? { _tag: "Postponed", until: error.until, claimAt: error.claimAt }
-                : { _tag: "SendFailed", error }
+            return Effect.map(
+              restore(p.record(held, attempt)),
+              (result) => ({ ...result, possibleDuplicate: flags.possibleDuplicate })
             )
+          }
         })
       )
-    })
+    })))
 
-  /** A `Progress` write; a store failure is logged and counted (the send goes on), a lost lease stops the send. */
-  const progress = (held: Held, partsDelivered: number): Effect.Effect<void, LeaseLost> =>
-    writeHeld(held, Machine.EntryEvent.Progress({ owner, partsDelivered })).pipe(
-      Effect.catchAll((error) =>
-        Effect.as(
-          Effect.zipRight(
-            Metric.increment(Metrics.writeFailures("progress")),
-            annotated(held.entry)(Effect.logWarning(
-              `could not record ${partsDelivered} parts delivered (a crash now would resend them): ${error.message}`
-            ))
-          ),
-          true
-        )
-      ),
-      Effect.flatMap((written) => (written ? Effect.void : Effect.fail(new LeaseLost())))
+/** Puts back a row whose delivery was interrupted before any adapter call (a failure is logged and counted). */
+const releaseInterrupted = (p: Program, held: Held) =>
+  Effect.catchAll(p.writeHeld(held, Machine.EntryEvent.Release({ owner: p.owner })), (error) =>
+    Effect.zipRight(
+      Metric.increment(Metrics.writeFailures("release")),
+      annotated(held.entry)(
+        Effect.logWarning(`could not release the row (it is retried after its lease): ${error.message}`)
+      )
+    ))
+
+/** Extends the held row's lease by a full lease from now (the keeper calls it every half lease). */
+const renewLease = (p: Program, held: Held) =>
+  Effect.flatMap(
+    Clock.currentTimeMillis,
+    (now) => p.writeHeld(held, Machine.EntryEvent.Renew({ owner: p.owner, leaseUntil: now + p.leaseMs }))
+  ).pipe(
+    Effect.catchAll((error) =>
+      Effect.zipRight(
+        Metric.increment(Metrics.writeFailures("renew")),
+        annotated(held.entry)(Effect.logWarning(`could not renew the lease: ${error.message}`))
+      )
+    ),
+    Effect.asVoid
+  )
+
+/** Everything up to the adapter's last answer (`LeaseLost` when the lease was lost on the way). */
+const attemptSend = (
+  p: Program,
+  held: Held,
+  claimed: Claimed,
+  flags: AttemptFlags,
+  now: number
+): Effect.Effect<Attempt> =>
+  Effect.gen(function*() {
+    const entry = claimed.entry
+    const pendingAck = p.deps.pendingAcks.get(entry.id)
+    if (pendingAck !== undefined) {
+      // it went out already: only its ack is missing
+      const parts = pendingAck.partsDelivered
+      return { _tag: "Sent", report: { entryId: entry.id, partsTotal: parts, partsDelivered: parts, outcomes: [] } }
+    }
+    if (entry.kind !== "final" && !claimed.live) {
+      // progress messages are only meaningful live; replaying them after the fact confuses the chat
+      return yield* skip("non_final_recovery_skip", `a ${entry.kind} message is not replayed by recovery`)
+    }
+    const channel = yield* Effect.either(p.deps.registry.get(entry.channel))
+    if (Either.isLeft(channel)) return yield* skip("unknown_channel", channel.left.message)
+    if (entry.expiresAt !== null && entry.expiresAt <= now && p.deps.config.expireAction === "fail") {
+      return { _tag: "Expired" }
+    }
+    if (claimed.reclaimed) {
+      const settled = yield* reconcile(p, held, channel.right, flags)
+      if (settled !== undefined) return settled
+    }
+    const current = held.entry
+    const gate = p.deps.limiter.gate(current, channel.right, claimed.live)
+    const onCall = Effect.sync(() => void (flags.calling = true))
+    return yield* p.deps.sender.send<LeaseLost | Postponed>(current, channel.right, {
+      attempt: current.attemptCount + 1,
+      // a crash after this write replays only the parts not yet accepted
+      onProgress: (partsDelivered) => progress(p, held, partsDelivered),
+      // a call may reach the channel once the part has its token (before, an interruption releases the row)
+      parts: { before: (i) => Effect.zipRight(gate.before(i), onCall), failed: gate.failed }
+    }).pipe(
+      Effect.matchEffect({
+        onSuccess: (report): Effect.Effect<Attempt> => Effect.succeed({ _tag: "Sent", report }),
+        onFailure: (error): Effect.Effect<Attempt> =>
+          Effect.succeed(
+            error instanceof LeaseLost
+              ? error
+              : error instanceof Postponed
+              ? { _tag: "Postponed", until: error.until, claimAt: error.claimAt }
+              : { _tag: "SendFailed", error }
+          )
+      })
     )
+  })
 
-  /**
-   * Asks the adapter whether the part in flight at the crash went out. "sent" settles that part alone and the rest are
-   * sent; "unknown" (or no reconcile) replays it and counts a possible duplicate. `undefined`: go on sending.
-   */
-  const reconcile = (held: Held, channel: Channel, flags: AttemptFlags): Effect.Effect<Attempt | undefined> =>
-    Effect.gen(function*() {
-      const entry = held.entry
-      const verdict = yield* sender.reconcile(entry, channel, { attempt: entry.attemptCount + 1 })
-      if (verdict === "unknown") {
-        flags.possibleDuplicate = true
-        yield* Metric.increment(Metrics.possibleDuplicates)
-        yield* annotated(entry)(
-          Effect.logWarning(`entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`)
-        )
-        return undefined
-      }
-      if (verdict === "not_sent") return undefined
-      const total = sender.plan(entry, channel).parts.length
-      const settled = Math.min(total, entry.partsDelivered + 1)
-      if (settled >= total) {
-        return {
-          _tag: "Sent",
-          report: { entryId: entry.id, partsTotal: total, partsDelivered: total, outcomes: [] }
-        } satisfies Attempt
-      }
-      const moved = yield* Effect.either(progress(held, settled))
-      return Either.isLeft(moved) ? moved.left : undefined
-    })
+/** A `Progress` write; a store failure is logged and counted (the send goes on), a lost lease stops the send. */
+const progress = (p: Program, held: Held, partsDelivered: number): Effect.Effect<void, LeaseLost> =>
+  p.writeHeld(held, Machine.EntryEvent.Progress({ owner: p.owner, partsDelivered })).pipe(
+    Effect.catchAll((error) =>
+      Effect.as(
+        Effect.zipRight(
+          Metric.increment(Metrics.writeFailures("progress")),
+          annotated(held.entry)(Effect.logWarning(
+            `could not record ${partsDelivered} parts delivered (a crash now would resend them): ${error.message}`
+          ))
+        ),
+        true
+      )
+    ),
+    Effect.flatMap((written) => (written ? Effect.void : Effect.fail(new LeaseLost())))
+  )
 
-  return deliverEntry
-}
+/**
+ * Asks the adapter whether the part in flight at the crash went out. "sent" settles that part alone and the rest are
+ * sent; "unknown" (or no reconcile) replays it and counts a possible duplicate. `undefined`: go on sending.
+ */
+const reconcile = (
+  p: Program,
+  held: Held,
+  channel: Channel,
+  flags: AttemptFlags
+): Effect.Effect<Attempt | undefined> =>
+  Effect.gen(function*() {
+    const entry = held.entry
+    const verdict = yield* p.deps.sender.reconcile(entry, channel, { attempt: entry.attemptCount + 1 })
+    if (verdict === "unknown") {
+      flags.possibleDuplicate = true
+      yield* Metric.increment(Metrics.possibleDuplicates)
+      yield* annotated(entry)(
+        Effect.logWarning(`entry ${entry.id} was in flight when its owner stopped; replayed (possible duplicate)`)
+      )
+      return undefined
+    }
+    if (verdict === "not_sent") return undefined
+    const total = p.deps.sender.plan(entry, channel).parts.length
+    const settled = Math.min(total, entry.partsDelivered + 1)
+    if (settled >= total) {
+      return {
+        _tag: "Sent",
+        report: { entryId: entry.id, partsTotal: total, partsDelivered: total, outcomes: [] }
+      } satisfies Attempt
+    }
+    const moved = yield* Effect.either(progress(p, held, settled))
+    return Either.isLeft(moved) ? moved.left : undefined
+  })
