@@ -68,126 +68,147 @@ export interface Deps {
   readonly signalWork: Effect.Effect<void>
 }
 
+/** What the deliveries' steps share: the outbox's parts, the fibers running, the lanes' queue and state. */
+interface State {
+  readonly deps: Deps
+  readonly leaseMs: number
+  readonly running: FiberSet.FiberSet<Outcome>
+  /** conversations that may have a row waiting behind their head (see the module doc) */
+  readonly waiting: Set<string>
+  /** lanes are claimed in batches: the conversations whose rows finished while the last claim ran, in one statement */
+  readonly lanes: Queue.Queue<LaneItem>
+  closing: boolean
+}
+
 /** Makes the deliveries of an outbox in its scope. */
 export const make = (deps: Deps): Effect.Effect<Deliveries, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { config, owner, repo } = deps
-    const leaseMs = Duration.toMillis(config.leaseDuration)
-    const running = yield* FiberSet.make<Outcome>()
-    // conversations that may have a row waiting behind their head (see the module doc)
-    const waiting = new Set<string>()
-    let closing = false
-
-    // lanes are claimed in batches: the conversations whose rows finished while the last claim ran, in one statement
-    const lanes = yield* Queue.unbounded<LaneItem>()
-
-    const laneItem = (key: string, slot: Effect.Effect<void>): LaneItem => ({
-      key,
-      slot,
-      done: Deferred.unsafeMake(FiberId.none),
-      state: "waiting"
-    })
-    /** Hands a finished row's conversation to the lane claimer and waits for its batch (so awaitIdle sees the next row). */
-    const enterLane = (item: LaneItem) => Effect.zipRight(Queue.offer(lanes, item), Deferred.await(item.done))
-
-    const start = (claimed: Claimed, finally_: Effect.Effect<void> = Effect.void) => {
-      if (claimed.followed === true) waiting.add(orderingKey(claimed.entry))
-      let handOff: LaneItem | undefined
-      return FiberSet.run(
-        running,
-        // a forked fiber's first step is already a task of its scheduler, and it inherits the time-sliced one from the
-        // fiber that starts it (a `deliver` caller, a pass, the lane claimer: each runs on it), so a pass that starts
-        // hundreds of rows does not run them in one go
-        deps.deliverEntry(claimed).pipe(
-          Effect.tap((outcome) =>
-            Effect.suspend(() => {
-              const key = orderingKey(claimed.entry)
-              if (!outcome.finished || closing || !waiting.has(key)) return claimed.live ? Effect.void : deps.signalWork
-              // the conversation goes on: its next row is claimed and takes over this row's slot (`finally_`), so a
-              // drain holds `workerConcurrency` deliveries, not one per conversation with a backlog
-              const item = laneItem(key, finally_)
-              handOff = item
-              return Effect.zipRight(
-                enterLane(item),
-                Effect.suspend(() => item.state === "handed" || claimed.live ? Effect.void : deps.signalWork)
-              )
-            })
-          ),
-          Effect.ensuring(Effect.suspend(() => {
-            if (handOff?.state === "handed") return Effect.void
-            if (handOff !== undefined) handOff.state = "released"
-            return finally_
-          })),
-          // started from uninterruptible regions (a claim, a lane), it must still be interruptible itself: its send
-          // timeout and a shutdown interrupt it
-          Effect.interruptible
-        )
-      )
+    const state: State = {
+      deps,
+      leaseMs: Duration.toMillis(deps.config.leaseDuration),
+      running: yield* FiberSet.make<Outcome>(),
+      waiting: new Set<string>(),
+      lanes: yield* Queue.unbounded<LaneItem>(),
+      closing: false
     }
-
-    /** Claims the next due row of each conversation of `items` (their heads) and starts each in its predecessor's slot. */
-    const claimHeads = (items: ReadonlyArray<LaneItem>) =>
-      Effect.gen(function*() {
-        const keys = [...new Set(items.map((item) => item.key))]
-        const now = yield* Clock.currentTimeMillis
-        const batch = yield* repo.claim({ owner, now, leaseMs, limit: keys.length, orderingKeys: keys })
-        for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
-        const found = new Set(batch.claimed.map((c) => orderingKey(c.entry)))
-        for (const key of keys) if (!found.has(key) && batch.malformed.length === 0) waiting.delete(key)
-        for (const next of batch.claimed) {
-          const key = orderingKey(next.entry)
-          const predecessor = items.find((item) => item.key === key && item.state === "waiting")
-          if (predecessor !== undefined) predecessor.state = "handed"
-          yield* start({ ...next, live: false }, predecessor?.slot)
-        }
-      }).pipe(
-        Effect.catchAll((error) =>
-          Effect.zipRight(
-            Metric.increment(Metrics.writeFailures("claim")),
-            Effect.logWarning(
-              `could not start the next replies of ${items.length} conversations; the worker will: ${error.message}`
-            )
-          )
-        )
-      )
-
-    const laneClaimer = Queue.takeBetween(lanes, 1, LANE_BATCH).pipe(
-      Effect.flatMap((taken) => {
-        const items = Array.from(taken)
-        return Effect.zipRight(
-          claimHeads(items),
-          Effect.forEach(items, (item) => Deferred.succeed(item.done, undefined), { discard: true })
-        ).pipe(Effect.uninterruptible)
-      }),
-      Effect.zipRight(yieldToEventLoop),
-      Effect.forever
-    )
-    yield* Effect.forkScoped(laneClaimer)
-
-    const drain = (grace: Duration.DurationInput) =>
-      Effect.gen(function*() {
-        closing = true
-        // a finalizer runs uninterruptibly: the wait must be made interruptible, or the timeout could not cut it
-        const finished = yield* Effect.interruptible(FiberSet.awaitEmpty(running)).pipe(Effect.timeoutOption(grace))
-        if (finished._tag === "Some") return true
-        yield* Effect.logWarning(
-          `${yield* FiberSet.size(
-            running
-          )} deliveries did not finish within the shutdown grace; their rows stay in flight and are reclaimed at the next start`
-        )
-        yield* FiberSet.clear(running)
-        return false
-      })
-
+    yield* Effect.forkScoped(laneClaimer(state))
     return {
-      start,
-      noteWaiting: (entry) => void waiting.add(orderingKey(entry)),
+      start: (claimed, finally_) => start(state, claimed, finally_),
+      noteWaiting: (entry) => void state.waiting.add(orderingKey(entry)),
       continueConversation: (entry) =>
         Effect.suspend(() => {
           const key = orderingKey(entry)
-          return closing || !waiting.has(key) ? Effect.void : enterLane(laneItem(key, Effect.void))
+          return state.closing || !state.waiting.has(key) ? Effect.void : enterLane(state, laneItem(key, Effect.void))
         }),
-      awaitIdle: FiberSet.awaitEmpty(running),
-      drain
+      awaitIdle: FiberSet.awaitEmpty(state.running),
+      drain: (grace) => drain(state, grace)
     }
+  })
+
+const laneItem = (key: string, slot: Effect.Effect<void>): LaneItem => ({
+  key,
+  slot,
+  done: Deferred.unsafeMake(FiberId.none),
+  state: "waiting"
+})
+
+/** Hands a finished row's conversation to the lane claimer and waits for its batch (so awaitIdle sees the next row). */
+const enterLane = (state: State, item: LaneItem) =>
+  Effect.zipRight(Queue.offer(state.lanes, item), Deferred.await(item.done))
+
+/** `Deliveries.start`. */
+const start = (state: State, claimed: Claimed, finally_: Effect.Effect<void> = Effect.void) => {
+  const { deps, running, waiting } = state
+  if (claimed.followed === true) waiting.add(orderingKey(claimed.entry))
+  let handOff: LaneItem | undefined
+  return FiberSet.run(
+    running,
+    // a forked fiber's first step is already a task of its scheduler, and it inherits the time-sliced one from the
+    // fiber that starts it (a `deliver` caller, a pass, the lane claimer: each runs on it), so a pass that starts
+    // hundreds of rows does not run them in one go
+    deps.deliverEntry(claimed).pipe(
+      Effect.tap((outcome) =>
+        Effect.suspend(() => {
+          const key = orderingKey(claimed.entry)
+          if (!outcome.finished || state.closing || !waiting.has(key)) {
+            return claimed.live ? Effect.void : deps.signalWork
+          }
+          // the conversation goes on: its next row is claimed and takes over this row's slot (`finally_`), so a
+          // drain holds `workerConcurrency` deliveries, not one per conversation with a backlog
+          const item = laneItem(key, finally_)
+          handOff = item
+          return Effect.zipRight(
+            enterLane(state, item),
+            Effect.suspend(() => item.state === "handed" || claimed.live ? Effect.void : deps.signalWork)
+          )
+        })
+      ),
+      Effect.ensuring(Effect.suspend(() => {
+        if (handOff?.state === "handed") return Effect.void
+        if (handOff !== undefined) handOff.state = "released"
+        return finally_
+      })),
+      // started from uninterruptible regions (a claim, a lane), it must still be interruptible itself: its send
+      // timeout and a shutdown interrupt it
+      Effect.interruptible
+    )
+  )
+}
+
+/** Claims the next due row of each conversation of `items` (their heads) and starts each in its predecessor's slot. */
+const claimHeads = (state: State, items: ReadonlyArray<LaneItem>) =>
+  Effect.gen(function*() {
+    const { deps, leaseMs, waiting } = state
+    const keys = [...new Set(items.map((item) => item.key))]
+    const now = yield* Clock.currentTimeMillis
+    const batch = yield* deps.repo.claim({ owner: deps.owner, now, leaseMs, limit: keys.length, orderingKeys: keys })
+    for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
+    const found = new Set(batch.claimed.map((c) => orderingKey(c.entry)))
+    for (const key of keys) if (!found.has(key) && batch.malformed.length === 0) waiting.delete(key)
+    for (const next of batch.claimed) {
+      const key = orderingKey(next.entry)
+      const predecessor = items.find((item) => item.key === key && item.state === "waiting")
+      if (predecessor !== undefined) predecessor.state = "handed"
+      yield* start(state, { ...next, live: false }, predecessor?.slot)
+    }
+  }).pipe(
+    Effect.catchAll((error) =>
+      Effect.zipRight(
+        Metric.increment(Metrics.writeFailures("claim")),
+        Effect.logWarning(
+          `could not start the next replies of ${items.length} conversations; the worker will: ${error.message}`
+        )
+      )
+    )
+  )
+
+/** The lane claimer's loop: a batch of finished conversations at a time, a turn of the event loop between batches. */
+const laneClaimer = (state: State) =>
+  Queue.takeBetween(state.lanes, 1, LANE_BATCH).pipe(
+    Effect.flatMap((taken) => {
+      const items = Array.from(taken)
+      return Effect.zipRight(
+        claimHeads(state, items),
+        Effect.forEach(items, (item) => Deferred.succeed(item.done, undefined), { discard: true })
+      ).pipe(Effect.uninterruptible)
+    }),
+    Effect.zipRight(yieldToEventLoop),
+    Effect.forever
+  )
+
+/** `Deliveries.drain`. */
+const drain = (state: State, grace: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const { running } = state
+    state.closing = true
+    // a finalizer runs uninterruptibly: the wait must be made interruptible, or the timeout could not cut it
+    const finished = yield* Effect.interruptible(FiberSet.awaitEmpty(running)).pipe(Effect.timeoutOption(grace))
+    if (finished._tag === "Some") return true
+    yield* Effect.logWarning(
+      `${yield* FiberSet.size(
+        running
+      )} deliveries did not finish within the shutdown grace; their rows stay in flight and are reclaimed at the next start`
+    )
+    yield* FiberSet.clear(running)
+    return false
   })
