@@ -194,119 +194,137 @@ export const make = (options: SenderOptions = {}): Effect.Effect<Context.Tag.Ser
     (deadlines) => makeWith(options, deadlines)
   )
 
+/** What a sender's calls share: its plan, its timeout and the deadline each call gets. */
+interface Calls {
+  readonly plan: (entry: SendPlan.PlanEntry, channel: Channel) => SendPlan.SendPlan
+  readonly timeout: Duration.Duration
+  readonly deadline: (message: () => string) => CallDeadline
+}
+
 const makeWith = (options: SenderOptions, deadlines: Deadlines.Deadlines): Context.Tag.Service<Sender> => {
-  const timeout = Duration.decode(options.sendTimeout ?? DEFAULT_SEND_TIMEOUT)
-  const plan = (entry: SendPlan.PlanEntry, channel: Channel) => SendPlan.make(entry, channel, options.chunking)
-  const deadline = (message: () => string): CallDeadline => ({
-    arm: deadlines.arm,
-    error: () => new SendError({ message: message(), retryable: true })
+  const calls: Calls = {
+    plan: (entry, channel) => SendPlan.make(entry, channel, options.chunking),
+    timeout: Duration.decode(options.sendTimeout ?? DEFAULT_SEND_TIMEOUT),
+    deadline: (message) => ({
+      arm: deadlines.arm,
+      error: () => new SendError({ message: message(), retryable: true })
+    })
+  }
+  return {
+    plan: calls.plan,
+    send: (entry, channel, sendOptions) => send(calls, entry, channel, sendOptions),
+    reconcile: (entry, channel, sendOptions) => reconcile(calls, entry, channel, sendOptions)
+  }
+}
+
+/** One adapter call for one part, under the per-part deadline (which aborts the call when it passes). */
+const sendPart = (
+  c: Calls,
+  entry: SendEntry,
+  channel: Channel,
+  part: SendPlan.Part,
+  partCount: number,
+  attempt: number
+): Effect.Effect<DeliveredPart, SendError> => {
+  const method = methodFor(channel, part)
+  // content the adapter cannot take will not become sendable by retrying
+  if (Either.isLeft(method)) return Effect.fail(new SendError({ message: method.left, retryable: false }))
+  const timedOut = c.deadline(() =>
+    `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(c.timeout)}`
+  )
+  return Effect.map(method.right(contextFor(entry, part, partCount, attempt), timedOut), (result): DeliveredPart => ({
+    index: part.index,
+    kind: part.kind as DeliveredPart["kind"],
+    messageId: result.messageId,
+    result
+  })).pipe(
+    withSpan("Sender.sendPart", {
+      captureStackTrace: false,
+      attributes: {
+        "outbox.entry_id": entry.id,
+        "outbox.channel": entry.channel,
+        "outbox.attempt": attempt,
+        "outbox.part_index": part.index,
+        "outbox.part_kind": part.kind
+      }
+    })
+  )
+}
+
+const send = <E = never>(
+  c: Calls,
+  entry: SendEntry,
+  channel: Channel,
+  sendOptions: SendOptions & { readonly onProgress?: OnProgress<E>; readonly parts?: PartHooks<E> }
+): Effect.Effect<SendReport, SendError | PartialDeliveryFailure | E> =>
+  Effect.gen(function*() {
+    const { parts, warnings } = c.plan(entry, channel)
+    if (warnings.length > 0) {
+      yield* Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true }).pipe(
+        Effect.annotateLogs({ channel: entry.channel, entryId: entry.id })
+      )
+    }
+    const start = Math.min(Math.max(0, entry.partsDelivered), parts.length)
+    // best effort: parts that went out in an earlier attempt past a failed one are not sent again
+    const already = new Set(entry.deliveredParts ?? [])
+    const remaining = parts.slice(start).filter((part) => !already.has(part.index))
+    const outcomes: Array<DeliveredPart> = []
+    const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> = []
+    let resumePoint = start
+    const hooks = sendOptions.parts
+    for (const part of remaining) {
+      if (hooks !== undefined) yield* hooks.before(part.index)
+      const sent = yield* Effect.either(sendPart(c, entry, channel, part, parts.length, sendOptions.attempt))
+      if (Either.isLeft(sent) && hooks !== undefined) yield* hooks.failed(sent.left)
+      if (Either.isLeft(sent)) {
+        if (!entry.bestEffort) return yield* Effect.fail(withProgress(sent.left, part.index, part.index))
+        failures.push({ index: part.index, kind: part.kind, error: sent.left })
+        continue
+      }
+      outcomes.push(sent.right)
+      if (failures.length > 0) continue // past a failed part the resume point stays put
+      // the resume point moves over this part and any delivered in an earlier attempt right after it
+      resumePoint = part.index + 1
+      while (already.has(resumePoint)) resumePoint++
+      if (resumePoint < parts.length && sendOptions.onProgress !== undefined) {
+        yield* sendOptions.onProgress(resumePoint)
+      }
+    }
+    if (failures.length > 0) {
+      return yield* Effect.fail(partialFailure(entry, failures, [...already, ...outcomes.map((o) => o.index)]))
+    }
+    return {
+      entryId: entry.id,
+      partsTotal: parts.length,
+      partsDelivered: parts.length,
+      outcomes
+    } satisfies SendReport
   })
 
-  /** One adapter call for one part, under the per-part deadline (which aborts the call when it passes). */
-  const sendPart = (
-    entry: SendEntry,
-    channel: Channel,
-    part: SendPlan.Part,
-    partCount: number,
-    attempt: number
-  ): Effect.Effect<DeliveredPart, SendError> => {
-    const method = methodFor(channel, part)
-    // content the adapter cannot take will not become sendable by retrying
-    if (Either.isLeft(method)) return Effect.fail(new SendError({ message: method.left, retryable: false }))
-    const timedOut = deadline(() =>
-      `${channel.channel}: ${part.kind} part ${part.index} timed out after ${Duration.format(timeout)}`
-    )
-    return Effect.map(method.right(contextFor(entry, part, partCount, attempt), timedOut), (result): DeliveredPart => ({
-      index: part.index,
-      kind: part.kind as DeliveredPart["kind"],
-      messageId: result.messageId,
-      result
-    })).pipe(
-      withSpan("Sender.sendPart", {
-        captureStackTrace: false,
-        attributes: {
-          "outbox.entry_id": entry.id,
-          "outbox.channel": entry.channel,
-          "outbox.attempt": attempt,
-          "outbox.part_index": part.index,
-          "outbox.part_kind": part.kind
-        }
-      })
-    )
-  }
-
-  const send = <E = never>(
-    entry: SendEntry,
-    channel: Channel,
-    sendOptions: SendOptions & { readonly onProgress?: OnProgress<E>; readonly parts?: PartHooks<E> }
-  ): Effect.Effect<SendReport, SendError | PartialDeliveryFailure | E> =>
-    Effect.gen(function*() {
-      const { parts, warnings } = plan(entry, channel)
-      if (warnings.length > 0) {
-        yield* Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true }).pipe(
-          Effect.annotateLogs({ channel: entry.channel, entryId: entry.id })
-        )
-      }
-      const start = Math.min(Math.max(0, entry.partsDelivered), parts.length)
-      // best effort: parts that went out in an earlier attempt past a failed one are not sent again
-      const already = new Set(entry.deliveredParts ?? [])
-      const remaining = parts.slice(start).filter((part) => !already.has(part.index))
-      const outcomes: Array<DeliveredPart> = []
-      const failures: Array<{ readonly index: number; readonly kind: SendPlan.PartKind; readonly error: SendError }> =
-        []
-      let resumePoint = start
-      const hooks = sendOptions.parts
-      for (const part of remaining) {
-        if (hooks !== undefined) yield* hooks.before(part.index)
-        const sent = yield* Effect.either(sendPart(entry, channel, part, parts.length, sendOptions.attempt))
-        if (Either.isLeft(sent) && hooks !== undefined) yield* hooks.failed(sent.left)
-        if (Either.isLeft(sent)) {
-          if (!entry.bestEffort) return yield* Effect.fail(withProgress(sent.left, part.index, part.index))
-          failures.push({ index: part.index, kind: part.kind, error: sent.left })
-          continue
-        }
-        outcomes.push(sent.right)
-        if (failures.length > 0) continue // past a failed part the resume point stays put
-        // the resume point moves over this part and any delivered in an earlier attempt right after it
-        resumePoint = part.index + 1
-        while (already.has(resumePoint)) resumePoint++
-        if (resumePoint < parts.length && sendOptions.onProgress !== undefined) {
-          yield* sendOptions.onProgress(resumePoint)
-        }
-      }
-      if (failures.length > 0) {
-        return yield* Effect.fail(partialFailure(entry, failures, [...already, ...outcomes.map((o) => o.index)]))
-      }
-      return {
-        entryId: entry.id,
-        partsTotal: parts.length,
-        partsDelivered: parts.length,
-        outcomes
-      } satisfies SendReport
-    })
-
-  const reconcile = (entry: SendEntry, channel: Channel, sendOptions: SendOptions): Effect.Effect<ReconcileResult> =>
-    Option.match(channel.reconcile, {
-      onNone: () => Effect.succeed<ReconcileResult>("unknown"),
-      onSome: (ask) => {
-        const { parts } = plan(entry, channel)
-        const part = parts[Math.max(0, entry.partsDelivered)]
-        if (part === undefined) return Effect.succeed<ReconcileResult>("sent")
-        const timedOut = deadline(() => `reconcile timed out after ${Duration.format(timeout)}`)
-        return ask(contextFor(entry, part, parts.length, sendOptions.attempt), timedOut).pipe(
-          // reconcile is advisory: when it cannot answer, the row is replayed (at-least-once)
-          Effect.catchAll((error) =>
-            Effect.logWarning(`reconcile failed, treating the outcome as unknown: ${describeFailure(error)}`).pipe(
-              Effect.as<ReconcileResult>("unknown")
-            )
-          ),
-          Effect.annotateLogs({ channel: entry.channel, entryId: entry.id })
-        )
-      }
-    })
-
-  return { plan, send, reconcile }
-}
+const reconcile = (
+  c: Calls,
+  entry: SendEntry,
+  channel: Channel,
+  sendOptions: SendOptions
+): Effect.Effect<ReconcileResult> =>
+  Option.match(channel.reconcile, {
+    onNone: () => Effect.succeed<ReconcileResult>("unknown"),
+    onSome: (ask) => {
+      const { parts } = c.plan(entry, channel)
+      const part = parts[Math.max(0, entry.partsDelivered)]
+      if (part === undefined) return Effect.succeed<ReconcileResult>("sent")
+      const timedOut = c.deadline(() => `reconcile timed out after ${Duration.format(c.timeout)}`)
+      return ask(contextFor(entry, part, parts.length, sendOptions.attempt), timedOut).pipe(
+        // reconcile is advisory: when it cannot answer, the row is replayed (at-least-once)
+        Effect.catchAll((error) =>
+          Effect.logWarning(`reconcile failed, treating the outcome as unknown: ${describeFailure(error)}`).pipe(
+            Effect.as<ReconcileResult>("unknown")
+          )
+        ),
+        Effect.annotateLogs({ channel: entry.channel, entryId: entry.id })
+      )
+    }
+  })
 
 /** The sender as a layer. */
 export const layer = (options: SenderOptions = {}): Layer.Layer<Sender> => Layer.scoped(Sender, make(options))
