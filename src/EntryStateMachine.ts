@@ -88,6 +88,20 @@ const finished = {
   leaseExpiresAt: null
 } as const
 
+/** What an event does to a row: the columns it changes (`finish` also clears the lease and due time), or why not. */
+type Step = { readonly changes: Partial<OutboxEntry>; readonly finish: boolean } | { readonly refused: string }
+
+const change = (changes: Partial<OutboxEntry>, finish = false): Step => ({ changes, finish })
+const refuse = (refused: string): Step => ({ refused })
+
+/** The events only the row's lease owner sends (its delivery), and the rest (housekeeping, admin, recovery). */
+type OwnerEvent = Extract<EntryEvent, { readonly _tag: "Renew" | "Progress" | "Ack" | "Retry" | "Fail" | "Release" }>
+type OtherEvent = Exclude<EntryEvent, OwnerEvent>
+
+const isOwnerEvent = (event: EntryEvent): event is OwnerEvent =>
+  event._tag === "Renew" || event._tag === "Progress" || event._tag === "Ack" || event._tag === "Retry" ||
+  event._tag === "Fail" || event._tag === "Release"
+
 /** Applies an event; the result is the next entry or a `TransitionRejected` saying why not. */
 export const transition = (
   entry: OutboxEntry,
@@ -99,77 +113,58 @@ export const transition = (
   if (!sourceStates[event._tag].includes(entry.state)) {
     return reject(`allowed only from ${sourceStates[event._tag].join(", ")}`)
   }
-  // `finish` clears the lease and due time
-  const next = (changes: Partial<OutboxEntry>, finish = false) => {
-    const merged: OutboxEntry = finish
-      ? { ...entry, ...finished, ...changes, updatedAt: now }
-      : { ...entry, ...changes, updatedAt: now }
-    // an empty list is stored as no list, so every backend returns the same entry
-    if (merged.deliveredParts === undefined || merged.deliveredParts.length > 0) return Either.right(merged)
-    const { deliveredParts: _, ...rest } = merged
-    return Either.right<OutboxEntry>(rest)
-  }
-  const ownedBy = (owner: string) => entry.leaseOwner === owner
-  const partsCheck = (parts: number) =>
-    parts < entry.partsDelivered ? `partsDelivered cannot go back from ${entry.partsDelivered} to ${parts}` : null
+  const step = isOwnerEvent(event)
+    ? entry.leaseOwner !== event.owner ? refuse(`lease held by ${entry.leaseOwner}`) : ownerStep(entry, event, now)
+    : otherStep(entry, event, now)
+  if ("refused" in step) return reject(step.refused)
+  const merged: OutboxEntry = step.finish
+    ? { ...entry, ...finished, ...step.changes, updatedAt: now }
+    : { ...entry, ...step.changes, updatedAt: now }
+  // an empty list is stored as no list, so every backend returns the same entry
+  if (merged.deliveredParts === undefined || merged.deliveredParts.length > 0) return Either.right(merged)
+  const { deliveredParts: _, ...rest } = merged
+  return Either.right<OutboxEntry>(rest)
+}
 
+/** A delivery's event on the row it holds (the lease owner is checked already). */
+const ownerStep = (entry: OutboxEntry, event: OwnerEvent, now: number): Step => {
+  if (event._tag === "Renew") return change({ leaseExpiresAt: event.leaseUntil, nextAttemptAt: event.leaseUntil })
+  if (event._tag === "Release") {
+    return change({
+      state: entry.attemptCount === 0 ? "queued" : "failed_retryable",
+      nextAttemptAt: Math.max(now, event.until ?? now),
+      leaseOwner: null,
+      leaseExpiresAt: null
+    })
+  }
+  if (event.partsDelivered < entry.partsDelivered) {
+    return refuse(`partsDelivered cannot go back from ${entry.partsDelivered} to ${event.partsDelivered}`)
+  }
   switch (event._tag) {
-    case "Claim": {
-      if (!isDue(entry, now)) return reject("not due")
-      if (event.leaseUntil <= now) return reject("lease must end in the future")
-      return next(claimWrite(event, now))
-    }
-    case "Renew": {
-      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
-      return next({ leaseExpiresAt: event.leaseUntil, nextAttemptAt: event.leaseUntil })
-    }
-    case "Progress": {
-      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
-      const bad = partsCheck(event.partsDelivered)
-      return bad ? reject(bad) : next({ partsDelivered: event.partsDelivered })
-    }
-    case "Ack": {
-      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
-      const bad = partsCheck(event.partsDelivered)
-      if (bad) return reject(bad)
+    case "Progress":
+      return change({ partsDelivered: event.partsDelivered })
+    case "Ack":
       // lastError stays: a delivered row still tells that an earlier attempt failed
-      return next(
+      return change(
         { state: "delivered", deliveredAt: now, partsDelivered: event.partsDelivered, deliveredParts: [] },
         true
       )
-    }
     case "Retry": {
-      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
-      const bad = partsCheck(event.partsDelivered)
-      if (bad) return reject(bad)
       const attemptCount = entry.attemptCount + (event.countsAttempt ? 1 : 0)
       const islands = deliveredPast(entry, event.partsDelivered, event.deliveredParts)
-      if (attemptCount >= event.maxAttempts) {
-        return next({
-          ...islands,
-          state: "failed_terminal",
-          terminalReason: "max_attempts",
-          attemptCount,
-          partsDelivered: event.partsDelivered,
-          lastError: event.error
-        }, true)
-      }
-      return next({
-        ...islands,
-        state: "failed_retryable",
-        attemptCount,
-        partsDelivered: event.partsDelivered,
-        lastError: event.error,
-        nextAttemptAt: event.retryAt,
-        leaseOwner: null,
-        leaseExpiresAt: null
-      })
+      const failed = { ...islands, attemptCount, partsDelivered: event.partsDelivered, lastError: event.error }
+      return attemptCount >= event.maxAttempts
+        ? change({ ...failed, state: "failed_terminal", terminalReason: "max_attempts" }, true)
+        : change({
+          ...failed,
+          state: "failed_retryable",
+          nextAttemptAt: event.retryAt,
+          leaseOwner: null,
+          leaseExpiresAt: null
+        })
     }
-    case "Fail": {
-      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
-      const bad = partsCheck(event.partsDelivered)
-      if (bad) return reject(bad)
-      return next({
+    case "Fail":
+      return change({
         state: "failed_terminal",
         terminalReason: event.reason,
         // an attempt that reached the channel counts; a skip (non-final, unknown channel) did not try
@@ -177,32 +172,31 @@ export const transition = (
         partsDelivered: event.partsDelivered,
         lastError: event.error
       }, true)
-    }
-    case "Release": {
-      if (!ownedBy(event.owner)) return reject(`lease held by ${entry.leaseOwner}`)
-      return next({
-        state: entry.attemptCount === 0 ? "queued" : "failed_retryable",
-        nextAttemptAt: Math.max(now, event.until ?? now),
-        leaseOwner: null,
-        leaseExpiresAt: null
-      })
-    }
+  }
+}
+
+/** A claim, a reclaim, an expiry, an admin requeue or a quarantine. */
+const otherStep = (entry: OutboxEntry, event: OtherEvent, now: number): Step => {
+  switch (event._tag) {
+    case "Claim":
+      if (!isDue(entry, now)) return refuse("not due")
+      if (event.leaseUntil <= now) return refuse("lease must end in the future")
+      return change(claimWrite(event, now))
     case "Reclaim":
       // due since it was enqueued: a dead boot's rows go before the backlog, as they block their conversations
-      return next({ leaseExpiresAt: now, nextAttemptAt: Math.min(now, entry.enqueuedAt) })
-    case "Expire": {
-      if (entry.expiresAt === null || entry.expiresAt > now) return reject("not past its expiry")
-      if (entry.state === "in_flight" && (event.owner === undefined || !ownedBy(event.owner))) {
-        return reject("an in-flight row is expired only by its lease owner")
+      return change({ leaseExpiresAt: now, nextAttemptAt: Math.min(now, entry.enqueuedAt) })
+    case "Expire":
+      if (entry.expiresAt === null || entry.expiresAt > now) return refuse("not past its expiry")
+      if (entry.state === "in_flight" && (event.owner === undefined || entry.leaseOwner !== event.owner)) {
+        return refuse("an in-flight row is expired only by its lease owner")
       }
-      return next({ state: "expired" }, true)
-    }
+      return change({ state: "expired" }, true)
     case "Requeue":
       // its data does not decode: queued again it could only be quarantined again
-      if (entry.terminalReason === "decode_error") return reject("its stored data does not decode")
+      if (entry.terminalReason === "decode_error") return refuse("its stored data does not decode")
       // progress messages are never replayed: queued again, the next pass would only fail them again
-      if (entry.kind !== "final") return reject(`a ${entry.kind} message is never replayed`)
-      return next({
+      if (entry.kind !== "final") return refuse(`a ${entry.kind} message is never replayed`)
+      return change({
         state: "queued",
         attemptCount: 0,
         terminalReason: null,
@@ -212,7 +206,7 @@ export const transition = (
         leaseExpiresAt: null
       })
     case "Quarantine":
-      return next({ state: "failed_terminal", terminalReason: "decode_error", lastError: event.error }, true)
+      return change({ state: "failed_terminal", terminalReason: "decode_error", lastError: event.error }, true)
   }
 }
 
