@@ -193,7 +193,7 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         owner,
         leaseMs,
         maxAgeMs,
-        emit,
+        announce: hub.announce,
         signalWork
       })
       const { continueConversation } = deliveries

@@ -38,7 +38,8 @@ export interface Deps {
   readonly owner: string
   readonly leaseMs: number
   readonly maxAgeMs: number
-  readonly emit: (event: OutboxEvent) => Effect.Effect<void>
+  /** publishes an event when someone listens (built only then) */
+  readonly announce: (event: () => OutboxEvent) => Effect.Effect<void>
   /** wakes the worker (an enqueued row waits for it) */
   readonly signalWork: Effect.Effect<void>
 }
@@ -46,7 +47,6 @@ export interface Deps {
 /** Builds `deliver` and `enqueue` over the outbox's journal and deliveries. */
 export const make = (deps: Deps): Pick<OutboxShape, "deliver" | "enqueue"> => {
   const { deliveries, ids, journal, leaseMs, maxAgeMs, owner, registry, signalWork } = deps
-  const emit = deps.emit
   const stored = (request: DeliveryRequest, now: number, live: boolean) =>
     Effect.map(ids.at(now), (id) => newEntry(request, { id, now, live, owner, leaseMs, maxAgeMs }))
 
@@ -67,7 +67,8 @@ export const make = (deps: Deps): Pick<OutboxShape, "deliver" | "enqueue"> => {
         // a row stored to wait (enqueued, or behind its conversation's pending row): its lane sends it
         if (result.entry.state === "queued") deliveries.noteWaiting(result.entry)
         yield* Metric.increment(Metrics.enqueued)
-        yield* emit(OutboxEvent.enqueued({ entryId: result.entry.id, channel: result.entry.channel }))
+        const { channel, id } = result.entry
+        yield* deps.announce(() => OutboxEvent.enqueued({ entryId: id, channel }))
       }
       return result satisfies InsertResult
     })
