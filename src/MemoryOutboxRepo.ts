@@ -20,7 +20,10 @@ import {
 import type { ClaimedEntry, OutboxRepoShape, WriteOp, WriteResult } from "./OutboxRepo.js"
 import { InsertResult, OutboxRepo } from "./OutboxRepo.js"
 
-/** The store's state: the rows by id, the ids by idempotency key, the meta values. */
+/**
+ * The store's state: the rows by id, the ids by idempotency key, the meta values. Each operation is one synchronous
+ * step on them, so it is atomic with respect to other fibers.
+ */
 interface Rows {
   readonly rows: Map<string, OutboxEntry>
   readonly byKey: Map<string, string>
@@ -108,7 +111,6 @@ export const make: Effect.Effect<OutboxRepoShape> = Effect.sync(() => {
   return repo
 })
 
-// each operation is one synchronous step, so it is atomic with respect to other fibers
 /** Applies `event` to a row and stores the result. */
 const apply = (s: Rows, entry: OutboxEntry, event: EntryEvent, now: number) =>
   Either.map(Machine.transition(entry, event, now), (next) => {
