@@ -4,6 +4,7 @@
  * and a file the import refuses stays where the operator can fix it.
  */
 import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -187,6 +188,55 @@ const summaryLine = (report: ImportReport): string =>
   `${report.failed.length} failed, ${report.duplicates.length} already present, ${report.skipped.length} skipped, ` +
   `${report.malformed.length} malformed`
 
+/** What an import found, file by file. */
+interface Tally {
+  readonly imported: Array<string>
+  readonly expired: Array<string>
+  readonly failed: Array<string>
+  readonly duplicates: Array<string>
+  readonly malformed: Array<MalformedFile>
+}
+
+/** Reads one batch of queue files and inserts the ones that map to rows in one transaction, tallying each file. */
+const importBatch = (
+  repo: Context.Tag.Service<typeof OutboxRepo>,
+  batch: ReadonlyArray<Candidate>,
+  ctx: MappingContext,
+  tally: Tally
+): Effect.Effect<void, StoreError> =>
+  Effect.gen(function*() {
+    const decoded = yield* Effect.forEach(batch, (c) => Effect.either(readCandidate(c, ctx)), {
+      concurrency: READ_CONCURRENCY
+    })
+    const rows: Array<{ readonly file: string; readonly entry: OutboxEntry }> = []
+    const refused: Array<MalformedFile> = []
+    decoded.forEach((result, i) => {
+      const file = batch[i]!.file
+      Either.match(result, {
+        onLeft: (message) => refused.push({ file, message }),
+        onRight: (entry) => rows.push({ file, entry })
+      })
+    })
+    // logged before the insert, so an operator sees them even if the store then fails
+    yield* Effect.forEach(
+      refused,
+      (m) =>
+        Effect.logWarning(`legacy queue file ${m.file} is malformed and was left in place: ${m.message}`).pipe(
+          Effect.annotateLogs({ file: m.file })
+        ),
+      { discard: true }
+    )
+    tally.malformed.push(...refused)
+    const results = yield* repo.insert(rows.map((r) => r.entry))
+    results.forEach((result, i) => {
+      const file = rows[i]!.file
+      if (result._tag === "Duplicate") tally.duplicates.push(file)
+      else if (result.entry.state === "expired") tally.expired.push(file)
+      else if (result.entry.state === "failed_terminal") tally.failed.push(file)
+      else tally.imported.push(file)
+    })
+  })
+
 /**
  * Imports openclaw's queue directory into the outbox: once per database (a marker in `outbox_meta`), keeping ids,
  * attempt history and dead letters, expiring rows past `maxAge`, reporting malformed files and leaving every file
@@ -233,55 +283,15 @@ export const importDirectory = (
       expireAction: config.expireAction
     }
     const { candidates, skipped } = yield* scan(absolute)
-    const imported: Array<string> = []
-    const expired: Array<string> = []
-    const failed: Array<string> = []
-    const duplicates: Array<string> = []
-    const malformed: Array<MalformedFile> = []
-
+    const tally: Tally = { imported: [], expired: [], failed: [], duplicates: [], malformed: [] }
     // a batch is read, then inserted in one transaction, so memory stays bounded by writeBatch files
-    for (const batch of chunks(candidates, config.writeBatch)) {
-      const decoded = yield* Effect.forEach(batch, (c) => Effect.either(readCandidate(c, ctx)), {
-        concurrency: READ_CONCURRENCY
-      })
-      const rows: Array<{ readonly file: string; readonly entry: OutboxEntry }> = []
-      const refused: Array<MalformedFile> = []
-      decoded.forEach((result, i) => {
-        const file = batch[i]!.file
-        Either.match(result, {
-          onLeft: (message) => refused.push({ file, message }),
-          onRight: (entry) => rows.push({ file, entry })
-        })
-      })
-      // logged before the insert, so an operator sees them even if the store then fails
-      yield* Effect.forEach(
-        refused,
-        (m) =>
-          Effect.logWarning(`legacy queue file ${m.file} is malformed and was left in place: ${m.message}`).pipe(
-            Effect.annotateLogs({ file: m.file })
-          ),
-        { discard: true }
-      )
-      malformed.push(...refused)
-      const results = yield* repo.insert(rows.map((r) => r.entry))
-      results.forEach((result, i) => {
-        const file = rows[i]!.file
-        if (result._tag === "Duplicate") duplicates.push(file)
-        else if (result.entry.state === "expired") expired.push(file)
-        else if (result.entry.state === "failed_terminal") failed.push(file)
-        else imported.push(file)
-      })
-    }
+    for (const batch of chunks(candidates, config.writeBatch)) yield* importBatch(repo, batch, ctx, tally)
 
     const report: ImportReport = {
       ...empty,
       alreadyImported: false,
-      imported,
-      expired,
-      failed,
-      duplicates,
-      skipped,
-      malformed
+      ...tally,
+      skipped
     }
     // written last: if the process dies before this, the next start imports again and finds only duplicates
     yield* repo.setMeta(key, encodeMarker(summarize(report)))
