@@ -60,6 +60,34 @@ export const guard = (options: ResolvedOptions, auth: AdminAuth.Auth) =>
 
 const Login = Schema.Struct({ token: Schema.String })
 
+/** The live feed (server-sent events) of the outbox this board runs in; 404 beside a gateway. */
+const liveFeed = (state: AdminStateShape) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    if (Option.isNone(state.events)) {
+      return HttpServerResponse.unsafeJson({
+        _tag: "NotFound",
+        message: "no live feed: this board runs beside the gateway, not inside it"
+      }, { status: 404 })
+    }
+    const log = state.events.value
+    const resumeFrom = Number(request.headers["last-event-id"])
+    // a fresh page gets the last 50 events; a reconnecting one what it missed, as far as the log still holds it
+    const after = Number.isSafeInteger(resumeFrom) && resumeFrom >= 0 ? resumeFrom : Math.max(0, log.latest() - 50)
+    const encoder = new TextEncoder()
+    const feed = log.follow(after).pipe(
+      Stream.map((e) => `id: ${e.seq}\nevent: outbox\ndata: ${JSON.stringify(e)}\n\n`),
+      // a comment now and then keeps proxies from closing an idle stream
+      Stream.merge(Stream.tick("15 seconds").pipe(Stream.as(": keep-alive\n\n")), { haltStrategy: "left" }),
+      (lines) => Stream.concat(Stream.make("retry: 3000\n\n"), lines),
+      Stream.map((text) => encoder.encode(text))
+    )
+    return HttpServerResponse.stream(feed, {
+      contentType: "text/event-stream",
+      headers: { "x-accel-buffering": "no" }
+    })
+  })
+
 /** The page, its assets, the login, the live feed and the metrics. */
 export const layer = (state: AdminStateShape, auth: AdminAuth.Auth) => {
   const base = `${state.options.pathPrefix}/`
@@ -101,31 +129,7 @@ export const layer = (state: AdminStateShape, auth: AdminAuth.Auth) => {
     Effect.orDie
   )
 
-  const events = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    if (Option.isNone(state.events)) {
-      return HttpServerResponse.unsafeJson({
-        _tag: "NotFound",
-        message: "no live feed: this board runs beside the gateway, not inside it"
-      }, { status: 404 })
-    }
-    const log = state.events.value
-    const resumeFrom = Number(request.headers["last-event-id"])
-    // a fresh page gets the last 50 events; a reconnecting one what it missed, as far as the log still holds it
-    const after = Number.isSafeInteger(resumeFrom) && resumeFrom >= 0 ? resumeFrom : Math.max(0, log.latest() - 50)
-    const encoder = new TextEncoder()
-    const feed = log.follow(after).pipe(
-      Stream.map((e) => `id: ${e.seq}\nevent: outbox\ndata: ${JSON.stringify(e)}\n\n`),
-      // a comment now and then keeps proxies from closing an idle stream
-      Stream.merge(Stream.tick("15 seconds").pipe(Stream.as(": keep-alive\n\n")), { haltStrategy: "left" }),
-      (lines) => Stream.concat(Stream.make("retry: 3000\n\n"), lines),
-      Stream.map((text) => encoder.encode(text))
-    )
-    return HttpServerResponse.stream(feed, {
-      contentType: "text/event-stream",
-      headers: { "x-accel-buffering": "no" }
-    })
-  })
+  const events = liveFeed(state)
 
   const metrics = Effect.gen(function*() {
     const counted = yield* state.stats.get
