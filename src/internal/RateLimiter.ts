@@ -339,6 +339,7 @@ const acquire = (
     Effect.tapError(() => Metric.increment(Metrics.ratePostponed(entry.channel)))
   )
 
+/** A 429's retry-after: the account's bucket paused (shared when the store is), announced, counted and logged. */
 const pause = (l: Limiter, entry: OutboxEntry, key: string, retryAfterMs: number) =>
   Effect.gen(function*() {
     const now = l.clock.unsafeCurrentTimeMillis()
