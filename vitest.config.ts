@@ -7,9 +7,6 @@ export default defineConfig({
     // (vitest.package.config.ts), so it cannot slow the timing-sensitive tests here
     exclude: [...configDefaults.exclude, "test/package/**"],
     testTimeout: 30_000,
-    // two test files at a time even on two cores (vitest's default there is one): most of the long files wait on
-    // child processes, servers and real time (crash runs, Prosody's outage, the CLI), not on this process's CPU
-    maxWorkers: 2,
     // the library's own log lines (Effect's logfmt logger) are what its failure paths are expected to print; a test
     // that checks a log captures it with its own Logger, so the run's output stays readable
     onConsoleLog: (log) => !/^timestamp=\S+ level=(WARN|ERROR|INFO|DEBUG)/.test(log.trimStart())
