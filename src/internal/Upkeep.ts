@@ -15,6 +15,7 @@ import type { OutboxConfigShape } from "../OutboxConfig.js"
 import { OutboxEvent } from "../OutboxEvent.js"
 import type { OutboxRepoShape } from "../OutboxRepo.js"
 import { WriteOp } from "../OutboxRepo.js"
+import type { Deps as DeliverEntryDeps } from "./DeliverEntry.js"
 import type { Journal } from "./Journal.js"
 
 const SPAN_OPTIONS = { captureStackTrace: false } as const
@@ -81,7 +82,7 @@ export const make = (deps: {
 export const flushKeptAcks = (deps: {
   readonly journal: Journal
   readonly owner: string
-  readonly pendingAcks: Map<EntryId, { readonly entry: OutboxEntry; readonly partsDelivered: number }>
+  readonly pendingAcks: DeliverEntryDeps["pendingAcks"]
   readonly emit: (event: OutboxEvent) => Effect.Effect<void>
   /** the row's conversation goes on (its lane starts the next due row) */
   readonly continueConversation: (entry: OutboxEntry) => Effect.Effect<void>

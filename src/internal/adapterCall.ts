@@ -91,7 +91,7 @@ export const call = (
     }
     if (Effect.isEffect(out)) {
       // an Effect that is already its result (`Effect.succeed`, `Effect.fail`) cannot hang: no deadline, no fiber
-      if (Exit.isExit(out)) return Exit.isSuccess(out) ? Exit.succeed(out.value as unknown) : classified(out.cause)
+      if (Exit.isExit(out)) return Exit.isSuccess(out) ? out as Exit.Exit<unknown> : classified(out.cause)
       // Effect-native adapters are typed to need no services; a defect inside one is still a send failure
       const effect = Effect.catchAllCause(out as Effect.Effect<unknown, unknown>, classified)
       return deadline === undefined ? effect : Deadlines.within(effect, deadline)
