@@ -91,6 +91,29 @@ describe("fairness", () => {
       expect(turns).toBeGreaterThan(10)
     }).pipe(Effect.provide(sqliteOutbox({ sendText: () => Promise.resolve({ messageId: "m" }) }))))
 
+  it.live("5,000 calls started at once run in the outbox's slices, not in the task that started them", () =>
+    Effect.gen(function*() {
+      const outbox = yield* Outbox
+      // invalid requests: each call's whole life is its first steps (validation), so how many have ended when the
+      // event loop first turns shows whether they ran as one chain of microtasks in the starting task
+      const calls = 5_000
+      let ended = 0
+      let endedAtFirstTurn = -1
+      setImmediate(() => void (endedAtFirstTurn = ended))
+      const failures = yield* Effect.forEach(
+        Array.from({ length: calls }, (_, i) => i),
+        (i) =>
+          Effect.flip(outbox.deliver({ channel: "chat", to: `chat-${i}`, payloads: [] })).pipe(
+            Effect.ensuring(Effect.sync(() => void ended++))
+          ),
+        { concurrency: "unbounded" }
+      )
+      expect(failures.every((e) => e._tag === "InvalidRequest")).toBe(true)
+      expect(endedAtFirstTurn).toBeGreaterThanOrEqual(0)
+      expect(endedAtFirstTurn).toBeLessThan(calls)
+      expect((yield* outbox.stats).total).toBe(0)
+    }).pipe(Effect.provide(sqliteOutbox({ sendText: () => Effect.succeed({ messageId: "m" }) }))))
+
   it.live("the worker draining a 2,000-row backlog leaves the event loop its turns", () =>
     Effect.gen(function*() {
       const chat = { sendText: () => Effect.succeed({ messageId: "m" }) }
