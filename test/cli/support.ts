@@ -151,6 +151,26 @@ export const seedStore = <E>(store: Layer.Layer<OutboxRepo, E>): Promise<Seeded>
     Effect.runPromise
   )
 
+/** Creates an outbox file holding `count` queued replies (on `healthy`, 100 chats), enqueued through the library. */
+export const seedQueued = (filename: string, count: number): Promise<void> =>
+  Effect.gen(function*() {
+    const outbox = yield* Outbox.Outbox
+    yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) => outbox.enqueue({ channel: "healthy", to: `chat-${i % 100}`, payloads: [{ text: `reply ${i}` }] }),
+      { concurrency: 64, discard: true }
+    )
+  }).pipe(
+    Effect.provide(
+      Outbox.layer.pipe(Layer.provideMerge(Layer.mergeAll(
+        SqliteOutboxRepo.layerFile({ filename }),
+        ChannelRegistry.layer(adapters),
+        OutboxConfig.layer({ nodeId: "seeder" })
+      )))
+    ),
+    Effect.runPromise
+  )
+
 /** Parses a run's stdout as JSON (the run must have succeeded). */
 export const stdoutJson = <A = unknown>(run: Run): A => JSON.parse(run.stdout) as A
 
