@@ -46,7 +46,9 @@ if (missing !== undefined) {
       }\n`
   )
 }
-const describeWithProsody = missing === undefined ? describe : describe.skip
+// the two variants run side by side: each has its own Prosody (port, data), gateway and file, and both mostly wait
+// on real time (the outage)
+const describeWithProsody = missing === undefined ? describe.concurrent : describe.skip
 
 /** The rows of the gateway's file, read while no gateway runs. */
 const rows = (filename: string, state?: "in_flight") =>
