@@ -13,7 +13,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -159,7 +159,10 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
       const hub = yield* EventHub.make
       const emit = hub.emit
       const work = yield* Queue.sliding<void>(1)
-      const signalWork = Effect.asVoid(Queue.offer(work, undefined))
+      // a wake-up already waiting covers this one: most finished rows find one, and skip the offer's steps
+      const signalWork = Effect.suspend(() =>
+        Option.getOrElse(work.unsafeSize(), () => 0) > 0 ? Effect.void : Effect.asVoid(Queue.offer(work, undefined))
+      )
       const pendingAcks: DeliverEntry.Deps["pendingAcks"] = new Map()
       yield* SharedStore.keepAliveAndListen(repo, owner, signalWork)
       const limiter = yield* RateLimiter.make({ config, store: repo.rateBuckets, events: EventHub.limiterEvents(hub) })
