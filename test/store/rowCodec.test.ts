@@ -1,7 +1,6 @@
 /**
- * The row decode's fast path against the entry Schema: `fromRow` decodes the common row by hand (Schema only on its
- * payloads) and falls back to the entry Schema for anything else. For stored entries of every shape, and for rows
- * corrupted column by column, it must give what the Schema decode gives: the same entry, or the same message.
+ * The row decode (`fromRow`, through the entry Schema): stored entries of every shape read back to the entry written,
+ * and a row corrupted in any column decodes or fails with a message naming the row, never throws.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as FastCheck from "effect/FastCheck"
