@@ -218,8 +218,16 @@ describe("channel rate limits", () => {
       const multi = recorder(undefined, { textChunkLimit: 5 })
       yield* Effect.gen(function*() {
         const outbox = yield* Outbox
-        yield* outbox.enqueue(reply("aaaa bbbb cccc", { channel: "multi", to: "slow-chat" }))
-        for (const i of range(6)) yield* outbox.enqueue(reply(`r${i}`, { to: `chat-${i}` }))
+        // stored together, so the worker's first pass finds all seven (one at a time, a pass could start between two
+        // and hold the rest until its budget ends, waiting on the multi-part send)
+        yield* Effect.forEach(
+          [
+            reply("aaaa bbbb cccc", { channel: "multi", to: "slow-chat" }),
+            ...range(6).map((i) => reply(`r${i}`, { to: `chat-${i}` }))
+          ],
+          (request) => outbox.enqueue(request),
+          { concurrency: "unbounded", discard: true }
+        )
         let expiredSeen = 0
         for (const _ of range(60)) {
           yield* advance(2 * SEC)
