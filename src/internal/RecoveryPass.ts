@@ -9,7 +9,8 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type { EntryId } from "../Delivery.js"
@@ -69,17 +70,17 @@ export const make = (deps: Deps) =>
     let lastPrune: number | null = null
 
     /** Claims rows for the free slots (waiting for one until `deadline`) and starts them; none when nothing is due. */
-    const claimAndStart = (deadline: number) =>
+    const claimAndStart = (deadline: number, tally: Tally) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const wait = Duration.millis(Math.max(0, deadline - (yield* Clock.currentTimeMillis)))
           const first = yield* restore(Effect.timeoutOption(take(1), wait))
-          if (Option.isNone(first)) return { started: [], full: false, quarantined: 0 }
+          if (Option.isNone(first)) return { full: false, quarantined: 0 }
           const now = yield* Clock.currentTimeMillis
           // a slot that came free as the budget ran out (the timeout and a finishing send at the same instant)
           if (now >= deadline) {
             yield* release(1)
-            return { started: [], full: false, quarantined: 0 }
+            return { full: false, quarantined: 0 }
           }
           const limit = Math.min(config.claimBatch, 1 + freeSlots)
           if (limit > 1) yield* take(limit - 1)
@@ -93,13 +94,9 @@ export const make = (deps: Deps) =>
           )
           yield* release(limit - batch.claimed.length)
           // a claimed row is started at once, so an interruption (shutdown) never strands a claimed row unsent
-          const started = yield* Effect.forEach(batch.claimed, (claimed) => deps.start(claimed, release(1)))
+          for (const claimed of batch.claimed) track(tally, yield* deps.start(claimed, release(1)))
           for (const bad of batch.malformed) yield* deps.quarantine(bad, now)
-          return {
-            started: started.map((fiber, i) => ({ fiber, reclaimed: batch.claimed[i]!.reclaimed })),
-            full: batch.claimed.length + batch.malformed.length >= limit,
-            quarantined: batch.malformed.length
-          }
+          return { full: batch.claimed.length + batch.malformed.length >= limit, quarantined: batch.malformed.length }
         })
       )
 
@@ -119,20 +116,17 @@ export const make = (deps: Deps) =>
           yield* Effect.logWarning(`expired ${expired.length} rows past maxAge`)
         }
 
-        const rows: Array<{ readonly fiber: Fiber.RuntimeFiber<Outcome>; readonly reclaimed: boolean }> = []
+        const tally = makeTally()
         let quarantined = 0
         while ((yield* Clock.currentTimeMillis) < deadline) {
-          const claimed = yield* claimAndStart(deadline)
-          rows.push(...claimed.started)
+          const claimed = yield* claimAndStart(deadline, tally)
           quarantined += claimed.quarantined
           if (!claimed.full) break
           yield* yieldToEventLoop // a backlog is claimed batch after batch: let the gateway's I/O in between
         }
         // this pass's sends, waited for within the budget; a slower one goes on in the background, and so do the rows
         // their conversations go on to
-        yield* Effect.forEach(rows, ({ fiber }) => Fiber.await(fiber), { discard: true }).pipe(
-          Effect.timeoutOption(yield* untilDeadline)
-        )
+        yield* tally.idle.await.pipe(Effect.timeoutOption(yield* untilDeadline))
 
         let pruned = 0
         if (
@@ -143,25 +137,63 @@ export const make = (deps: Deps) =>
         }
         if (options.housekeeping) yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
 
-        return { expired: expired.length, claimed: rows.length, quarantined, acksFlushed, pruned, ...tally(rows) }
+        return reportOf(tally, { expired: expired.length, quarantined, acksFlushed, pruned })
       }).pipe(Effect.withSpan("Outbox.runRecoveryPass", { captureStackTrace: false }))
   })
 
-/** Counts the outcomes of a pass's rows that finished, and the ones still running. */
-const tally = (rows: ReadonlyArray<{ readonly fiber: Fiber.RuntimeFiber<Outcome>; readonly reclaimed: boolean }>) => {
-  const counts = { delivered: 0, retried: 0, terminal: 0, inFlight: 0, possibleDuplicates: 0 }
-  for (const { fiber } of rows) {
-    const exit = fiber.unsafePoll()
-    if (exit === null) {
-      counts.inFlight++
-      continue
+/**
+ * A pass's rows, counted as each one's fiber ends: a pass over a long backlog keeps counts, not the fibers of the rows
+ * it has finished (each held its fiber refs and outcome until the pass ended).
+ */
+interface Tally {
+  started: number
+  running: number
+  delivered: number
+  retried: number
+  terminal: number
+  possibleDuplicates: number
+  /** open while none of the pass's rows is running */
+  readonly idle: Effect.Latch
+}
+
+/** The pass's report: its rows' counts as they stand now, and what else it did. */
+const reportOf = (
+  tally: Tally,
+  rest: Pick<RecoveryReport, "expired" | "quarantined" | "acksFlushed" | "pruned">
+): RecoveryReport => ({
+  ...rest,
+  claimed: tally.started,
+  delivered: tally.delivered,
+  retried: tally.retried,
+  terminal: tally.terminal,
+  inFlight: tally.running,
+  possibleDuplicates: tally.possibleDuplicates
+})
+
+const makeTally = (): Tally => ({
+  started: 0,
+  running: 0,
+  delivered: 0,
+  retried: 0,
+  terminal: 0,
+  possibleDuplicates: 0,
+  idle: Effect.unsafeMakeLatch(true)
+})
+
+/** Counts a started row, and its outcome when its fiber ends (at once if it has ended already). */
+const track = (tally: Tally, fiber: Fiber.RuntimeFiber<Outcome>) => {
+  tally.started++
+  tally.running++
+  tally.idle.unsafeClose()
+  fiber.addObserver((exit) => {
+    tally.running--
+    if (Exit.isSuccess(exit)) {
+      const outcome = exit.value
+      if (outcome.possibleDuplicate) tally.possibleDuplicates++
+      if (outcome._tag === "Delivered") tally.delivered++
+      else if (outcome._tag === "Skipped" || (outcome._tag === "Failed" && outcome.finished)) tally.terminal++
+      else if (outcome._tag === "Failed") tally.retried++
     }
-    if (exit._tag === "Failure") continue
-    const outcome = exit.value
-    if (outcome.possibleDuplicate) counts.possibleDuplicates++
-    if (outcome._tag === "Delivered") counts.delivered++
-    else if (outcome._tag === "Skipped" || (outcome._tag === "Failed" && outcome.finished)) counts.terminal++
-    else if (outcome._tag === "Failed") counts.retried++
-  }
-  return counts
+    if (tally.running === 0) tally.idle.unsafeOpen()
+  })
 }
