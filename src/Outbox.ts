@@ -81,7 +81,10 @@ export interface OutboxShape {
   readonly retry: (id: EntryId) => Effect.Effect<void, StoreError | EntryNotFound | TransitionRejected>
   /** One worker pass: write kept acks, expire, claim and deliver within the budget, prune when due. */
   readonly runRecoveryPass: Effect.Effect<RecoveryReport, StoreError>
-  /** A pass that only writes kept acks and claims due rows (no expiry, prune or gauge): the worker's pass on a wake-up. */
+  /**
+   * A pass that only writes kept acks, claims due rows and starts them (no expiry, prune or gauge, and no wait for the
+   * sends: its report counts rows still sending as in flight): the worker's pass on a wake-up.
+   */
   readonly runClaimPass: Effect.Effect<RecoveryReport, StoreError>
   /** Waits until no delivery is in progress in this process (live or by the worker). */
   readonly awaitIdle: Effect.Effect<void>

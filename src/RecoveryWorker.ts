@@ -1,8 +1,9 @@
 /**
  * The recovery worker: a scoped fiber that reclaims the leases of this node's previous boot at start, then runs a
- * recovery pass every interval, and a claim pass whenever this process enqueues or finishes a row — at once when no
- * pass is running, else when the running one ends (a pass waits for the sends it started, at most `workerBudget` of
- * the interval). A failing pass is logged and counted; the loop never dies. Closing the scope stops claiming and lets every delivery in progress (the
+ * recovery pass every interval, and a claim pass whenever this process enqueues or finishes a row. A claim pass
+ * returns once it has started the rows it claimed; the full pass waits for its sends (at most `workerBudget` of the
+ * interval), and a wake-up meanwhile is taken when that wait ends. A failing pass is logged and counted; the loop
+ * never dies. Closing the scope stops claiming and lets every delivery in progress (the
  * worker's and live ones) finish within `shutdownGrace`; sends still running then are interrupted and their rows,
  * still in flight under this process's lease, are reclaimed at this node's next start.
  */

@@ -1,7 +1,8 @@
 /**
  * One recovery pass: write the acks kept from failed ack writes, expire waiting rows past their TTL, then claim due
  * rows while there are free send slots and time left in the budget (75 % of the interval by default), starting
- * `deliverEntry` for each in a fiber of its own; wait for them within the budget, prune when due. A send still running
+ * `deliverEntry` for each in a fiber of its own; wait for them within the budget (a full pass; a claim pass returns
+ * once it has started them), prune when due. A send still running
  * at the end of the budget goes on in the background, holding its slot (so a hanging channel holds its slots, never
  * the next pass). A claim that comes back short ends the claiming: nothing more is due, and a conversation's next
  * rows are started by its lane when its head finishes, not by the next pass.
@@ -54,9 +55,10 @@ export interface Deps {
 }
 
 /**
- * Builds the pass. With `housekeeping` it also expires rows past their TTL, prunes when the prune interval has passed
- * and sets the pending gauge (the worker's passes on its interval); without, it only writes kept acks and claims
- * (the worker's passes when this process enqueued or finished a row).
+ * Builds the pass. With `housekeeping` it also expires rows past their TTL, prunes when the prune interval has passed,
+ * sets the pending gauge and waits for the sends it started within the budget (the worker's passes on its interval,
+ * and `runRecoveryPass`); without, it only writes kept acks, claims and starts (the worker's passes when this
+ * process enqueued or finished a row): its report counts the rows finished when it returns, the rest as in flight.
  */
 export const make = (deps: Deps) =>
   Effect.gen(function*() {
@@ -124,9 +126,10 @@ export const make = (deps: Deps) =>
           if (!claimed.full) break
           yield* yieldToEventLoop // a backlog is claimed batch after batch: let the gateway's I/O in between
         }
-        // this pass's sends, waited for within the budget; a slower one goes on in the background, and so do the rows
-        // their conversations go on to
-        yield* tally.idle.await.pipe(Effect.timeoutOption(yield* untilDeadline))
+        // this pass's sends, waited for within the budget (a slower one goes on in the background, and so do the rows
+        // their conversations go on to); a claim pass does not wait, so the worker takes its next wake-up (an enqueue
+        // meanwhile) at once rather than when the slowest of these sends ends
+        if (options.housekeeping) yield* tally.idle.await.pipe(Effect.timeoutOption(yield* untilDeadline))
 
         let pruned = 0
         if (

@@ -17,6 +17,7 @@ import * as Metrics from "../../src/Metrics.js"
 import { Outbox } from "../../src/Outbox.js"
 import { OutboxRepo } from "../../src/OutboxRepo.js"
 import * as RecoveryWorker from "../../src/RecoveryWorker.js"
+import { settle } from "../support/clock.js"
 import { queuedEntry } from "../support/entries.js"
 import { memoryStoreWith } from "../support/stores.js"
 import { answerStyles, outboxLayer, reply, scriptedAdapter, testConfig } from "./harness.js"
@@ -86,6 +87,32 @@ describe("RecoveryWorker", () => {
         }).pipe(Effect.provide(outboxLayer({ chat: adapter })))
       }))
   }
+
+  it.effect("a reply enqueued while the worker waits on a slow send goes out at once, not when that send ends", () =>
+    Effect.gen(function*() {
+      const chat = yield* scriptedAdapter((call) => (call.to === "slow-chat" ? { sleep: 5 * SEC } : { ok: true }))
+      yield* Effect.gen(function*() {
+        const outbox = yield* Outbox
+        yield* withWorker(
+          {},
+          Effect.gen(function*() {
+            yield* settle // the worker's first full pass is over: a wake-up now runs a claim pass
+            const slow = yield* outbox.enqueue(reply("slow", { to: "slow-chat" }))
+            yield* settle
+            expect((yield* chat.calls).map((c) => c.to)).toEqual(["slow-chat"]) // its send is under way
+            const quick = yield* outbox.enqueue(reply("quick", { to: "quick-chat" }))
+            yield* settle
+            // the clock has not moved: the worker claimed the new reply on its wake-up, without waiting for the slow one
+            expect((yield* chat.calls).map((c) => c.to)).toEqual(["slow-chat", "quick-chat"])
+            expect(yield* Effect.map(getRow(quick), (row) => [row.state, row.deliveredAt])).toEqual(["delivered", 0])
+            expect((yield* getRow(slow)).state).toBe("in_flight")
+            yield* TestClock.adjust(5 * SEC)
+            yield* outbox.awaitIdle
+            expect((yield* getRow(slow)).state).toBe("delivered")
+          })
+        )
+      }).pipe(Effect.provide(outboxLayer({ chat: chat.adapter })))
+    }))
 
   it.effect("a slow live send, longer than the worker interval, is never sent twice", () =>
     Effect.gen(function*() {
