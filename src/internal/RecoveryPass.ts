@@ -2,10 +2,10 @@
  * One recovery pass: write the acks kept from failed ack writes, expire waiting rows past their TTL, then claim due
  * rows while there are free send slots and time left in the budget (75 % of the interval by default), starting
  * `deliverEntry` for each in a fiber of its own; wait for them within the budget (a full pass; a claim pass returns
- * once it has started them), prune when due. A send still running
- * at the end of the budget goes on in the background, holding its slot (so a hanging channel holds its slots, never
- * the next pass). A claim that comes back short ends the claiming: nothing more is due, and a conversation's next
- * rows are started by its lane when its head finishes, not by the next pass.
+ * once it has started them), prune when due. A send still running at the end of the budget goes on in the
+ * background, holding its slot (so a hanging channel holds its slots, never the next pass). A claim that comes back
+ * short ends the claiming: nothing more is due, and a conversation's next rows are started by its lane when its head
+ * finishes, not by the next pass.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
