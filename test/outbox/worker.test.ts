@@ -88,7 +88,7 @@ describe("RecoveryWorker", () => {
       }))
   }
 
-  it.effect("a reply enqueued while the worker waits on a slow send goes out at once, not when that send ends", () =>
+  it.effect("a reply enqueued during a slow worker send goes out at once, not when the pass that started that send ends", () =>
     Effect.gen(function*() {
       const chat = yield* scriptedAdapter((call) => (call.to === "slow-chat" ? { sleep: 5 * SEC } : { ok: true }))
       yield* Effect.gen(function*() {
