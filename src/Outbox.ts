@@ -82,8 +82,9 @@ export interface OutboxShape {
   /** One worker pass: write kept acks, expire, claim and deliver within the budget, prune when due. */
   readonly runRecoveryPass: Effect.Effect<RecoveryReport, StoreError>
   /**
-   * A pass that only writes kept acks, claims due rows and starts them (no expiry, prune or gauge, and no wait for the
-   * sends: its report counts rows still sending as in flight): the worker's pass on a wake-up.
+   * The worker's pass, on its interval and on every wake-up: `runRecoveryPass` without the wait for the sends it
+   * starts (its report counts rows still sending as in flight), and expiring, pruning and setting the pending gauge
+   * only when a worker interval has passed since it last did.
    */
   readonly runClaimPass: Effect.Effect<RecoveryReport, StoreError>
   /** Waits until no delivery is in progress in this process (live or by the worker). */
@@ -226,8 +227,8 @@ const build: Effect.Effect<OutboxShape, never, OutboxRepo | ChannelRegistry | Ou
         deliver,
         enqueue,
         ...adminOps(repo, maxAgeMs, signalWork),
-        runRecoveryPass: onFairScheduler(runPass({ housekeeping: true })),
-        runClaimPass: onFairScheduler(runPass({ housekeeping: false })),
+        runRecoveryPass: onFairScheduler(runPass({ housekeeping: "always", wait: true })),
+        runClaimPass: onFairScheduler(runPass({ housekeeping: "whenDue", wait: false })),
         awaitIdle: deliveries.awaitIdle,
         awaitWork: Queue.take(work),
         drain,

@@ -1,11 +1,10 @@
 /**
  * The recovery worker: a scoped fiber that reclaims the leases of this node's previous boot at start, then runs a
- * recovery pass every interval, and a claim pass whenever this process enqueues or finishes a row. A claim pass
- * returns once it has started the rows it claimed; the full pass waits for its sends (at most `workerBudget` of the
- * interval), and a wake-up meanwhile is taken when that wait ends. A failing pass is logged and counted; the loop
- * never dies. Closing the scope stops claiming and lets every delivery in progress (the
- * worker's and live ones) finish within `shutdownGrace`; sends still running then are interrupted and their rows,
- * still in flight under this process's lease, are reclaimed at this node's next start.
+ * pass every interval (expiring, pruning, claiming) and whenever this process enqueues or finishes a row (claiming).
+ * A pass returns once it has started the rows it claimed, without waiting for their sends, so the next wake-up is
+ * taken at once. A failing pass is logged and counted; the loop never dies. Closing the scope stops claiming and lets
+ * every delivery in progress (the worker's and live ones) finish within `shutdownGrace`; sends still running then are
+ * interrupted and their rows, still in flight under this process's lease, are reclaimed at this node's next start.
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -42,12 +41,13 @@ export const layer: Layer.Layer<never, never, Outbox | OutboxConfig> = Layer.sco
         Effect.logWarning("could not reclaim the previous boot's leases", Cause.pretty(cause))
       )
     )
-    // a full pass every interval; in between, a claim pass as soon as there is work (an enqueued row, a finished one)
+    // a pass every interval (it expires and prunes then); in between, one as soon as there is work (an enqueued row,
+    // a finished one)
     const untilInterval = Effect.raceFirst(
       Effect.forever(Effect.zipRight(outbox.awaitWork, pass(outbox.runClaimPass))),
       Effect.sleep(config.workerInterval)
     )
-    const loop = Effect.zipRight(start, Effect.forever(Effect.zipRight(pass(outbox.runRecoveryPass), untilInterval)))
+    const loop = Effect.zipRight(start, Effect.forever(Effect.zipRight(pass(outbox.runClaimPass), untilInterval)))
       .pipe(
         Effect.annotateLogs({ module: "RecoveryWorker", owner: outbox.owner })
       )

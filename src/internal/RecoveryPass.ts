@@ -1,8 +1,8 @@
 /**
  * One recovery pass: write the acks kept from failed ack writes, expire waiting rows past their TTL, then claim due
  * rows while there are free send slots and time left in the budget (75 % of the interval by default), starting
- * `deliverEntry` for each in a fiber of its own; wait for them within the budget (a full pass; a claim pass returns
- * once it has started them), prune when due. A send still running at the end of the budget goes on in the
+ * `deliverEntry` for each in a fiber of its own; wait for them within the budget (`runRecoveryPass`; the worker's
+ * passes return once they have started them), prune when due. A send still running at the end of the budget goes on in the
  * background, holding its slot (so a hanging channel holds its slots, never the next pass). A claim that comes back
  * short ends the claiming: nothing more is due, and a conversation's next rows are started by its lane when its head
  * finishes, not by the next pass.
@@ -55,11 +55,18 @@ export interface Deps {
 }
 
 /**
- * Builds the pass. With `housekeeping` it also expires rows past their TTL, prunes when the prune interval has passed,
- * sets the pending gauge and waits for the sends it started within the budget (the worker's passes on its interval,
- * and `runRecoveryPass`); without, it only writes kept acks, claims and starts (the worker's passes when this
- * process enqueued or finished a row): its report counts the rows finished when it returns, the rest as in flight.
+ * How a pass runs. `housekeeping`: whether it also expires rows past their TTL, prunes when the prune interval has
+ * passed and sets the pending gauge — on every pass (`runRecoveryPass`) or when a worker interval has passed since a
+ * pass last did (the worker's passes). `wait`: whether it waits, within the budget, for the sends it started
+ * (`runRecoveryPass`, whose report then counts how they ended); the worker's passes return once their rows are
+ * started, and count the ones still sending as in flight.
  */
+export interface Options {
+  readonly housekeeping: "always" | "whenDue"
+  readonly wait: boolean
+}
+
+/** Builds the pass. */
 export const make = (deps: Deps) =>
   Effect.gen(function*() {
     const { config, owner, repo } = deps
@@ -102,16 +109,20 @@ export const make = (deps: Deps) =>
         })
       )
 
-    return (options: { readonly housekeeping: boolean }): Effect.Effect<RecoveryReport, StoreError> =>
+    let lastHousekeeping: number | null = null
+    return (options: Options): Effect.Effect<RecoveryReport, StoreError> =>
       Effect.gen(function*() {
         const start = yield* Clock.currentTimeMillis
+        const housekeeping = options.housekeeping === "always" || lastHousekeeping === null ||
+          start - lastHousekeeping >= Duration.toMillis(config.workerInterval)
+        if (housekeeping) lastHousekeeping = start
         const deadline = start + Duration.toMillis(config.workerInterval) * config.workerBudget
         const untilDeadline = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(Math.max(0, deadline - now)))
         // a pass is several synchronous database steps: let the event loop in first (a caller may run passes in a loop)
         yield* yieldToEventLoop
         const acksFlushed = yield* deps.flushPendingAcks
 
-        const expired = options.housekeeping ? yield* repo.expire(start) : []
+        const expired = housekeeping ? yield* repo.expire(start) : []
         if (expired.length > 0) {
           yield* Metric.incrementBy(Metrics.expired, expired.length)
           yield* deps.announceExpired(expired)
@@ -127,18 +138,18 @@ export const make = (deps: Deps) =>
           yield* yieldToEventLoop // a backlog is claimed batch after batch: let the gateway's I/O in between
         }
         // this pass's sends, waited for within the budget (a slower one goes on in the background, and so do the rows
-        // their conversations go on to); a claim pass does not wait, so the worker takes its next wake-up (an enqueue
+        // their conversations go on to); the worker's passes do not wait, so it takes its next wake-up (an enqueue
         // meanwhile) at once rather than when the slowest of these sends ends
-        if (options.housekeeping) yield* tally.idle.await.pipe(Effect.timeoutOption(yield* untilDeadline))
+        if (options.wait) yield* tally.idle.await.pipe(Effect.timeoutOption(yield* untilDeadline))
 
         let pruned = 0
         if (
-          options.housekeeping && (lastPrune === null || start - lastPrune >= Duration.toMillis(config.pruneInterval))
+          housekeeping && (lastPrune === null || start - lastPrune >= Duration.toMillis(config.pruneInterval))
         ) {
           pruned = yield* deps.prune
           lastPrune = start
         }
-        if (options.housekeeping) yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
+        if (housekeeping) yield* Metric.set(Metrics.pending, yield* repo.pendingCount)
 
         return reportOf(tally, { expired: expired.length, quarantined, acksFlushed, pruned })
       }).pipe(Effect.withSpan("Outbox.runRecoveryPass", { captureStackTrace: false }))

@@ -96,7 +96,6 @@ describe("RecoveryWorker", () => {
         yield* withWorker(
           {},
           Effect.gen(function*() {
-            yield* settle // the worker's first full pass is over: a wake-up now runs a claim pass
             const slow = yield* outbox.enqueue(reply("slow", { to: "slow-chat" }))
             yield* settle
             expect((yield* chat.calls).map((c) => c.to)).toEqual(["slow-chat"]) // its send is under way
