@@ -79,7 +79,10 @@ export interface OutboxShape {
   readonly stats: Effect.Effect<OutboxStats, StoreError>
   /** Admin retry of a failed_terminal or expired final reply: queued again, attempts reset, a fresh TTL. */
   readonly retry: (id: EntryId) => Effect.Effect<void, StoreError | EntryNotFound | TransitionRejected>
-  /** One worker pass: write kept acks, expire, claim and deliver within the budget, prune when due. */
+  /**
+   * One worker pass: write kept acks, expire, claim and deliver within the budget (waiting for the sends it starts),
+   * prune when due. The worker runs it without the wait (`runClaimPass`).
+   */
   readonly runRecoveryPass: Effect.Effect<RecoveryReport, StoreError>
   /**
    * The worker's pass, on its interval and on every wake-up: `runRecoveryPass` without the wait for the sends it
