@@ -47,7 +47,7 @@ export interface Deps {
 /** Builds `deliver` and `enqueue` over the outbox's journal and deliveries. */
 export const make = (deps: Deps): Pick<OutboxShape, "deliver" | "enqueue"> => {
   const { deliveries, ids, journal, leaseMs, maxAgeMs, owner, registry, signalWork } = deps
-  const stored = (request: DeliveryRequest, now: number, live: boolean) =>
+  const entryFor = (request: DeliveryRequest, now: number, live: boolean) =>
     Effect.map(ids.at(now), (id) => newEntry(request, { id, now, live, owner, leaseMs, maxAgeMs }))
 
   /** Decodes, resolves the channel and writes the new row through the journal (`live`: in flight, leased to us). */
@@ -55,7 +55,7 @@ export const make = (deps: Deps): Pick<OutboxShape, "deliver" | "enqueue"> => {
     Effect.gen(function*() {
       const request = yield* decodeRequest(input)
       yield* registry.get(request.channel)
-      const entry = yield* stored(request, yield* Clock.currentTimeMillis, live)
+      const entry = yield* entryFor(request, yield* Clock.currentTimeMillis, live)
       const result = yield* journal.write(WriteOp.Insert({ entry, deferIfBusy: live }))
       if (result._tag === "Invalid") return yield* Effect.fail(new InvalidRequest({ message: result.message }))
       if (result._tag !== "Inserted" && result._tag !== "Duplicate") {

@@ -49,14 +49,6 @@ export const enableWal = (timeoutMs: number): Effect.Effect<string, SqlError, Sq
   )
 
 /**
- * Runs `effect` inside `BEGIN IMMEDIATE` on the client's one connection, committed if it succeeds and rolled back
- * otherwise. The write lock is taken by the first statement, while busy_timeout still applies (a deferred
- * transaction that reads first gets SQLITE_BUSY at once when it must upgrade), so what `effect` reads cannot change
- * under it: another process's migration has either committed or not begun. Statements in `effect` run on that
- * connection and its `withTransaction` becomes a savepoint. Already inside a transaction, `effect` runs in it.
- * `effect`'s own scoped resources stay in the caller's scope.
- */
-/**
  * A ROLLBACK that failed, logged and counted (a failed transaction's own error is what its caller gets). After a
  * failed COMMIT SQLite may have ended the transaction already ("no transaction is active"): nothing to report then.
  */
@@ -70,6 +62,14 @@ export const rollbackFailed = (error: SqlError): Effect.Effect<void> => {
     )
 }
 
+/**
+ * Runs `effect` inside `BEGIN IMMEDIATE` on the client's one connection, committed if it succeeds and rolled back
+ * otherwise. The write lock is taken by the first statement, while busy_timeout still applies (a deferred
+ * transaction that reads first gets SQLITE_BUSY at once when it must upgrade), so what `effect` reads cannot change
+ * under it: another process's migration has either committed or not begun. Statements in `effect` run on that
+ * connection and its `withTransaction` becomes a savepoint. Already inside a transaction, `effect` runs in it.
+ * `effect`'s own scoped resources stay in the caller's scope.
+ */
 export const withWriteLock = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> => {
