@@ -114,17 +114,26 @@ describe("PgOutboxRepo when the server ends its connections", () => {
         )
         const first = yield* Effect.fork(Stream.runCollect(wakes))
         yield* terminateWhen(client, applicationName, "query LIKE 'LISTEN%'")
-        const error = failureOf(yield* Fiber.await(first).pipe(Effect.timeout("5 seconds")))
+        const error = failureOf(
+          yield* Fiber.await(first).pipe(
+            Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the stream did not fail") })
+          )
+        )
         expect(error).toMatchObject({ _tag: "StoreError", operation: "listen" })
         // run again: a new connection listens, and an enqueue wakes it
         const second = yield* Effect.fork(Stream.runHead(wakes))
+        // the LISTEN done (idle), not only begun: a NOTIFY sent while it still runs would not reach it
         yield* client<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE application_name = ${applicationName} AND query LIKE 'LISTEN%'`.pipe(
+        WHERE application_name = ${applicationName} AND query LIKE 'LISTEN%' AND state = 'idle'`.pipe(
           Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (rows) => (rows[0]?.n ?? 0) > 0 }),
-          Effect.timeout("5 seconds")
+          Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no connection listened again") })
         )
         yield* repo.insert([queuedEntry({ to: "wake" })])
-        expect(yield* Fiber.join(second).pipe(Effect.timeout("5 seconds"))).toEqual(Option.some(undefined))
+        expect(
+          yield* Fiber.join(second).pipe(
+            Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the enqueue did not wake it") })
+          )
+        ).toEqual(Option.some(undefined))
       })),
     30_000
   )
